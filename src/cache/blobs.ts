@@ -1,0 +1,91 @@
+// Blobs through the cache: stored blobs straight from the store (the kernel sends the file), cold
+// blobs downloaded once and streamed to every client that asks while the download runs.
+import { RegistryError } from "../oci/errors.ts";
+import type { Target } from "../upstream/resolve.ts";
+import { upstreamFailure, type CacheContext } from "./context.ts";
+import { Download } from "./download.ts";
+
+/** What the handler needs to answer a blob request. */
+export type BlobSource =
+  | { kind: "stored"; size: number; file: Blob }
+  | { kind: "download"; size: number | null; download: Download }
+  /** Size known from an upstream HEAD; nothing downloaded. */
+  | { kind: "remote"; size: number | null };
+
+export function createBlobs(ctx: CacheContext) {
+  const downloads = new Map<string, Download>();
+  const starting = new Map<string, Promise<Download>>();
+
+  async function openUpstream(target: Target, digest: string, method: "GET" | "HEAD"): Promise<Response> {
+    let res: Response;
+    try {
+      res = await ctx.upstreams.request(target.upstream, { method, repository: target.repository, path: `blobs/${digest}` });
+    } catch (err) {
+      throw upstreamFailure(err, "BLOB_UNKNOWN");
+    }
+    if (res.status === 200) return res;
+    await res.body?.cancel();
+    const where = `${target.upstream}/${target.repository}@${digest}`;
+    if (res.status === 404) throw new RegistryError("BLOB_UNKNOWN", `blob unknown to upstream: ${where}`);
+    if (res.status === 429) throw new RegistryError("TOOMANYREQUESTS", `upstream ${target.upstream} is rate limiting requests`);
+    if (res.status === 401) throw new RegistryError("UNAUTHORIZED", `upstream ${target.upstream} refused access to ${where}`);
+    if (res.status === 403) throw new RegistryError("DENIED", `upstream ${target.upstream} denied access to ${where}`);
+    throw new RegistryError("BLOB_UNKNOWN", `upstream ${target.upstream} answered HTTP ${res.status} for ${where}`, { status: 502 });
+  }
+
+  async function startDownload(target: Target, digest: string): Promise<Download> {
+    const res = await openUpstream(target, digest, "GET");
+    const length = res.headers.get("content-length");
+    const total = length !== null && /^\d+$/.test(length) ? Number(length) : null;
+    const spool = await ctx.store.spool();
+    ctx.log.info(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
+    const started = ctx.now();
+    return Download.start({
+      digest, total, spool, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
+      idleTimeoutMs: ctx.pullTimeoutMs,
+      onEnd: (d) => {
+        downloads.delete(digest);
+        if (d.error) ctx.log.warn(`download of ${target.upstream}/${target.repository}@${digest} failed: ${d.error.message}`);
+        else ctx.log.info(`stored ${digest} (${d.written} bytes in ${ctx.now() - started} ms)`);
+      },
+    });
+  }
+
+  return {
+    /** Where a blob's bytes come from. `fetch: false` (HEAD) only asks upstream for the size. */
+    async get(target: Target, digest: string, fetch: boolean): Promise<BlobSource> {
+      const active = downloads.get(digest);
+      if (active) return { kind: "download", size: active.total, download: active };
+      const stored = await ctx.store.statBlob(digest);
+      if (stored) return { kind: "stored", size: stored.size, file: stored.file };
+      if (ctx.airGapped) {
+        throw new RegistryError("BLOB_UNKNOWN", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
+      }
+      if (!fetch) {
+        const res = await openUpstream(target, digest, "HEAD");
+        const length = res.headers.get("content-length");
+        return { kind: "remote", size: length !== null && /^\d+$/.test(length) ? Number(length) : null };
+      }
+      let p = starting.get(digest);
+      if (!p) {
+        p = startDownload(target, digest)
+          .then((d) => {
+            if (!d.done && !d.error) downloads.set(digest, d);
+            return d;
+          })
+          .finally(() => starting.delete(digest));
+        starting.set(digest, p);
+      }
+      const d = await p;
+      if (d.done) {
+        const s = await ctx.store.statBlob(digest);
+        if (s) return { kind: "stored", size: s.size, file: s.file };
+      }
+      return { kind: "download", size: d.total, download: d };
+    },
+    /** Downloads in progress, for shutdown. */
+    active(): Download[] {
+      return [...downloads.values()];
+    },
+  };
+}

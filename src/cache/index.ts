@@ -1,0 +1,71 @@
+// The pull-through cache: one object the registry handlers and the CLI commands share.
+import { RegistryError } from "../oci/errors.ts";
+import { createBlobs } from "./blobs.ts";
+import { tagKey, type CacheContext, type CacheOptions } from "./context.ts";
+import { createManifests } from "./manifests.ts";
+import { ManifestMemory } from "./memory.ts";
+import { createReferrers } from "./referrers.ts";
+import { createTags } from "./tags.ts";
+
+export type { BlobSource } from "./blobs.ts";
+export type { CacheOptions, CacheLogger } from "./context.ts";
+export type { ManifestResult } from "./manifests.ts";
+export type { TagList } from "./tags.ts";
+
+export type Cache = ReturnType<typeof createCache>;
+
+const DEFAULT_MANIFEST_MEMORY = 64 * 1024 * 1024;
+
+export function createCache(opts: CacheOptions) {
+  const ctx: CacheContext = {
+    ...opts,
+    now: opts.now ?? Date.now,
+    memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
+    tags: new Map(),
+    dirty: new Set(),
+  };
+  const manifests = createManifests(ctx);
+  const blobs = createBlobs(ctx);
+  const tags = createTags(ctx);
+  const referrers = createReferrers(ctx);
+
+  return {
+    manifests,
+    blobs,
+    tags,
+    referrers,
+    airGapped: ctx.airGapped,
+    /** Writes tag records whose last-pulled or checked time changed; batched off the hot path. */
+    async flush(): Promise<number> {
+      const keys = [...ctx.dirty];
+      ctx.dirty.clear();
+      let written = 0;
+      for (const key of keys) {
+        const rec = ctx.tags.get(key);
+        if (!rec) continue;
+        try {
+          await ctx.store.writeTag(rec);
+          written++;
+        } catch (err) {
+          ctx.log.warn(`cannot record access to ${key}: ${(err as Error).message}`);
+          ctx.dirty.add(key);
+        }
+      }
+      return written;
+    },
+    /** Waits for running downloads to end (or `ms` to pass). */
+    async drain(ms: number): Promise<void> {
+      const active = blobs.active();
+      if (!active.length) return;
+      await Promise.race([
+        Promise.all(active.map((d) => new Promise<void>((resolve) => {
+          const check = () => (d.done || d.error ? resolve() : setTimeout(check, 50));
+          check();
+        }))),
+        Bun.sleep(ms),
+      ]);
+    },
+  };
+}
+
+export { RegistryError, tagKey };

@@ -1,0 +1,217 @@
+// Manifests through the cache: by digest from memory or disk (never upstream once stored), by tag
+// from the tag record, revalidated with HEAD after `revalidateAfterMs`, fetched when cold or moved.
+import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
+import { RegistryError } from "../oci/errors.ts";
+import {
+  MANIFEST_TYPES, MAX_MANIFEST_BYTES, bareMediaType, detectMediaType, isSchema1, parseManifest,
+} from "../oci/mediatypes.ts";
+import type { TagRecord } from "../store/types.ts";
+import type { Target } from "../upstream/resolve.ts";
+import { tagKey, upstreamFailure, type CacheContext } from "./context.ts";
+import type { MemoryManifest } from "./memory.ts";
+
+export type ManifestResult = MemoryManifest;
+
+/** Accept header sent upstream: what the client accepts plus every type we cache. */
+export function upstreamAccept(clientAccept: string | null): string {
+  const types = new Set<string>();
+  for (const part of (clientAccept ?? "").split(",")) {
+    const t = bareMediaType(part);
+    if (t && t !== "*/*" && !isSchema1(t)) types.add(t);
+  }
+  for (const t of MANIFEST_TYPES) types.add(t);
+  return [...types].join(", ");
+}
+
+/** Reads a body up to `limit` bytes; null when it is longer. */
+async function readLimited(res: Response, limit: number): Promise<Uint8Array | null> {
+  const declared = Number(res.headers.get("content-length") ?? NaN);
+  if (declared > limit) {
+    await res.body?.cancel();
+    return null;
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body ?? []) {
+    size += chunk.byteLength;
+    if (size > limit) return null;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+export function createManifests(ctx: CacheContext) {
+  const inflight = new Map<string, Promise<ManifestResult>>();
+
+  function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null): ManifestResult {
+    const parsed = parseManifest(bytes);
+    const detected = parsed ? detectMediaType(parsed) : null;
+    const mediaType = detected ?? bareMediaType(contentType);
+    return { bytes, mediaType, digest };
+  }
+
+  async function stored(digest: string): Promise<ManifestResult | null> {
+    const hot = ctx.memory.get(digest);
+    if (hot) return hot;
+    const bytes = await ctx.store.readManifest(digest);
+    if (!bytes) return null;
+    const m = fromBytes(digest, bytes);
+    ctx.memory.set(m);
+    return m;
+  }
+
+  /** GETs a manifest from upstream, verifies it and stores it. */
+  async function fetchAndStore(target: Target, reference: string, accept: string): Promise<ManifestResult> {
+    let res: Response;
+    try {
+      res = await ctx.upstreams.request(target.upstream, {
+        method: "GET", repository: target.repository, path: `manifests/${reference}`, headers: { Accept: accept },
+      });
+    } catch (err) {
+      throw upstreamFailure(err, "MANIFEST_UNKNOWN");
+    }
+    const where = `${target.upstream}/${target.repository}:${reference}`;
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new RegistryError("MANIFEST_UNKNOWN", `manifest unknown to upstream: ${where}`);
+    }
+    if (res.status === 429) {
+      await res.body?.cancel();
+      throw new RegistryError("TOOMANYREQUESTS", `upstream ${target.upstream} is rate limiting requests`, { status: 429 });
+    }
+    if (res.status === 401 || res.status === 403 || !res.ok) {
+      await res.body?.cancel();
+      const code = res.status === 403 ? "DENIED" : res.status === 401 ? "UNAUTHORIZED" : "MANIFEST_UNKNOWN";
+      throw new RegistryError(code, `upstream ${target.upstream} answered HTTP ${res.status} for ${where}`, {
+        status: res.status === 401 || res.status === 403 ? res.status : 502,
+      });
+    }
+    const bytes = await readLimited(res, MAX_MANIFEST_BYTES);
+    if (!bytes) {
+      throw new RegistryError("MANIFEST_INVALID", `upstream manifest for ${where} is larger than ${MAX_MANIFEST_BYTES} bytes`, { status: 502 });
+    }
+    const headerDigest = res.headers.get("docker-content-digest");
+    const wanted = isDigest(reference) ? reference : headerDigest && isDigest(headerDigest) ? headerDigest : null;
+    const algorithm = wanted ? parseDigest(wanted)!.algorithm : "sha256";
+    const digest = digestOf(bytes, algorithm);
+    if (wanted && digest !== wanted) {
+      throw new RegistryError("MANIFEST_INVALID", `upstream manifest for ${where} does not match digest ${wanted}`, { status: 502 });
+    }
+    const m = fromBytes(digest, bytes, res.headers.get("content-type"));
+    if (isSchema1(m.mediaType)) {
+      throw new RegistryError("UNSUPPORTED", `${where} is a Docker schema 1 manifest, which is obsolete and not supported`, { status: 415 });
+    }
+    if (!parseManifest(bytes) || !m.mediaType) {
+      throw new RegistryError("MANIFEST_INVALID", `upstream sent a manifest for ${where} that is not a JSON manifest`, { status: 502 });
+    }
+    await ctx.store.writeManifest(digest, bytes);
+    ctx.memory.set(m);
+    return m;
+  }
+
+  async function tagRecord(target: Target, tag: string): Promise<TagRecord | null> {
+    const key = tagKey(target.upstream, target.repository, tag);
+    let rec = ctx.tags.get(key);
+    if (!rec) {
+      rec = (await ctx.store.readTag(target.upstream, target.repository, tag)) ?? undefined;
+      if (rec) ctx.tags.set(key, rec);
+    }
+    return rec ?? null;
+  }
+
+  async function recordTag(target: Target, tag: string, m: ManifestResult, previous: TagRecord | null) {
+    const now = new Date(ctx.now()).toISOString();
+    const rec: TagRecord = {
+      upstream: target.upstream, repository: target.repository, tag,
+      digest: m.digest, mediaType: m.mediaType, size: m.bytes.byteLength,
+      created: previous?.digest === m.digest ? previous.created : now,
+      lastPulled: now, checked: now,
+    };
+    await ctx.store.writeTag(rec);
+    const key = tagKey(target.upstream, target.repository, tag);
+    ctx.tags.set(key, rec);
+    ctx.dirty.delete(key);
+  }
+
+  function touch(rec: TagRecord, fields: Partial<Pick<TagRecord, "lastPulled" | "checked">>) {
+    Object.assign(rec, fields);
+    ctx.dirty.add(tagKey(rec.upstream, rec.repository, rec.tag));
+  }
+
+  /** Asks upstream (HEAD) whether a cached tag still points where it did. */
+  async function stillCurrent(target: Target, rec: TagRecord, accept: string): Promise<boolean | "unknown"> {
+    try {
+      const res = await ctx.upstreams.request(target.upstream, {
+        method: "HEAD", repository: target.repository, path: `manifests/${rec.tag}`, headers: { Accept: accept },
+      });
+      await res.body?.cancel();
+      if (!res.ok) {
+        ctx.log.warn(`serving cached ${target.upstream}/${target.repository}:${rec.tag}: upstream answered HTTP ${res.status} to revalidation`);
+        return "unknown";
+      }
+      const d = res.headers.get("docker-content-digest");
+      return d === rec.digest;
+    } catch (err) {
+      ctx.log.warn(`serving cached ${target.upstream}/${target.repository}:${rec.tag}: ${(err as Error).message}`);
+      return "unknown";
+    }
+  }
+
+  async function byTag(target: Target, tag: string, accept: string): Promise<ManifestResult> {
+    const rec = await tagRecord(target, tag);
+    const nowMs = ctx.now();
+    if (rec) {
+      const m = await stored(rec.digest);
+      if (m) {
+        const fresh = nowMs - Date.parse(rec.checked) < ctx.revalidateAfterMs;
+        if (fresh || ctx.airGapped) {
+          touch(rec, { lastPulled: new Date(nowMs).toISOString() });
+          return m;
+        }
+        const current = await stillCurrent(target, rec, accept);
+        if (current !== false) {
+          const now = new Date(nowMs).toISOString();
+          touch(rec, current === true ? { lastPulled: now, checked: now } : { lastPulled: now });
+          return m;
+        }
+        ctx.log.info(`tag ${target.upstream}/${target.repository}:${tag} moved upstream; fetching it again`);
+      }
+    }
+    if (ctx.airGapped) {
+      throw new RegistryError("MANIFEST_UNKNOWN", `${target.upstream}/${target.repository}:${tag} is not cached and the cache is air-gapped`);
+    }
+    const m = await fetchAndStore(target, tag, accept);
+    await recordTag(target, tag, m, rec);
+    ctx.log.info(`cached ${target.upstream}/${target.repository}:${tag} (${m.digest})`);
+    return m;
+  }
+
+  async function byDigest(target: Target, digest: string, accept: string): Promise<ManifestResult> {
+    const m = await stored(digest);
+    if (m) return m;
+    if (ctx.airGapped) {
+      throw new RegistryError("MANIFEST_UNKNOWN", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
+    }
+    return fetchAndStore(target, digest, accept);
+  }
+
+  return {
+    /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
+    get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
+      const accept = upstreamAccept(clientAccept);
+      if (isDigest(reference)) {
+        const hot = ctx.memory.get(reference);
+        if (hot) return Promise.resolve(hot);
+      }
+      const key = `${target.upstream}/${target.repository}:${reference}`;
+      let p = inflight.get(key);
+      if (!p) {
+        p = (isDigest(reference) ? byDigest(target, reference, accept) : byTag(target, reference, accept))
+          .finally(() => inflight.delete(key));
+        inflight.set(key, p);
+      }
+      return p;
+    },
+    tagRecord,
+  };
+}

@@ -1,0 +1,33 @@
+// Referrers (OCI 1.1): passed through from the upstream when it supports them, otherwise an
+// empty index, which the spec defines as "no referrers known".
+import { MAX_MANIFEST_BYTES, OCI_INDEX } from "../oci/mediatypes.ts";
+import type { Target } from "../upstream/resolve.ts";
+import type { CacheContext } from "./context.ts";
+
+export const EMPTY_REFERRERS = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
+
+export function createReferrers(ctx: CacheContext) {
+  return {
+    async list(target: Target, digest: string, artifactType: string | null): Promise<{ body: string; filtered: boolean }> {
+      if (ctx.airGapped) return { body: EMPTY_REFERRERS, filtered: false };
+      const qs = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : "";
+      try {
+        const res = await ctx.upstreams.request(target.upstream, {
+          method: "GET", repository: target.repository, path: `referrers/${digest}${qs}`, headers: { Accept: OCI_INDEX },
+        });
+        const length = Number(res.headers.get("content-length") ?? 0);
+        if (!res.ok || length > MAX_MANIFEST_BYTES) {
+          await res.body?.cancel();
+          return { body: EMPTY_REFERRERS, filtered: false };
+        }
+        const body = await res.text();
+        if (body.length > MAX_MANIFEST_BYTES) return { body: EMPTY_REFERRERS, filtered: false };
+        JSON.parse(body);
+        return { body, filtered: res.headers.has("oci-filters-applied") };
+      } catch (err) {
+        ctx.log.debug(`referrers of ${digest} from ${target.upstream}: ${(err as Error).message}`);
+        return { body: EMPTY_REFERRERS, filtered: false };
+      }
+    },
+  };
+}

@@ -1,0 +1,70 @@
+// Tag lists: from the upstream when it answers, from the cached tag records when it does not.
+import { RegistryError } from "../oci/errors.ts";
+import type { Target } from "../upstream/resolve.ts";
+import type { CacheContext } from "./context.ts";
+
+export interface TagList {
+  name: string;
+  tags: string[];
+  /** `last` value for the next page, when there is one. */
+  next?: { last: string; n: number };
+}
+
+const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
+
+/** Applies `n`/`last` pagination to a sorted tag list, as the spec describes. */
+export function paginate(tags: string[], n: number | null, last: string | null): { tags: string[]; more: boolean } {
+  let out = last ? tags.filter((t) => t > last) : tags;
+  if (n === null) return { tags: out, more: false };
+  const more = out.length > n;
+  out = out.slice(0, n);
+  return { tags: out, more };
+}
+
+export function createTags(ctx: CacheContext) {
+  async function cached(target: Target, name: string, n: number | null, last: string | null, why: string): Promise<TagList> {
+    const all = await ctx.store.listTags(target.upstream, target.repository);
+    if (all.length === 0) throw new RegistryError("NAME_UNKNOWN", `${target.upstream}/${target.repository}: ${why}, and no tags are cached`, { status: why.includes("unknown") ? 404 : 502 });
+    const page = paginate(all, n, last);
+    return { name, tags: page.tags, next: page.more ? { last: page.tags.at(-1)!, n: n! } : undefined };
+  }
+
+  return {
+    async list(target: Target, name: string, n: number | null, last: string | null): Promise<TagList> {
+      if (ctx.airGapped) return cached(target, name, n, last, "the cache is air-gapped");
+      const q = new URLSearchParams();
+      if (n !== null) q.set("n", String(n));
+      if (last !== null) q.set("last", last);
+      const qs = q.size ? `?${q}` : "";
+      let res: Response;
+      try {
+        res = await ctx.upstreams.request(target.upstream, { method: "GET", repository: target.repository, path: `tags/list${qs}` });
+      } catch (err) {
+        ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: ${(err as Error).message}`);
+        return cached(target, name, n, last, `upstream unreachable`);
+      }
+      if (!res.ok) {
+        await res.body?.cancel();
+        if (res.status === 404) return cached(target, name, n, last, "repository unknown to upstream");
+        ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: upstream answered HTTP ${res.status}`);
+        return cached(target, name, n, last, `upstream answered HTTP ${res.status}`);
+      }
+      const text = await res.text();
+      if (text.length > MAX_TAG_LIST_BYTES) return cached(target, name, n, last, "upstream tag list too large");
+      let body: { tags?: unknown };
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return cached(target, name, n, last, "upstream sent an unreadable tag list");
+      }
+      const tags = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === "string") : [];
+      const link = res.headers.get("link");
+      const nextLast = link?.match(/[?&]last=([^&>]+)/)?.[1];
+      const nextN = link?.match(/[?&]n=(\d+)/)?.[1];
+      return {
+        name, tags,
+        next: nextLast ? { last: decodeURIComponent(nextLast), n: Number(nextN ?? n ?? tags.length) } : undefined,
+      };
+    },
+  };
+}

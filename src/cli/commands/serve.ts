@@ -1,0 +1,86 @@
+// `ociregistry serve`: wires config, store, upstreams, cache and registry into Bun.serve.
+import { defineCommand } from "citty";
+import { createCache } from "../../cache/index.ts";
+import { loadConfig } from "../../config/load.ts";
+import type { Config } from "../../config/schema.ts";
+import { createLogger, type Logger } from "../../log.ts";
+import { createRegistry } from "../../registry/router.ts";
+import { createFsStore } from "../../store/fs.ts";
+import { createUpstreams } from "../../upstream/client.ts";
+import { globalArgs, globalFlags } from "../globals.ts";
+import { exitWithError } from "../fail.ts";
+
+/** How often batched last-pulled times are written. */
+const FLUSH_INTERVAL_MS = 30_000;
+
+export async function startServer(cfg: Config, log: Logger) {
+  const store = createFsStore(cfg.imagePath);
+  const removed = await store.init();
+  if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) from an interrupted run`);
+  const upstreams = createUpstreams({
+    timeoutMs: cfg.pullTimeoutMs,
+    registries: cfg.registries.map((r) => ({ name: r.name, scheme: r.scheme, credentials: r.auth, tls: r.tls })),
+  });
+  const cache = createCache({
+    store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
+    pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
+  });
+  const handler = createRegistry({
+    cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
+  });
+  const server = Bun.serve({
+    port: cfg.port,
+    // Streaming a cold blob may wait on a slow upstream; Bun's limit is 255 s.
+    idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
+    fetch: handler,
+  });
+  const flusher = setInterval(() => void cache.flush(), FLUSH_INTERVAL_MS);
+  log.info(`serving ${cfg.imagePath} on port ${server.port} (default namespace ${cfg.defaultNs}${cfg.airGapped ? ", air-gapped" : ""})`);
+
+  let stopping = false;
+  async function stop() {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down");
+    clearInterval(flusher);
+    void server.stop(false);
+    await cache.drain(10_000);
+    await cache.flush();
+    await server.stop(true);
+  }
+  return { server, cache, stop };
+}
+
+export default defineCommand({
+  meta: { name: "serve", description: "Run the pull-through registry cache" },
+  args: {
+    ...globalArgs,
+    port: { type: "string", description: "Port to listen on (default: 8080)", valueHint: "PORT" },
+    "default-ns": { type: "string", description: "Upstream for requests that name none (default: docker.io)", valueHint: "HOST" },
+    "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
+    "revalidate-after": { type: "string", description: "Check cached tags upstream after this long (default: 5m)", valueHint: "DURATION" },
+    "air-gapped": { type: "boolean", description: "Never contact an upstream; serve only the store (default: false)" },
+  },
+  async run({ args }) {
+    let cfg: Config;
+    try {
+      cfg = loadConfig({
+        ...globalFlags(args),
+        port: args.port, defaultNs: args["default-ns"], pullTimeout: args["pull-timeout"],
+        revalidateAfter: args["revalidate-after"], airGapped: args["air-gapped"],
+      });
+    } catch (err) {
+      return exitWithError(err);
+    }
+    const log = createLogger(cfg.logLevel, cfg.logFormat);
+    let running;
+    try {
+      running = await startServer(cfg, log);
+    } catch (err) {
+      return exitWithError(err);
+    }
+    for (const sig of ["SIGTERM", "SIGINT"] as const) {
+      process.on(sig, () => void running.stop().then(() => process.exit(0)));
+    }
+  },
+});

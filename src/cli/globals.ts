@@ -1,0 +1,34 @@
+// Flags every subcommand accepts, and the argv rewrite that lets users put them before the
+// subcommand (`ociregistry --config-file F serve`) as the seed project's users do.
+import type { ArgsDef } from "citty";
+import type { ConfigFlags } from "../config/load.ts";
+
+export const globalArgs = {
+  "config-file": { type: "string", description: "YAML configuration file", valueHint: "FILE" },
+  "image-path": { type: "string", description: "Image store directory (default: /var/lib/ociregistry)", valueHint: "DIR" },
+  "log-level": { type: "string", description: "error, warn, info, debug or trace (default: info)", valueHint: "LEVEL" },
+  "log-format": { type: "string", description: "text or json (default: text)", valueHint: "FORMAT" },
+} as const satisfies ArgsDef;
+
+const VALUE_FLAGS = new Set(Object.keys(globalArgs).map((k) => `--${k}`));
+
+/** Moves global flags that precede the subcommand to after it, where citty parses them. */
+export function hoistGlobalFlags(argv: string[]): string[] {
+  const before: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i]!;
+    const bare = a.split("=")[0]!;
+    if (!VALUE_FLAGS.has(bare)) break;
+    before.push(a);
+    if (!a.includes("=") && i + 1 < argv.length) before.push(argv[++i]!);
+    i++;
+  }
+  if (i >= argv.length || before.length === 0) return argv;
+  return [argv[i]!, ...before, ...argv.slice(i + 1)];
+}
+
+export function globalFlags(args: Record<string, unknown>): ConfigFlags {
+  const s = (k: string) => (typeof args[k] === "string" ? (args[k] as string) : undefined);
+  return { configFile: s("config-file"), imagePath: s("image-path"), logLevel: s("log-level"), logFormat: s("log-format") };
+}

@@ -1,0 +1,40 @@
+// Configuration types and defaults. Keys match the seed project's YAML (imagePath, port,
+// registries[]...) so its config files keep working.
+
+export type LogLevel = "error" | "warn" | "info" | "debug" | "trace";
+export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug", "trace"];
+
+export interface RegistryEntry {
+  /** Upstream host or host:port, matched against the resolved upstream. */
+  name: string;
+  scheme: "http" | "https";
+  auth?: { user: string; password: string };
+  tls?: { ca?: string; cert?: string; key?: string; insecureSkipVerify?: boolean };
+}
+
+export interface Config {
+  imagePath: string;
+  port: number;
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  /** Upstream for requests that name none. */
+  defaultNs: string;
+  /** Longest wait for an upstream response or the next chunk of its body, in ms. */
+  pullTimeoutMs: number;
+  airGapped: boolean;
+  /** Age after which a cached tag is revalidated with a HEAD to its upstream, in ms. */
+  revalidateAfterMs: number;
+  registries: RegistryEntry[];
+}
+
+export const DEFAULTS: Config = {
+  imagePath: "/var/lib/ociregistry",
+  port: 8080,
+  logLevel: "info",
+  logFormat: "text",
+  defaultNs: "docker.io",
+  pullTimeoutMs: 60_000,
+  airGapped: false,
+  revalidateAfterMs: 5 * 60_000,
+  registries: [],
+};

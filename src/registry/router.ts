@@ -1,0 +1,93 @@
+// Maps a request to its resource handler; every failure leaves through one catch as spec JSON.
+import type { Cache } from "../cache/index.ts";
+import { RegistryError } from "./errors.ts";
+import { handleBase } from "./handlers/base.ts";
+import { handleBlob } from "./handlers/blobs.ts";
+import { resolveOrThrow, type RequestContext } from "./handlers/common.ts";
+import { handleManifest } from "./handlers/manifests.ts";
+import { handleReferrers } from "./handlers/referrers.ts";
+import { handleTags } from "./handlers/tags.ts";
+
+export interface RegistryLogger {
+  debug(msg: string): void;
+  error(msg: string): void;
+}
+
+export interface RegistryOptions {
+  cache: Cache;
+  /** Upstream for requests that name none (Docker's registry-mirrors). */
+  defaultNs: string;
+  log: RegistryLogger;
+  /** Log one line per request (debug level). */
+  logRequests?: boolean;
+}
+
+export type Handler = (req: Request) => Promise<Response>;
+
+const RESOURCE_RE = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
+const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
+const UPLOAD_RE = /^\/v2\/.+\/blobs\/uploads(\/.*)?$/;
+
+export function createRegistry(opts: RegistryOptions): Handler {
+  const { cache, defaultNs, log } = opts;
+
+  async function route(req: Request, url: URL): Promise<Response> {
+    const path = url.pathname;
+    const method = req.method;
+    if (path === "/v2" || path === "/v2/") {
+      if (method !== "GET" && method !== "HEAD") throw unsupported(method);
+      return handleBase(method);
+    }
+    if (!path.startsWith("/v2/")) {
+      throw new RegistryError("NAME_UNKNOWN", `not a registry API path: ${path}`, { status: 404 });
+    }
+    if (method !== "GET" && method !== "HEAD") throw unsupported(method);
+    if (UPLOAD_RE.test(path)) throw unsupported("upload");
+    let m = RESOURCE_RE.exec(path);
+    if (m) {
+      const name = m[1]!;
+      const rc: RequestContext = { req, url, method, name, target: resolveOrThrow(name, url, defaultNs) };
+      switch (m[2]) {
+        case "manifests":
+          return handleManifest(cache, rc, m[3]!);
+        case "blobs":
+          return handleBlob(cache, rc, m[3]!);
+        default:
+          return handleReferrers(cache, rc, m[3]!);
+      }
+    }
+    m = TAGS_RE.exec(path);
+    if (m) {
+      const name = m[1]!;
+      return handleTags(cache, { req, url, method, name, target: resolveOrThrow(name, url, defaultNs) });
+    }
+    throw new RegistryError("NAME_UNKNOWN", `no such registry API path: ${path}`, { status: 404 });
+  }
+
+  return async (req) => {
+    const started = opts.logRequests ? performance.now() : 0;
+    let res: Response;
+    let url: URL | undefined;
+    try {
+      url = new URL(req.url);
+      res = await route(req, url);
+    } catch (err) {
+      if (err instanceof RegistryError) {
+        res = err.toResponse(req.method);
+      } else {
+        log.error(`${req.method} ${url?.pathname ?? req.url}: ${(err as Error)?.stack ?? String(err)}`);
+        res = new RegistryError("NAME_UNKNOWN", `internal error: ${(err as Error)?.message ?? String(err)}`, { status: 500 }).toResponse(req.method);
+      }
+    }
+    if (opts.logRequests) {
+      log.debug(`${req.method} ${url ? url.pathname + url.search : req.url} ${res.status} ${(performance.now() - started).toFixed(1)}ms`);
+    }
+    return res;
+  };
+}
+
+function unsupported(what: string): RegistryError {
+  return new RegistryError("UNSUPPORTED", `this registry is a pull-only cache; ${what} is not supported`, {
+    headers: { Allow: "GET, HEAD" },
+  });
+}

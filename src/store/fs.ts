@@ -1,0 +1,191 @@
+// The directory store: plain files under one root, written atomically (temp file, fsync, rename).
+//   blobs/sha256/<hex>                                  layer and config bytes
+//   manifests/sha256/<hex>                              manifest and index bytes, exactly as pulled
+//   repositories/<upstream>/<repository>/_tags/<tag>.json  one TagRecord per cached tag
+//   tmp/                                                in-progress writes, emptied at startup
+import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { digestOf, parseDigest, type Digest } from "../oci/digest.ts";
+import { isRepositoryName, isTag } from "../oci/names.ts";
+import type { Spool, Store, StoredBlob, TagRecord } from "./types.ts";
+
+/** `_tags` cannot be a repository path component (components start with [a-z0-9]). */
+const TAGS_DIR = "_tags";
+
+export function createFsStore(root: string): Store {
+  const tmpDir = join(root, "tmp");
+
+  function contentPath(kind: "blobs" | "manifests", digest: string): string {
+    const d: Digest | null = parseDigest(digest);
+    if (!d) throw new Error(`not a digest: ${JSON.stringify(digest)}`);
+    return join(root, kind, d.algorithm, d.hex);
+  }
+
+  function tagDir(upstream: string, repository: string): string {
+    // Callers validate names; this guards the filesystem against anything that slipped through.
+    if (!isRepositoryName(repository) || upstream.includes("/") || upstream.startsWith(".") || !upstream) {
+      throw new Error(`unsafe repository path: ${upstream}/${repository}`);
+    }
+    return join(root, "repositories", upstream, repository, TAGS_DIR);
+  }
+
+  function tagPath(upstream: string, repository: string, tag: string): string {
+    if (!isTag(tag)) throw new Error(`unsafe tag: ${JSON.stringify(tag)}`);
+    return join(tagDir(upstream, repository), `${tag}.json`);
+  }
+
+  async function tempPath(): Promise<string> {
+    await mkdir(tmpDir, { recursive: true });
+    return join(tmpDir, randomUUID());
+  }
+
+  /** Writes bytes to a temp file, fsyncs it and renames it over `dest`. */
+  async function writeAtomic(dest: string, bytes: Uint8Array): Promise<void> {
+    const tmp = await tempPath();
+    const fh = await open(tmp, "w", 0o644);
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await mkdir(join(dest, ".."), { recursive: true });
+      await rename(tmp, dest);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async function readOrNull(path: string): Promise<Uint8Array | null> {
+    try {
+      return new Uint8Array(await readFile(path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
+  async function* walkTags(dir: string, upstream: string, repoParts: string[]): AsyncGenerator<TagRecord> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      if (e.name === TAGS_DIR) {
+        for (const f of (await readdir(join(dir, e.name))).sort()) {
+          if (!f.endsWith(".json")) continue;
+          const bytes = await readOrNull(join(dir, e.name, f));
+          if (!bytes) continue;
+          try {
+            yield JSON.parse(new TextDecoder().decode(bytes)) as TagRecord;
+          } catch {
+            // A damaged record is skipped here; `verify` reports it.
+          }
+        }
+      } else {
+        yield* walkTags(join(dir, e.name), upstream, [...repoParts, e.name]);
+      }
+    }
+  }
+
+  return {
+    location: root,
+
+    async init() {
+      await mkdir(root, { recursive: true });
+      let removed = 0;
+      try {
+        for (const name of await readdir(tmpDir)) {
+          await rm(join(tmpDir, name), { force: true, recursive: true });
+          removed++;
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
+      for (const dir of ["blobs/sha256", "manifests/sha256", "repositories", "tmp"]) {
+        await mkdir(join(root, dir), { recursive: true });
+      }
+      return removed;
+    },
+
+    async statBlob(digest) {
+      const path = contentPath("blobs", digest);
+      try {
+        const s = await stat(path);
+        return { size: s.size, file: Bun.file(path) } satisfies StoredBlob;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw err;
+      }
+    },
+
+    async spool(): Promise<Spool> {
+      const path = await tempPath();
+      return {
+        path,
+        async commitBlob(digest) {
+          const dest = contentPath("blobs", digest);
+          await mkdir(join(dest, ".."), { recursive: true });
+          await rename(path, dest);
+        },
+        async discard() {
+          await rm(path, { force: true });
+        },
+      };
+    },
+
+    readManifest(digest) {
+      return readOrNull(contentPath("manifests", digest));
+    },
+
+    async writeManifest(digest, bytes) {
+      const d = parseDigest(digest);
+      if (!d || digestOf(bytes, d.algorithm) !== digest) {
+        throw new Error(`manifest bytes do not match ${digest}`);
+      }
+      await writeAtomic(contentPath("manifests", digest), bytes);
+    },
+
+    async readTag(upstream, repository, tag) {
+      const bytes = await readOrNull(tagPath(upstream, repository, tag));
+      if (!bytes) return null;
+      try {
+        return JSON.parse(new TextDecoder().decode(bytes)) as TagRecord;
+      } catch {
+        return null;
+      }
+    },
+
+    async writeTag(record) {
+      const bytes = new TextEncoder().encode(JSON.stringify(record, null, 2) + "\n");
+      await writeAtomic(tagPath(record.upstream, record.repository, record.tag), bytes);
+    },
+
+    async listTags(upstream, repository) {
+      try {
+        const files = await readdir(tagDir(upstream, repository));
+        return files.filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+        throw err;
+      }
+    },
+
+    async *allTags() {
+      const base = join(root, "repositories");
+      let upstreams: string[];
+      try {
+        upstreams = (await readdir(base)).sort();
+      } catch {
+        return;
+      }
+      for (const u of upstreams) yield* walkTags(join(base, u), u, []);
+    },
+  };
+}

@@ -1,0 +1,177 @@
+// The upstream client: one fetch path for every upstream request, with per-upstream scheme, TLS
+// and credentials, challenge-driven auth, redirects followed without leaking Authorization,
+// and a timeout on the response headers.
+import { rootCertificates } from "node:tls";
+import { basicAuthorization, createTokenCache, parseChallenge, type Challenge, type Credentials } from "./auth.ts";
+import { UpstreamError } from "./errors.ts";
+import { upstreamEndpoint } from "./resolve.ts";
+
+export interface UpstreamTls {
+  /** PEM text of extra CAs to trust (in addition to the system store). */
+  ca?: string;
+  cert?: string;
+  key?: string;
+  insecureSkipVerify?: boolean;
+}
+
+export interface UpstreamSettings {
+  /** Upstream namespace the settings apply to (`host` or `host:port`). */
+  name: string;
+  scheme: "http" | "https";
+  credentials?: Credentials;
+  tls?: UpstreamTls;
+}
+
+export interface UpstreamRequest {
+  method: "GET" | "HEAD";
+  /** Repository within the upstream, for the token scope. */
+  repository: string;
+  /** Path after `/v2/<repository>/`, e.g. `manifests/latest`, `blobs/sha256:…`, `tags/list?n=10`. */
+  path: string;
+  headers?: Record<string, string>;
+}
+
+export interface Upstreams {
+  /** Sends a request to the upstream, authenticating as it asks. Throws UpstreamError when unreachable or refused. */
+  request(upstream: string, req: UpstreamRequest): Promise<Response>;
+  /** Whether settings were configured for this upstream namespace. */
+  isListed(upstream: string): boolean;
+}
+
+export interface UpstreamOptions {
+  registries: UpstreamSettings[];
+  /** Time allowed until response headers arrive. */
+  timeoutMs: number;
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+const MAX_REDIRECTS = 5;
+
+interface Prepared {
+  settings: UpstreamSettings;
+  base: string;
+  tls?: Record<string, unknown>;
+}
+
+function tlsOptions(t: UpstreamTls | undefined): Record<string, unknown> | undefined {
+  if (!t) return undefined;
+  const o: Record<string, unknown> = {};
+  // Bun, like Node, replaces the default trust store with `ca`; keep the system roots too.
+  if (t.ca) o.ca = [...rootCertificates, t.ca];
+  if (t.cert) o.cert = t.cert;
+  if (t.key) o.key = t.key;
+  if (t.insecureSkipVerify) o.rejectUnauthorized = false;
+  return Object.keys(o).length ? o : undefined;
+}
+
+export function createUpstreams(opts: UpstreamOptions): Upstreams {
+  const doFetch = opts.fetch ?? fetch;
+  const now = opts.now ?? Date.now;
+  const tokens = createTokenCache({ fetch: doFetch, now, timeoutMs: opts.timeoutMs });
+  const challenges = new Map<string, Challenge>();
+  const prepared = new Map<string, Prepared>();
+  for (const s of opts.registries) prepared.set(s.name, prepare(s));
+
+  function prepare(s: UpstreamSettings): Prepared {
+    return { settings: s, base: `${s.scheme}://${upstreamEndpoint(s.name)}`, tls: tlsOptions(s.tls) };
+  }
+
+  function settingsFor(upstream: string): Prepared {
+    let p = prepared.get(upstream);
+    if (!p) {
+      p = prepare({ name: upstream, scheme: "https" });
+      prepared.set(upstream, p);
+    }
+    return p;
+  }
+
+  /** One HTTP exchange plus redirects. Authorization and client TLS go only to the upstream's own origin. */
+  async function send(upstream: string, p: Prepared, url: URL, method: string, headers: Record<string, string>): Promise<Response> {
+    const origin = url.origin;
+    for (let hop = 0; ; hop++) {
+      const sameOrigin = url.origin === origin;
+      const h: Record<string, string> = { ...headers, "Accept-Encoding": "identity" };
+      if (!sameOrigin) delete h.Authorization;
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), opts.timeoutMs);
+      let res: Response;
+      try {
+        res = await doFetch(url, {
+          method,
+          headers: h,
+          redirect: "manual",
+          signal: controller.signal,
+          // Bun extensions: keep bytes exactly as sent; per-upstream TLS.
+          decompress: false,
+          tls: sameOrigin ? p.tls : undefined,
+        });
+      } catch (err) {
+        if (controller.signal.aborted) {
+          throw new UpstreamError(upstream, "timeout", `no response from ${url.host} within ${opts.timeoutMs} ms`);
+        }
+        throw new UpstreamError(upstream, "unreachable", `cannot reach ${url.host}: ${(err as Error).message}`);
+      } finally {
+        clearTimeout(timer);
+      }
+      const location = res.headers.get("location");
+      if (res.status >= 300 && res.status < 400 && location) {
+        await res.body?.cancel();
+        if (hop >= MAX_REDIRECTS) throw new UpstreamError(upstream, "protocol", `too many redirects from ${url.host}`);
+        url = new URL(location, url);
+        if (res.status === 303) method = "GET";
+        continue;
+      }
+      return res;
+    }
+  }
+
+  async function authorize(upstream: string, p: Prepared, challenge: Challenge, scope: string): Promise<string | undefined> {
+    const creds = p.settings.credentials;
+    if (challenge.scheme === "basic") return creds ? basicAuthorization(creds) : undefined;
+    try {
+      // The token server usually shares the upstream's CA; pass TLS only when it is the same host.
+      const realmHost = challenge.params.realm ? new URL(challenge.params.realm).host : "";
+      const tls = realmHost === new URL(p.base).host ? p.tls : undefined;
+      return await tokens.obtain(upstream, challenge, scope, creds, tls);
+    } catch (err) {
+      const e = err as Error & { denied?: boolean };
+      throw new UpstreamError(upstream, e.denied ? "denied" : "unreachable", e.message);
+    }
+  }
+
+  return {
+    isListed: (upstream) => opts.registries.some((r) => r.name === upstream),
+
+    async request(upstream, req) {
+      const p = settingsFor(upstream);
+      const url = new URL(`${p.base}/v2/${req.repository}/${req.path}`);
+      const scope = `repository:${req.repository}:pull`;
+      const headers: Record<string, string> = { ...req.headers };
+      const known = challenges.get(upstream);
+      let authorization = tokens.cached(upstream, scope);
+      if (!authorization && known) authorization = await authorize(upstream, p, known, scope);
+      if (authorization) headers.Authorization = authorization;
+
+      let res = await send(upstream, p, url, req.method, headers);
+      if (res.status !== 401) return res;
+
+      await res.body?.cancel();
+      const challenge = parseChallenge(res.headers.get("www-authenticate"));
+      if (!challenge) throw new UpstreamError(upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401);
+      challenges.set(upstream, challenge);
+      tokens.invalidate(upstream, scope);
+      authorization = await authorize(upstream, p, challenge, scope);
+      if (!authorization) {
+        throw new UpstreamError(upstream, "denied", "requires credentials and none are configured", 401);
+      }
+      res = await send(upstream, p, url, req.method, { ...req.headers, Authorization: authorization });
+      if (res.status === 401 || res.status === 403) {
+        await res.body?.cancel();
+        const what = p.settings.credentials ? "the configured credentials" : "an anonymous token";
+        throw new UpstreamError(upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status);
+      }
+      return res;
+    },
+  };
+}
