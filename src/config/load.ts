@@ -19,6 +19,7 @@ export interface ConfigFlags {
   imagePath?: string;
   logLevel?: string;
   logFormat?: string;
+  host?: string;
   port?: string;
   defaultNs?: string;
   pullTimeout?: string;
@@ -29,7 +30,7 @@ export interface ConfigFlags {
 type Env = Record<string, string | undefined>;
 type Raw = Record<string, unknown>;
 
-const TOP_KEYS = new Set(["imagePath", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries"]);
+const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries"]);
 /** Seed keys this version does not implement yet: refused by name rather than silently ignored. */
 const NOT_YET = new Set(["serverTlsConfig", "pruneConfig", "alwaysPullLatest"]);
 
@@ -137,6 +138,11 @@ function logLevel(v: unknown, key: string): LogLevel {
 /** Applies one layer of settings (file or flags) onto a config. */
 function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   if (raw.imagePath !== undefined) cfg.imagePath = str(raw.imagePath, where("imagePath"));
+  if (raw.host !== undefined) {
+    const h = str(raw.host, where("host"));
+    if (!isHost(h) || h.includes(":") && !h.startsWith("[")) throw new ConfigError(where("host"), `must be an IP address or host name, got ${JSON.stringify(h)}`);
+    cfg.host = h;
+  }
   if (raw.port !== undefined) cfg.port = port(raw.port, where("port"));
   if (raw.logLevel !== undefined) cfg.logLevel = logLevel(raw.logLevel, where("logLevel"));
   if (raw.logFormat !== undefined) {
@@ -201,6 +207,7 @@ export function loadConfig(flags: ConfigFlags, env: Env = process.env): Config {
   set("imagePath", "--image-path", flags.imagePath);
   set("logLevel", "--log-level", flags.logLevel);
   set("logFormat", "--log-format", flags.logFormat);
+  set("host", "--host", flags.host);
   set("port", "--port", flags.port);
   set("defaultNs", "--default-ns", flags.defaultNs);
   set("pullTimeout", "--pull-timeout", flags.pullTimeout);

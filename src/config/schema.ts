@@ -14,6 +14,8 @@ export interface RegistryEntry {
 
 export interface Config {
   imagePath: string;
+  /** Address to listen on. */
+  host: string;
   port: number;
   logLevel: LogLevel;
   logFormat: "text" | "json";
@@ -29,6 +31,7 @@ export interface Config {
 
 export const DEFAULTS: Config = {
   imagePath: "/var/lib/ociregistry",
+  host: "0.0.0.0",
   port: 8080,
   logLevel: "info",
   logFormat: "text",

@@ -29,6 +29,7 @@ export async function startServer(cfg: Config, log: Logger) {
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
   });
   const server = Bun.serve({
+    hostname: cfg.host,
     port: cfg.port,
     // Streaming a cold blob may wait on a slow upstream; Bun's limit is 255 s.
     idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
@@ -55,6 +56,7 @@ export default defineCommand({
   meta: { name: "serve", description: "Run the pull-through registry cache" },
   args: {
     ...globalArgs,
+    host: { type: "string", description: "Address to listen on (default: 0.0.0.0)", valueHint: "ADDR" },
     port: { type: "string", description: "Port to listen on (default: 8080)", valueHint: "PORT" },
     "default-ns": { type: "string", description: "Upstream for requests that name none (default: docker.io)", valueHint: "HOST" },
     "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
@@ -66,7 +68,7 @@ export default defineCommand({
     try {
       cfg = loadConfig({
         ...globalFlags(args),
-        port: args.port, defaultNs: args["default-ns"], pullTimeout: args["pull-timeout"],
+        host: args.host, port: args.port, defaultNs: args["default-ns"], pullTimeout: args["pull-timeout"],
         revalidateAfter: args["revalidate-after"], airGapped: args["air-gapped"],
       });
     } catch (err) {

@@ -1,0 +1,50 @@
+// Runs the compiled `dist/ociregistry` the way users do, on a free port chosen by the kernel.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { stopProcess } from "./procs.ts";
+
+export const BINARY = join(import.meta.dir, "../../dist/ociregistry");
+
+export interface RunningCache {
+  port: number;
+  url: string;
+  proc: Subprocess;
+  /** Everything the process has logged so far. */
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function requireBinary() {
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run \`bun run build\` first (npm test does)`);
+}
+
+/** Starts `ociregistry [global...] serve --port 0 ...args` and waits until it listens. */
+export async function startCache(args: string[], env: Record<string, string> = {}): Promise<RunningCache> {
+  requireBinary();
+  const proc = Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...args], {
+    stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
+  });
+  let out = "";
+  const collect = async (s: ReadableStream<Uint8Array>) => {
+    for await (const c of s) out += new TextDecoder().decode(c);
+  };
+  void collect(proc.stdout as ReadableStream<Uint8Array>);
+  void collect(proc.stderr as ReadableStream<Uint8Array>);
+  const until = Date.now() + 15_000;
+  let port = 0;
+  while (!port) {
+    const m = out.match(/on port (\d+)/);
+    if (m) port = Number(m[1]);
+    else if (proc.exitCode !== null) throw new Error(`ociregistry exited ${proc.exitCode}:\n${out}`);
+    else if (Date.now() > until) {
+      proc.kill("SIGKILL");
+      throw new Error(`ociregistry did not start:\n${out}`);
+    } else await Bun.sleep(20);
+  }
+  return {
+    port, url: `http://127.0.0.1:${port}`, proc,
+    output: () => out,
+    stop: (signal = "SIGTERM") => stopProcess(proc, signal),
+  };
+}

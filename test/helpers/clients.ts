@@ -1,0 +1,96 @@
+// Real registry clients driven the way users set them up: skopeo (in-path form), containerd's
+// ctr with a hosts.toml mirror (?ns= form), podman with a registries.conf mirror.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { requireTool, run, stopProcess, waitFor } from "./procs.ts";
+
+function tmp(prefix: string) {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** `skopeo copy docker://REF dir:OUT`; returns the digest skopeo computed for the manifest. */
+export async function skopeoCopy(ref: string, opts: { all?: boolean; extra?: string[] } = {}) {
+  requireTool("/usr/bin/skopeo");
+  const out = tmp("ocireg-skopeo-");
+  const digestFile = join(out, "digest");
+  await run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--retry-times", "0",
+    ...(opts.all ? ["--all"] : []), ...(opts.extra ?? []),
+    "--digestfile", digestFile, `docker://${ref}`, `dir:${join(out, "image")}`]);
+  const digest = (await Bun.file(digestFile).text()).trim();
+  return { dir: join(out, "image"), digest, cleanup: () => rmSync(out, { recursive: true, force: true }) };
+}
+
+export async function skopeoInspectRaw(ref: string, extra: string[] = []) {
+  const r = await run(["skopeo", "inspect", "--raw", "--tls-verify=false", ...extra, `docker://${ref}`]);
+  return r.stdout;
+}
+
+export interface Containerd {
+  address: string;
+  dir: string;
+  /** Pulls through a hosts.toml mirror for `upstreamHost` pointing at `mirrorUrl`; returns the image's target digest. */
+  pull(ref: string, upstreamHost: string, mirrorUrl: string, extra?: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startContainerd(): Promise<Containerd> {
+  requireTool("/usr/bin/containerd");
+  const dir = tmp("ocireg-containerd-");
+  const address = join(dir, "containerd.sock");
+  writeFileSync(join(dir, "config.toml"), `version = 2
+root = "${join(dir, "root")}"
+state = "${join(dir, "state")}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "${address}"
+[debug]
+  level = "warn"
+`);
+  const proc: Subprocess = Bun.spawn(["containerd", "--config", join(dir, "config.toml")], { stdout: "ignore", stderr: "ignore" });
+  await waitFor("containerd", async () => {
+    if (proc.exitCode !== null) throw new Error(`containerd exited ${proc.exitCode}`);
+    return (await run(["ctr", "--address", address, "version"], { allowFail: true })).code === 0;
+  });
+  return {
+    address, dir,
+    async pull(ref, upstreamHost, mirrorUrl, extra = []) {
+      const hostsDir = join(dir, "hosts");
+      mkdirSync(join(hostsDir, upstreamHost), { recursive: true });
+      // The server is unreachable on purpose: a broken mirror cannot be hidden by a fallback.
+      writeFileSync(join(hostsDir, upstreamHost, "hosts.toml"),
+        `server = "http://127.0.0.1:1"\n\n[host."${mirrorUrl}"]\n  capabilities = ["pull", "resolve"]\n`);
+      await run(["ctr", "--address", address, "-n", "test", "images", "pull", "--hosts-dir", hostsDir, ...extra, ref]);
+      const ls = await run(["ctr", "--address", address, "-n", "test", "images", "ls"]);
+      const line = ls.stdout.split("\n").find((l) => l.startsWith(ref + " "));
+      const digest = line?.match(/sha256:[a-f0-9]{64}/)?.[0];
+      if (!digest) throw new Error(`ctr images ls does not show ${ref}:\n${ls.stdout}`);
+      return digest;
+    },
+    async stop() {
+      await stopProcess(proc);
+      await run(["umount", "-R", join(dir, "root")], { allowFail: true });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `podman pull` through a registries.conf mirror; returns the pulled image's manifest digest. */
+export async function podmanPull(ref: string, upstreamHost: string, mirror: string) {
+  requireTool("/usr/bin/podman");
+  const dir = tmp("ocireg-podman-");
+  const conf = join(dir, "registries.conf");
+  writeFileSync(conf, `[[registry]]\nprefix = "${upstreamHost}"\nlocation = "${upstreamHost}"\n\n[[registry.mirror]]\nlocation = "${mirror}"\ninsecure = true\n`);
+  const base = ["podman", "--root", join(dir, "root"), "--runroot", join(dir, "run"), "--storage-driver", "vfs",
+    "--cgroup-manager", "cgroupfs", "--events-backend", "file"];
+  const env = { CONTAINERS_REGISTRIES_CONF: conf };
+  try {
+    await run([...base, "pull", "--tls-verify=false", ref], { env });
+    const r = await run([...base, "image", "inspect", "--format", "{{.Digest}}", ref], { env });
+    return r.stdout.trim();
+  } finally {
+    await run([...base, "system", "reset", "--force"], { env, allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,91 @@
+// A real upstream: CNCF distribution (Debian's docker-registry) on a loopback address, with its
+// access log parsed so tests can count the requests it received.
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stopProcess, waitFor, requireTool } from "./procs.ts";
+import type { Subprocess } from "bun";
+
+export interface DistributionOptions {
+  /** `127.0.0.2:80` */
+  addr: string;
+  tls?: { cert: string; key: string; clientCas?: string[] };
+  /** Extra YAML appended to the config (auth sections). */
+  extraYaml?: string;
+}
+
+export interface Distribution {
+  addr: string;
+  base: string;
+  dir: string;
+  /** Requests received so far, as `METHOD path` lines. */
+  requests(): string[];
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+export async function startDistribution(opts: DistributionOptions): Promise<Distribution> {
+  requireTool("/usr/bin/docker-registry");
+  const dir = mkdtempSync(join(tmpdir(), "ocireg-upstream-"));
+  const tls = opts.tls
+    ? `  tls:\n    certificate: ${opts.tls.cert}\n    key: ${opts.tls.key}\n` +
+      (opts.tls.clientCas ? `    clientcas:\n${opts.tls.clientCas.map((c) => `      - ${c}`).join("\n")}\n` : "")
+    : "";
+  writeFileSync(join(dir, "config.yml"), `version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: ${join(dir, "data")}
+  delete:
+    enabled: true
+http:
+  addr: ${opts.addr}
+${tls}${opts.extraYaml ?? ""}`);
+  const logPath = join(dir, "access.log");
+  const scheme = opts.tls ? "https" : "http";
+  const host = opts.addr.endsWith(scheme === "https" ? ":443" : ":80") ? opts.addr.replace(/:\d+$/, "") : opts.addr;
+  const base = `${scheme}://${host}`;
+  let proc: Subprocess;
+  const start = async () => {
+    const out = Bun.file(logPath);
+    const prev = (await out.exists()) ? await out.bytes() : new Uint8Array();
+    proc = Bun.spawn(["/usr/bin/docker-registry", "serve", join(dir, "config.yml")], {
+      stdout: "ignore", stderr: "pipe",
+    });
+    // Append the process's stderr to the log file as it arrives.
+    const sink = Bun.file(logPath).writer();
+    sink.write(prev);
+    void (async () => {
+      for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
+        sink.write(chunk);
+        sink.flush();
+      }
+      await sink.end();
+    })();
+    await waitFor(`distribution on ${opts.addr}`, async () => {
+      if (proc.exitCode !== null) throw new Error(`docker-registry exited: ${readFileSync(logPath, "utf8")}`);
+      const res = await fetch(`${base}/v2/`, { tls: { rejectUnauthorized: false } } as RequestInit).catch(() => null);
+      return res !== null && (res.status === 200 || res.status === 401);
+    }).catch((e) => {
+      proc.kill("SIGKILL");
+      throw e;
+    });
+  };
+  await start();
+  return {
+    addr: opts.addr, base, dir,
+    requests() {
+      const text = readFileSync(logPath, "utf8");
+      return [...text.matchAll(/\] "([A-Z]+) (\S+) HTTP\/[\d.]+"/g)].map((m) => `${m[1]} ${m[2]}`);
+    },
+    async stop() {
+      await stopProcess(proc);
+    },
+    async restart() {
+      await start();
+    },
+  };
+}

@@ -1,0 +1,145 @@
+// Builds small but real container images in memory (valid tar layers, configs with diff_ids)
+// and pushes them to a registry over the distribution API, byte for byte.
+import { randomBytes } from "node:crypto";
+import { digestOf } from "../../src/oci/digest.ts";
+import {
+  DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+} from "../../src/oci/mediatypes.ts";
+
+export interface Blob {
+  digest: string;
+  bytes: Uint8Array;
+  mediaType: string;
+}
+
+export interface Image {
+  mediaType: string;
+  manifest: Uint8Array;
+  digest: string;
+  blobs: Blob[];
+  /** Platform manifests of an index. */
+  children: Image[];
+}
+
+/** A one-file ustar archive. */
+export function tarOf(name: string, content: Uint8Array): Uint8Array {
+  const header = new Uint8Array(512);
+  const enc = new TextEncoder();
+  const put = (s: string, off: number, len: number) => header.set(enc.encode(s).subarray(0, len), off);
+  const octal = (n: number, len: number) => n.toString(8).padStart(len - 1, "0") + "\0";
+  put(name, 0, 100);
+  put(octal(0o644, 8), 100, 8);
+  put(octal(0, 8), 108, 8);
+  put(octal(0, 8), 116, 8);
+  put(octal(content.byteLength, 12), 124, 12);
+  put(octal(1_700_000_000, 12), 136, 12);
+  put("        ", 148, 8);
+  put("0", 156, 1);
+  put("ustar\0", 257, 6);
+  put("00", 263, 2);
+  let sum = 0;
+  for (const b of header) sum += b;
+  put(octal(sum, 7) + " ", 148, 8);
+  const pad = (512 - (content.byteLength % 512)) % 512;
+  const out = new Uint8Array(512 + content.byteLength + pad + 1024);
+  out.set(header, 0);
+  out.set(content, 512);
+  return out;
+}
+
+function json(v: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(v));
+}
+
+function blob(bytes: Uint8Array, mediaType: string): Blob {
+  return { digest: digestOf(bytes), bytes, mediaType };
+}
+
+export interface ImageOptions {
+  arch?: string;
+  /** Bytes of the layer's file; random when a number. */
+  content?: string | number;
+  docker?: boolean;
+  /** Store the layer uncompressed (fast for big layers). */
+  uncompressed?: boolean;
+}
+
+export function makeImage(opts: ImageOptions = {}): Image {
+  const arch = opts.arch ?? "amd64";
+  const content = typeof opts.content === "number"
+    ? new Uint8Array(randomBytes(opts.content))
+    : new TextEncoder().encode(opts.content ?? `hello from ${arch} ${Math.random()}\n`);
+  const tar = tarOf("hello.txt", content);
+  const layerBytes = opts.uncompressed ? tar : Bun.gzipSync(tar as Uint8Array<ArrayBuffer>);
+  const layerType = opts.docker
+    ? "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    : opts.uncompressed ? "application/vnd.oci.image.layer.v1.tar" : "application/vnd.oci.image.layer.v1.tar+gzip";
+  const layer = blob(layerBytes, layerType);
+  const config = blob(json({
+    architecture: arch, os: "linux",
+    config: { Cmd: ["/hello.txt"] },
+    rootfs: { type: "layers", diff_ids: [digestOf(tar)] },
+  }), opts.docker ? "application/vnd.docker.container.image.v1+json" : "application/vnd.oci.image.config.v1+json");
+  const mediaType = opts.docker ? DOCKER_MANIFEST : OCI_MANIFEST;
+  const manifest = json({
+    schemaVersion: 2, mediaType,
+    config: { mediaType: config.mediaType, digest: config.digest, size: config.bytes.byteLength },
+    layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.bytes.byteLength }],
+  });
+  return { mediaType, manifest, digest: digestOf(manifest), blobs: [config, layer], children: [] };
+}
+
+export function makeIndex(arches: string[]): Image {
+  const children = arches.map((arch) => makeImage({ arch }));
+  const manifest = json({
+    schemaVersion: 2, mediaType: OCI_INDEX,
+    manifests: children.map((c, i) => ({
+      mediaType: c.mediaType, digest: c.digest, size: c.manifest.byteLength,
+      platform: { architecture: arches[i], os: "linux" },
+    })),
+  });
+  return { mediaType: OCI_INDEX, manifest, digest: digestOf(manifest), blobs: [], children };
+}
+
+export interface PushTarget {
+  /** `http://127.0.0.2` or `https://127.0.0.3` */
+  base: string;
+  tls?: Record<string, unknown>;
+  authorization?: string;
+}
+
+async function req(t: PushTarget, method: string, path: string, body?: Uint8Array, headers: Record<string, string> = {}) {
+  const url = path.startsWith("http") ? path : `${t.base}${path}`;
+  return fetch(url, {
+    method, body, headers: { ...headers, ...(t.authorization ? { Authorization: t.authorization } : {}) },
+    tls: t.tls,
+  } as RequestInit);
+}
+
+async function pushBlob(t: PushTarget, repo: string, b: Blob) {
+  const head = await req(t, "HEAD", `/v2/${repo}/blobs/${b.digest}`);
+  if (head.ok) return;
+  const start = await req(t, "POST", `/v2/${repo}/blobs/uploads/`);
+  if (start.status !== 202) throw new Error(`upload start ${start.status}: ${await start.text()}`);
+  const loc = new URL(start.headers.get("location")!, t.base);
+  loc.searchParams.set("digest", b.digest);
+  const put = await req(t, "PUT", loc.toString(), b.bytes, { "Content-Type": "application/octet-stream" });
+  if (put.status !== 201) throw new Error(`blob put ${put.status}: ${await put.text()}`);
+}
+
+async function pushManifest(t: PushTarget, repo: string, ref: string, img: Image) {
+  for (const b of img.blobs) await pushBlob(t, repo, b);
+  for (const c of img.children) await pushManifest(t, repo, c.digest, c);
+  const res = await req(t, "PUT", `/v2/${repo}/manifests/${ref}`, img.manifest, { "Content-Type": img.mediaType });
+  if (res.status !== 201) throw new Error(`manifest put ${res.status}: ${await res.text()}`);
+}
+
+/** Pushes an image (or index and its platform images) as `repo:tag`, bytes unchanged. */
+export async function pushImage(t: PushTarget, repo: string, tag: string, img: Image) {
+  await pushManifest(t, repo, tag, img);
+}
+
+/** Every blob of an image or index. */
+export function allBlobs(img: Image): Blob[] {
+  return [...img.blobs, ...img.children.flatMap(allBlobs)];
+}

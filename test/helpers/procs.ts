@@ -1,0 +1,37 @@
+// Starting and stopping test processes; every process a test starts is stopped by it.
+import type { Subprocess } from "bun";
+
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 15_000) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not ready yet
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+export async function stopProcess(p: Subprocess, signal: NodeJS.Signals = "SIGTERM") {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill(signal);
+  const killer = setTimeout(() => p.kill("SIGKILL"), 10_000);
+  await p.exited;
+  clearTimeout(killer);
+}
+
+/** Runs a command to completion; throws with its output when it fails. */
+export async function run(cmd: string[], opts: { env?: Record<string, string>; cwd?: string; allowFail?: boolean } = {}) {
+  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...opts.env }, cwd: opts.cwd });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0 && !opts.allowFail) throw new Error(`${cmd.join(" ")} exited ${code}\n${stdout}\n${stderr}`);
+  return { stdout, stderr, code };
+}
+
+export function requireTool(path: string) {
+  if (!Bun.which(path) && !require("node:fs").existsSync(path)) {
+    throw new Error(`${path} is required for the e2e tests; run scripts/install-test-deps.sh (as root) first`);
+  }
+}
