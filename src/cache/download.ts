@@ -87,9 +87,10 @@ export class Download {
       await this.spool.commitBlob(this.digest);
       this.done = true;
     } catch (err) {
-      this.error = err instanceof Error ? err : new Error(String(err));
       reader.cancel().catch(() => {});
       await this.spool.discard().catch(() => {});
+      // Set only after the spool is gone, so no one sees the failure while a temp file remains.
+      this.error = err instanceof Error ? err : new Error(String(err));
     } finally {
       this.notify();
       await this.release();

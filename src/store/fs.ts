@@ -68,7 +68,7 @@ export function createFsStore(root: string): Store {
     }
   }
 
-  async function* walkTags(dir: string, upstream: string, repoParts: string[]): AsyncGenerator<TagRecord> {
+  async function* walkTags(dir: string): AsyncGenerator<TagRecord> {
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -89,7 +89,7 @@ export function createFsStore(root: string): Store {
           }
         }
       } else {
-        yield* walkTags(join(dir, e.name), upstream, [...repoParts, e.name]);
+        yield* walkTags(join(dir, e.name));
       }
     }
   }
@@ -140,7 +140,7 @@ export function createFsStore(root: string): Store {
       };
     },
 
-    readManifest(digest) {
+    async readManifest(digest) {
       return readOrNull(contentPath("manifests", digest));
     },
 
@@ -185,7 +185,7 @@ export function createFsStore(root: string): Store {
       } catch {
         return;
       }
-      for (const u of upstreams) yield* walkTags(join(base, u), u, []);
+      for (const u of upstreams) yield* walkTags(join(base, u));
     },
   };
 }

@@ -53,18 +53,18 @@ ${tls}${opts.extraYaml ?? ""}`);
     const out = Bun.file(logPath);
     const prev = (await out.exists()) ? await out.bytes() : new Uint8Array();
     proc = Bun.spawn(["/usr/bin/docker-registry", "serve", join(dir, "config.yml")], {
-      stdout: "ignore", stderr: "pipe",
+      stdout: "pipe", stderr: "pipe",
     });
-    // Append the process's stderr to the log file as it arrives.
+    // The access log goes to stdout, errors to stderr: append both to the log file as they arrive.
     const sink = Bun.file(logPath).writer();
     sink.write(prev);
-    void (async () => {
-      for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) {
         sink.write(chunk);
         sink.flush();
       }
-      await sink.end();
-    })();
+    };
+    void Promise.all([pump(proc.stdout as ReadableStream<Uint8Array>), pump(proc.stderr as ReadableStream<Uint8Array>)]).then(() => sink.end());
     await waitFor(`distribution on ${opts.addr}`, async () => {
       if (proc.exitCode !== null) throw new Error(`docker-registry exited: ${readFileSync(logPath, "utf8")}`);
       const res = await fetch(`${base}/v2/`, { tls: { rejectUnauthorized: false } } as RequestInit).catch(() => null);

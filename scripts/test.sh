@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the whole suite (unit, then e2e against the compiled binary) and ends with
+# "N passed, N failed". Exits non-zero when any test failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-deps.sh || exit 1
+log=$(mktemp)
+status=0
+for suite in test/unit test/e2e; do
+  bun test "$suite" 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
+passed=$(grep -cE '^\(pass\)' "$log")
+failed=$(grep -cE '^\(fail\)' "$log")
+rm -f "$log"
+[ "$failed" -eq 0 ] || status=1
+[ "$passed" -gt 0 ] || { echo "no tests ran"; status=1; }
+echo "$passed passed, $failed failed"
+exit $status

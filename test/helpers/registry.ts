@@ -1,0 +1,43 @@
+// Builds the whole request handler in-process over a temp store and a fake upstream.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createCache } from "../../src/cache/index.ts";
+import { createRegistry } from "../../src/registry/router.ts";
+import { createFsStore } from "../../src/store/fs.ts";
+import { createUpstreams, type UpstreamSettings } from "../../src/upstream/client.ts";
+import { createFakeUpstream } from "./fake-upstream.ts";
+
+export const quietLog = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface TestRegistryOptions {
+  airGapped?: boolean;
+  revalidateAfterMs?: number;
+  pullTimeoutMs?: number;
+  registries?: UpstreamSettings[];
+  defaultNs?: string;
+}
+
+export async function createTestRegistry(opts: TestRegistryOptions = {}) {
+  const root = mkdtempSync(join(tmpdir(), "ocireg-unit-"));
+  const store = createFsStore(root);
+  await store.init();
+  const upstream = createFakeUpstream();
+  let now = Date.parse("2026-01-01T00:00:00Z");
+  const clock = { now: () => now, advance: (ms: number) => (now += ms) };
+  const warnings: string[] = [];
+  const upstreams = createUpstreams({
+    registries: opts.registries ?? [{ name: "up.test", scheme: "http" }],
+    timeoutMs: opts.pullTimeoutMs ?? 5000,
+    fetch: upstream.fetch,
+    now: clock.now,
+  });
+  const cache = createCache({
+    store, upstreams, airGapped: opts.airGapped ?? false,
+    revalidateAfterMs: opts.revalidateAfterMs ?? 60_000, pullTimeoutMs: opts.pullTimeoutMs ?? 5000,
+    log: { ...quietLog, warn: (m: string) => void warnings.push(m) }, now: clock.now,
+  });
+  const handler = createRegistry({ cache, defaultNs: opts.defaultNs ?? "up.test", log: quietLog });
+  const request = (path: string, init?: RequestInit) => handler(new Request(`http://cache.test${path}`, init));
+  return { root, store, upstream, cache, handler, request, clock, warnings };
+}

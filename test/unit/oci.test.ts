@@ -1,0 +1,94 @@
+import { describe, expect, test } from "bun:test";
+import { upstreamAccept } from "../../src/cache/manifests.ts";
+import { digestOf, isDigest, parseDigest } from "../../src/oci/digest.ts";
+import { detectMediaType, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, parseManifest } from "../../src/oci/mediatypes.ts";
+import { isHost, isRepositoryName, isTag } from "../../src/oci/names.ts";
+import { parseRange } from "../../src/registry/handlers/blobs.ts";
+import { resolveTarget } from "../../src/upstream/resolve.ts";
+
+const HEX = "a".repeat(64);
+
+describe("names, tags and digests", () => {
+  test.each([
+    ["library/nginx", true], ["a", true], ["a/b/c", true], ["my-app_x.y/z", true], ["a__b", true],
+    ["", false], ["A/b", false], ["a//b", false], ["../etc", false], ["a/../b", false], ["/abs", false],
+    ["a\\b", false], ["a\0b", false], ["%2e%2e/x", false], ["a/", false], ["_x", false], ["x".repeat(256), false],
+  ])("repository name %p valid: %p", (name, ok) => expect(isRepositoryName(name)).toBe(ok));
+
+  test.each([["latest", true], ["v1.2.3-rc_1", true], ["Latest", true], ["_x", true], [".x", false], ["-x", false], ["a:b", false], ["x".repeat(129), false]])(
+    "tag %p valid: %p", (tag, ok) => expect(isTag(tag)).toBe(ok));
+
+  test("digests: sha256 and sha512 only, lower-case hex of the right length", () => {
+    expect(isDigest(`sha256:${HEX}`)).toBe(true);
+    expect(isDigest(`sha512:${"b".repeat(128)}`)).toBe(true);
+    expect(isDigest(`sha256:${HEX.slice(1)}`)).toBe(false);
+    expect(isDigest(`sha256:${HEX.toUpperCase()}`)).toBe(false);
+    expect(isDigest(`md5:${HEX}`)).toBe(false);
+    expect(parseDigest(`sha256:${HEX}`)).toEqual({ algorithm: "sha256", hex: HEX, value: `sha256:${HEX}` });
+    expect(digestOf(new TextEncoder().encode(""))).toBe("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  });
+
+  test("hosts", () => {
+    for (const h of ["docker.io", "localhost:5000", "127.0.0.2", "[::1]:5000", "registry.k8s.io"]) expect(isHost(h)).toBe(true);
+    for (const h of ["", "a/b", "host:99999", "..", "-bad.io", "a b"]) expect(isHost(h)).toBe(false);
+  });
+});
+
+describe("resolveTarget: which upstream a request means", () => {
+  test.each([
+    // name, ns, expected upstream, expected repository
+    ["pause", "registry.k8s.io", "registry.k8s.io", "pause"],
+    ["library/nginx", "docker.io", "docker.io", "library/nginx"],
+    ["nginx", "docker.io", "docker.io", "library/nginx"],
+    ["nginx", "index.docker.io", "docker.io", "library/nginx"],
+    ["registry.k8s.io/pause", null, "registry.k8s.io", "pause"],
+    ["quay.io/prometheus/node-exporter", null, "quay.io", "prometheus/node-exporter"],
+    ["localhost:5000/x", null, "localhost:5000", "x"],
+    ["localhost/x", null, "localhost", "x"],
+    ["127.0.0.2/library/x", null, "127.0.0.2", "library/x"],
+    ["nginx", null, "docker.io", "library/nginx"],
+    ["library/nginx", null, "docker.io", "library/nginx"],
+    ["quay.io/x", "registry.k8s.io", "registry.k8s.io", "quay.io/x"],
+  ])("%p with ns=%p -> %p %p", (name, ns, upstream, repository) => {
+    expect(resolveTarget(name, ns, "docker.io")).toEqual({ ok: true, target: { upstream, repository } });
+  });
+
+  test("docker.io and quay.io nginx never share a cache key", () => {
+    const a = resolveTarget("nginx", "docker.io", "docker.io");
+    const b = resolveTarget("library/nginx", "quay.io", "docker.io");
+    expect(a.ok && b.ok && a.target.upstream !== b.target.upstream).toBe(true);
+  });
+
+  test.each([["..", null], ["x", "evil/host"], ["x", "a b"], ["UPPER", null], ["quay.io/", null]])(
+    "rejects %p ns=%p", (name, ns) => expect(resolveTarget(name, ns, "docker.io").ok).toBe(false));
+});
+
+describe("parseRange", () => {
+  test.each([
+    ["bytes=0-9", 100, { start: 0, end: 9 }],
+    ["bytes=90-", 100, { start: 90, end: 99 }],
+    ["bytes=-10", 100, { start: 90, end: 99 }],
+    ["bytes=50-1000", 100, { start: 50, end: 99 }],
+    ["bytes=100-", 100, "unsatisfiable"],
+    ["bytes=-0", 100, "unsatisfiable"],
+    ["bytes=0-1,5-6", 100, null],
+    ["items=0-1", 100, null],
+    [null, 100, null],
+  ])("%p of %p bytes", (h, size, want) => expect(parseRange(h, size)).toEqual(want as never));
+});
+
+describe("media types", () => {
+  test("detects OCI types that omit mediaType", () => {
+    expect(detectMediaType(parseManifest(new TextEncoder().encode('{"schemaVersion":2,"manifests":[]}'))!)).toBe(OCI_INDEX);
+    expect(detectMediaType(parseManifest(new TextEncoder().encode('{"schemaVersion":2,"config":{},"layers":[]}'))!)).toBe(OCI_MANIFEST);
+    expect(detectMediaType({ mediaType: DOCKER_MANIFEST })).toBe(DOCKER_MANIFEST);
+    expect(parseManifest(new TextEncoder().encode("[1]"))).toBeNull();
+  });
+
+  test("the Accept sent upstream keeps the client's types and adds every cached type", () => {
+    const a = upstreamAccept("application/vnd.docker.distribution.manifest.v2+json;q=0.9, */*");
+    expect(a.split(", ")).toContain(OCI_INDEX);
+    expect(a.split(", ")[0]).toBe(DOCKER_MANIFEST);
+    expect(a).not.toContain("*/*");
+  });
+});

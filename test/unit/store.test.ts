@@ -1,0 +1,69 @@
+// The directory store: layout, verification, atomic writes, startup cleanup.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { digestOf } from "../../src/oci/digest.ts";
+import { createFsStore } from "../../src/store/fs.ts";
+import type { TagRecord } from "../../src/store/types.ts";
+
+async function fresh() {
+  const root = mkdtempSync(join(tmpdir(), "ocireg-store-"));
+  const store = createFsStore(root);
+  await store.init();
+  return { root, store };
+}
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+describe("directory store", () => {
+  test("manifests are stored by digest and refused when the bytes do not match", async () => {
+    const { root, store } = await fresh();
+    const bytes = enc('{"schemaVersion":2}');
+    const d = digestOf(bytes);
+    await store.writeManifest(d, bytes);
+    expect(existsSync(join(root, "manifests/sha256", d.slice(7)))).toBe(true);
+    expect(await store.readManifest(d)).toEqual(bytes);
+    await expect(store.writeManifest(d, enc("other"))).rejects.toThrow("do not match");
+    expect(await store.readManifest(digestOf(enc("absent")))).toBeNull();
+  });
+
+  test("tag records are JSON files under repositories/<upstream>/<repository>/_tags", async () => {
+    const { root, store } = await fresh();
+    const rec: TagRecord = {
+      upstream: "docker.io", repository: "library/nginx", tag: "1.27", digest: `sha256:${"a".repeat(64)}`,
+      mediaType: "application/vnd.oci.image.index.v1+json", size: 10,
+      created: "2026-01-01T00:00:00.000Z", lastPulled: "2026-01-01T00:00:00.000Z", checked: "2026-01-01T00:00:00.000Z",
+    };
+    await store.writeTag(rec);
+    await store.writeTag({ ...rec, repository: "library/nginx/sub", tag: "x" });
+    expect(readdirSync(join(root, "repositories/docker.io/library/nginx/_tags"))).toEqual(["1.27.json"]);
+    expect(await store.readTag("docker.io", "library/nginx", "1.27")).toEqual(rec);
+    expect(await store.listTags("docker.io", "library/nginx")).toEqual(["1.27"]);
+    const all: TagRecord[] = [];
+    for await (const r of store.allTags()) all.push(r);
+    expect(all.map((r) => `${r.repository}:${r.tag}`)).toEqual(["library/nginx:1.27", "library/nginx/sub:x"]);
+  });
+
+  test("refuses paths that could leave the store", async () => {
+    const { store } = await fresh();
+    await expect(store.readTag("docker.io", "../../etc", "x")).rejects.toThrow("unsafe");
+    await expect(store.readTag("..", "a", "x")).rejects.toThrow("unsafe");
+    await expect(store.readTag("docker.io", "a", "../x")).rejects.toThrow("unsafe");
+    await expect(store.readManifest("sha256:../../x")).rejects.toThrow("not a digest");
+  });
+
+  test("leftover temp files are removed at startup and nothing half-written is visible", async () => {
+    const { root, store } = await fresh();
+    writeFileSync(join(root, "tmp", "partial"), "half");
+    expect(await createFsStore(root).init()).toBe(1);
+    expect(readdirSync(join(root, "tmp"))).toEqual([]);
+    const spool = await store.spool();
+    writeFileSync(spool.path, "blob");
+    expect(await store.statBlob(digestOf(enc("blob")))).toBeNull();
+    await spool.commitBlob(digestOf(enc("blob")));
+    const s = await store.statBlob(digestOf(enc("blob")));
+    expect(s?.size).toBe(4);
+    expect(await s!.file.text()).toBe("blob");
+  });
+});
