@@ -31,7 +31,7 @@ export function createFakeUpstream(): FakeUpstream {
       tags.set(repo, [...new Set([...(tags.get(repo) ?? []), tag])].sort());
     },
     fetch: (async (input: string | URL | Request, init?: RequestInit) => {
-      const req = new Request(input, init);
+      const req = new Request(input as string, init);
       const url = new URL(req.url);
       up.log.push(`${req.method} ${url.pathname}${url.search}`);
       const custom = await up.intercept?.(req);

@@ -8,13 +8,13 @@ import {
 
 export interface Blob {
   digest: string;
-  bytes: Uint8Array;
+  bytes: Uint8Array<ArrayBuffer>;
   mediaType: string;
 }
 
 export interface Image {
   mediaType: string;
-  manifest: Uint8Array;
+  manifest: Uint8Array<ArrayBuffer>;
   digest: string;
   blobs: Blob[];
   /** Platform manifests of an index. */
@@ -22,7 +22,7 @@ export interface Image {
 }
 
 /** A one-file ustar archive. */
-export function tarOf(name: string, content: Uint8Array): Uint8Array {
+export function tarOf(name: string, content: Uint8Array): Uint8Array<ArrayBuffer> {
   const header = new Uint8Array(512);
   const enc = new TextEncoder();
   const put = (s: string, off: number, len: number) => header.set(enc.encode(s).subarray(0, len), off);
@@ -47,11 +47,11 @@ export function tarOf(name: string, content: Uint8Array): Uint8Array {
   return out;
 }
 
-function json(v: unknown): Uint8Array {
+function json(v: unknown): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(JSON.stringify(v));
 }
 
-function blob(bytes: Uint8Array, mediaType: string): Blob {
+function blob(bytes: Uint8Array<ArrayBuffer>, mediaType: string): Blob {
   return { digest: digestOf(bytes), bytes, mediaType };
 }
 
@@ -70,7 +70,7 @@ export function makeImage(opts: ImageOptions = {}): Image {
     ? new Uint8Array(randomBytes(opts.content))
     : new TextEncoder().encode(opts.content ?? `hello from ${arch} ${Math.random()}\n`);
   const tar = tarOf("hello.txt", content);
-  const layerBytes = opts.uncompressed ? tar : Bun.gzipSync(tar as Uint8Array<ArrayBuffer>);
+  const layerBytes: Uint8Array<ArrayBuffer> = opts.uncompressed ? tar : (Bun.gzipSync(tar) as Uint8Array<ArrayBuffer>);
   const layerType = opts.docker
     ? "application/vnd.docker.image.rootfs.diff.tar.gzip"
     : opts.uncompressed ? "application/vnd.oci.image.layer.v1.tar" : "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -9,7 +9,7 @@ interface Seen { url: string; auth: string | null }
 function tokenUpstream(opts: { tokenStatus?: number } = {}) {
   const seen: Seen[] = [];
   const f = (async (input: string | URL | Request, init?: RequestInit) => {
-    const req = new Request(input, init);
+    const req = new Request(input as string, init);
     const url = new URL(req.url);
     seen.push({ url: `${req.method} ${url.host}${url.pathname}${url.search}`, auth: req.headers.get("authorization") });
     if (url.host === "auth.test") {
