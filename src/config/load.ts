@@ -2,16 +2,13 @@
 // problem is reported with the key it concerns, e.g. `registries[0].scheme: must be http or https`.
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { isHost } from "../oci/names.ts";
+import { canonicalUpstream, isHost } from "../oci/names.ts";
+import { readDockerConfig } from "./docker-config.ts";
+import { ConfigError } from "./error.ts";
 import { parseDuration } from "./duration.ts";
-import { DEFAULTS, LOG_LEVELS, type Config, type LogLevel, type RegistryEntry } from "./schema.ts";
+import { DEFAULTS, LOG_LEVELS, type Config, type DownstreamUser, type LogLevel, type RegistryEntry, type ServerTls } from "./schema.ts";
 
-export class ConfigError extends Error {
-  constructor(readonly key: string, problem: string) {
-    super(`${key}: ${problem}`);
-    this.name = "ConfigError";
-  }
-}
+export { ConfigError };
 
 /** Flag values as the CLI parsed them; undefined means "not given". */
 export interface ConfigFlags {
@@ -25,14 +22,16 @@ export interface ConfigFlags {
   pullTimeout?: string;
   airGapped?: boolean;
   revalidateAfter?: string;
+  dockerConfig?: string;
 }
 
 type Env = Record<string, string | undefined>;
 type Raw = Record<string, unknown>;
 
-const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries"]);
+const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
+  "dockerConfig", "users", "htpasswd", "serverTlsConfig"]);
 /** Seed keys this version does not implement yet: refused by name rather than silently ignored. */
-const NOT_YET = new Set(["serverTlsConfig", "pruneConfig", "alwaysPullLatest"]);
+const NOT_YET = new Set(["pruneConfig", "alwaysPullLatest"]);
 
 function isObject(v: unknown): v is Raw {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -92,7 +91,7 @@ function registry(v: unknown, key: string, env: Env): RegistryEntry {
   if (!isHost(name)) throw new ConfigError(`${key}.name`, `must be a host or host:port, got ${JSON.stringify(name)}`);
   const scheme = v.scheme ?? "https";
   if (scheme !== "http" && scheme !== "https") throw new ConfigError(`${key}.scheme`, "must be http or https");
-  const entry: RegistryEntry = { name: name.toLowerCase(), scheme };
+  const entry: RegistryEntry = { name: canonicalUpstream(name), scheme };
   if (v.auth !== undefined) {
     const a = v.auth;
     if (!isObject(a)) throw new ConfigError(`${key}.auth`, "must be a mapping with user and password or passwordFromEnv");
@@ -135,6 +134,50 @@ function logLevel(v: unknown, key: string): LogLevel {
   throw new ConfigError(key, `must be one of ${LOG_LEVELS.join(", ")}`);
 }
 
+function keysOf(v: Raw, key: string, allowed: string[]) {
+  for (const k of Object.keys(v)) if (!allowed.includes(k)) throw new ConfigError(`${key}.${k}`, "unknown key");
+}
+
+function serverTls(v: unknown, key: string): ServerTls {
+  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with cert and key");
+  keysOf(v, key, ["cert", "key", "ca", "clientAuth"]);
+  const clientAuth = v.clientAuth ?? "none";
+  if (clientAuth !== "none" && clientAuth !== "verify") throw new ConfigError(`${key}.clientAuth`, "must be none or verify");
+  if (clientAuth === "verify" && v.ca === undefined) throw new ConfigError(`${key}.ca`, "is required when clientAuth is verify");
+  return {
+    cert: readPem(v.cert, `${key}.cert`),
+    key: readPem(v.key, `${key}.key`),
+    ca: v.ca === undefined ? undefined : readPem(v.ca, `${key}.ca`),
+    clientAuth,
+  };
+}
+
+function users(v: unknown, key: string): DownstreamUser[] {
+  if (!Array.isArray(v)) throw new ConfigError(key, "must be a list of {user, password}");
+  return v.map((u, i) => {
+    if (!isObject(u)) throw new ConfigError(`${key}[${i}]`, "must be a mapping with user and password");
+    keysOf(u, `${key}[${i}]`, ["user", "password"]);
+    return { user: str(u.user, `${key}[${i}].user`), password: str(u.password, `${key}[${i}].password`) };
+  });
+}
+
+/** Reads an htpasswd file; only bcrypt entries (`htpasswd -B`) are accepted. */
+function htpasswd(path: unknown, key: string): DownstreamUser[] {
+  const text = readPem(path, key);
+  const out: DownstreamUser[] = [];
+  text.split("\n").forEach((line, i) => {
+    const l = line.trim();
+    if (!l || l.startsWith("#")) return;
+    const c = l.indexOf(":");
+    const hash = l.slice(c + 1);
+    if (c <= 0 || !/^\$2[aby]\$/.test(hash)) {
+      throw new ConfigError(key, `${path} line ${i + 1}: only bcrypt entries (htpasswd -B) are supported`);
+    }
+    out.push({ user: l.slice(0, c), password: hash });
+  });
+  return out;
+}
+
 /** Applies one layer of settings (file or flags) onto a config. */
 function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   if (raw.imagePath !== undefined) cfg.imagePath = str(raw.imagePath, where("imagePath"));
@@ -157,6 +200,10 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   if (raw.pullTimeout !== undefined) cfg.pullTimeoutMs = millis(raw.pullTimeout, where("pullTimeout"));
   if (raw.airGapped !== undefined) cfg.airGapped = bool(raw.airGapped, where("airGapped"));
   if (raw.revalidateAfter !== undefined) cfg.revalidateAfterMs = duration(raw.revalidateAfter, where("revalidateAfter"));
+  if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
+  if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];
+  if (raw.htpasswd !== undefined) cfg.users = [...cfg.users, ...htpasswd(raw.htpasswd, where("htpasswd"))];
+  if (raw.serverTlsConfig !== undefined) cfg.serverTlsConfig = serverTls(raw.serverTlsConfig, where("serverTlsConfig"));
   if (raw.registries !== undefined) {
     if (!Array.isArray(raw.registries)) throw new ConfigError(where("registries"), "must be a list");
     cfg.registries = raw.registries.map((r, i) => registry(r, `${where("registries")}[${i}]`, env));
@@ -165,6 +212,15 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
       if (seen.has(r.name)) throw new ConfigError(`registries[${i}].name`, `${r.name} is listed twice`);
       seen.add(r.name);
     });
+  }
+}
+
+/** Credentials from a Docker config.json fill registries that have none of their own. */
+function mergeDockerCredentials(cfg: Config, key: string) {
+  for (const [name, auth] of readDockerConfig(cfg.dockerConfig!, key)) {
+    const entry = cfg.registries.find((r) => r.name === name);
+    if (!entry) cfg.registries.push({ name, scheme: "https", auth });
+    else if (!entry.auth) entry.auth = auth;
   }
 }
 
@@ -186,7 +242,7 @@ export function parseConfigText(text: string, source: string): Raw {
 }
 
 export function loadConfig(flags: ConfigFlags, env: Env = process.env): Config {
-  const cfg: Config = { ...DEFAULTS, registries: [] };
+  const cfg: Config = { ...DEFAULTS, registries: [], users: [] };
   if (flags.configFile) {
     let text: string;
     try {
@@ -213,6 +269,8 @@ export function loadConfig(flags: ConfigFlags, env: Env = process.env): Config {
   set("pullTimeout", "--pull-timeout", flags.pullTimeout);
   set("airGapped", "--air-gapped", flags.airGapped);
   set("revalidateAfter", "--revalidate-after", flags.revalidateAfter);
+  set("dockerConfig", "--docker-config", flags.dockerConfig);
   apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
+  if (cfg.dockerConfig) mergeDockerCredentials(cfg, flagName.dockerConfig ?? "dockerConfig");
   return cfg;
 }

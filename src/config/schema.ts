@@ -12,6 +12,21 @@ export interface RegistryEntry {
   tls?: { ca?: string; cert?: string; key?: string; insecureSkipVerify?: boolean };
 }
 
+export interface ServerTls {
+  /** PEM text, read at startup. */
+  cert: string;
+  key: string;
+  ca?: string;
+  /** `verify`: refuse clients without a certificate signed by `ca`, at the handshake. */
+  clientAuth: "none" | "verify";
+}
+
+export interface DownstreamUser {
+  user: string;
+  /** A bcrypt hash (`$2y$…`, as `htpasswd -B` writes) or a plain password. */
+  password: string;
+}
+
 export interface Config {
   imagePath: string;
   /** Address to listen on. */
@@ -27,6 +42,11 @@ export interface Config {
   /** Age after which a cached tag is revalidated with a HEAD to its upstream, in ms. */
   revalidateAfterMs: number;
   registries: RegistryEntry[];
+  /** Docker config.json whose `auths` supply upstream credentials. */
+  dockerConfig?: string;
+  /** When non-empty, clients must authenticate with HTTP basic auth. */
+  users: DownstreamUser[];
+  serverTlsConfig?: ServerTls;
 }
 
 export const DEFAULTS: Config = {
@@ -40,4 +60,5 @@ export const DEFAULTS: Config = {
   airGapped: false,
   revalidateAfterMs: 5 * 60_000,
   registries: [],
+  users: [],
 };

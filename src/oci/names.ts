@@ -27,3 +27,11 @@ export function isHost(host: string): boolean {
 export function looksLikeHost(segment: string): boolean {
   return segment.includes(".") || segment.includes(":") || segment === "localhost";
 }
+
+const DOCKER_HUB_ALIASES = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
+
+/** `docker.io` and its aliases are one upstream namespace; other hosts are lower-cased. */
+export function canonicalUpstream(host: string): string {
+  const h = host.toLowerCase();
+  return DOCKER_HUB_ALIASES.has(h) ? "docker.io" : h;
+}

@@ -1,5 +1,6 @@
 // Maps a request to its resource handler; every failure leaves through one catch as spec JSON.
 import type { Cache } from "../cache/index.ts";
+import { createBasicAuth, type DownstreamUser } from "./auth.ts";
 import { RegistryError } from "./errors.ts";
 import { handleBase } from "./handlers/base.ts";
 import { handleBlob } from "./handlers/blobs.ts";
@@ -20,6 +21,8 @@ export interface RegistryOptions {
   log: RegistryLogger;
   /** Log one line per request (debug level). */
   logRequests?: boolean;
+  /** When given and non-empty, every request needs HTTP basic auth as one of these users. */
+  users?: DownstreamUser[];
 }
 
 export type Handler = (req: Request) => Promise<Response>;
@@ -30,10 +33,12 @@ const UPLOAD_RE = /^\/v2\/.+\/blobs\/uploads(\/.*)?$/;
 
 export function createRegistry(opts: RegistryOptions): Handler {
   const { cache, defaultNs, log } = opts;
+  const auth = opts.users?.length ? createBasicAuth(opts.users) : null;
 
   async function route(req: Request, url: URL): Promise<Response> {
     const path = url.pathname;
     const method = req.method;
+    if (auth) await auth.check(req.headers.get("authorization"));
     if (path === "/v2" || path === "/v2/") {
       if (method !== "GET" && method !== "HEAD") throw unsupported(method);
       return handleBase(method);

@@ -44,6 +44,8 @@ export interface UpstreamOptions {
   timeoutMs: number;
   fetch?: typeof fetch;
   now?: () => number;
+  /** Told once per upstream and reason when an upstream refuses our credentials or certificate. */
+  onRefused?: (upstream: string, reason: string) => void;
 }
 
 const MAX_REDIRECTS = 5;
@@ -71,6 +73,17 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const tokens = createTokenCache({ fetch: doFetch, now, timeoutMs: opts.timeoutMs });
   const challenges = new Map<string, Challenge>();
   const prepared = new Map<string, Prepared>();
+  const reported = new Set<string>();
+
+  /** Reports a refusal once per upstream and reason, then throws it. */
+  function refused(err: UpstreamError): never {
+    const key = `${err.upstream} ${err.message}`;
+    if (!reported.has(key)) {
+      reported.add(key);
+      opts.onRefused?.(err.upstream, err.message);
+    }
+    throw err;
+  }
   for (const s of opts.registries) prepared.set(s.name, prepare(s));
 
   function prepare(s: UpstreamSettings): Prepared {
@@ -110,7 +123,14 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
         if (controller.signal.aborted) {
           throw new UpstreamError(upstream, "timeout", `no response from ${url.host} within ${opts.timeoutMs} ms`);
         }
-        throw new UpstreamError(upstream, "unreachable", `cannot reach ${url.host}: ${(err as Error).message}`);
+        const e = err as Error & { code?: string };
+        if (sameOrigin && p.settings.scheme === "https" && (e.code === "EPROTO" || /handshake/i.test(e.message))) {
+          const hint = p.settings.tls?.cert
+            ? "the upstream may not accept our client certificate (registries[].tls.cert/key)"
+            : "the upstream may require a client certificate (registries[].tls.cert/key)";
+          refused(new UpstreamError(upstream, "unreachable", `TLS handshake with ${url.host} failed: ${hint}, or it does not speak TLS on this port`));
+        }
+        throw new UpstreamError(upstream, "unreachable", `cannot reach ${url.host}: ${e.code ? `${e.code}: ` : ""}${e.message}`);
       } finally {
         clearTimeout(timer);
       }
@@ -136,7 +156,8 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       return await tokens.obtain(upstream, challenge, scope, creds, tls);
     } catch (err) {
       const e = err as Error & { denied?: boolean };
-      throw new UpstreamError(upstream, e.denied ? "denied" : "unreachable", e.message);
+      if (e.denied) refused(new UpstreamError(upstream, "denied", e.message, 401));
+      throw new UpstreamError(upstream, "unreachable", e.message);
     }
   }
 
@@ -158,18 +179,18 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
 
       await res.body?.cancel();
       const challenge = parseChallenge(res.headers.get("www-authenticate"));
-      if (!challenge) throw new UpstreamError(upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401);
+      if (!challenge) refused(new UpstreamError(upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401));
       challenges.set(upstream, challenge);
       tokens.invalidate(upstream, scope);
       authorization = await authorize(upstream, p, challenge, scope);
       if (!authorization) {
-        throw new UpstreamError(upstream, "denied", "requires credentials and none are configured", 401);
+        refused(new UpstreamError(upstream, "denied", "requires credentials and none are configured", 401));
       }
       res = await send(upstream, p, url, req.method, { ...req.headers, Authorization: authorization });
       if (res.status === 401 || res.status === 403) {
         await res.body?.cancel();
         const what = p.settings.credentials ? "the configured credentials" : "an anonymous token";
-        throw new UpstreamError(upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status);
+        refused(new UpstreamError(upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status));
       }
       return res;
     },

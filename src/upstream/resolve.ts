@@ -1,6 +1,6 @@
 // Decides which upstream and repository a client request means: `?ns=` (containerd), an in-path
 // host (CRI-O, Podman, skopeo), or the default namespace (Docker's registry-mirrors).
-import { isHost, isRepositoryName, looksLikeHost } from "../oci/names.ts";
+import { canonicalUpstream, isHost, isRepositoryName, looksLikeHost } from "../oci/names.ts";
 
 export interface Target {
   /** Upstream namespace as clients name it: `docker.io`, `registry.k8s.io`, `127.0.0.2`. */
@@ -10,13 +10,7 @@ export interface Target {
 
 export type ResolveResult = { ok: true; target: Target } | { ok: false; reason: string };
 
-const DOCKER_HUB_ALIASES = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
-
-/** `docker.io` and its aliases are one namespace; everything else is lower-cased as hosts are. */
-export function canonicalUpstream(ns: string): string {
-  const host = ns.toLowerCase();
-  return DOCKER_HUB_ALIASES.has(host) ? "docker.io" : host;
-}
+export { canonicalUpstream };
 
 /** The host:port to connect to for an upstream namespace. */
 export function upstreamEndpoint(upstream: string): string {

@@ -41,7 +41,7 @@ beforeAll(async () => {
   // Global flags before the subcommand, as the seed project's users type them.
   cache = await startCache(["--config-file", config, "--image-path", store, "--default-ns", HTTP_HOST, "--revalidate-after", "1h"]);
   ctr = await startContainerd();
-});
+}, 120_000);
 
 afterAll(async () => {
   await ctr?.stop();
@@ -49,7 +49,7 @@ afterAll(async () => {
   await http?.stop();
   await https?.stop();
   rmSync(store, { recursive: true, force: true });
-});
+}, 120_000);
 
 function upstreamRequests() {
   return [...http.requests(), ...https.requests()].filter((r) => r !== "GET /v2/");

@@ -22,13 +22,13 @@ beforeAll(async () => {
   const cfg = join(store, "..", `${store.split("/").pop()}.yml`);
   await Bun.write(cfg, `registries:\n  - name: ${HOST}\n    scheme: http\n`);
   cache = await startCache(["--config-file", cfg, "--image-path", store, "--revalidate-after", "1s"]);
-});
+}, 120_000);
 
 afterAll(async () => {
   await cache?.stop();
   await up?.stop();
   rmSync(store, { recursive: true, force: true });
-});
+}, 120_000);
 
 const manifestRequests = () => up.requests().filter((r) => r.includes("/manifests/"));
 

@@ -11,11 +11,11 @@ function tmp(prefix: string) {
 }
 
 /** `skopeo copy docker://REF dir:OUT`; returns the digest skopeo computed for the manifest. */
-export async function skopeoCopy(ref: string, opts: { all?: boolean; extra?: string[] } = {}) {
+export async function skopeoCopy(ref: string, opts: { all?: boolean; extra?: string[]; tlsVerify?: boolean } = {}) {
   requireTool("/usr/bin/skopeo");
   const out = tmp("ocireg-skopeo-");
   const digestFile = join(out, "digest");
-  await run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "--retry-times", "0",
+  await run(["skopeo", "--insecure-policy", "copy", `--src-tls-verify=${opts.tlsVerify ?? false}`, "--retry-times", "0",
     ...(opts.all ? ["--all"] : []), ...(opts.extra ?? []),
     "--digestfile", digestFile, `docker://${ref}`, `dir:${join(out, "image")}`]);
   const digest = (await Bun.file(digestFile).text()).trim();

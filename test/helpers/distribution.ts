@@ -67,8 +67,11 @@ ${tls}${opts.extraYaml ?? ""}`);
     void Promise.all([pump(proc.stdout as ReadableStream<Uint8Array>), pump(proc.stderr as ReadableStream<Uint8Array>)]).then(() => sink.end());
     await waitFor(`distribution on ${opts.addr}`, async () => {
       if (proc.exitCode !== null) throw new Error(`docker-registry exited: ${readFileSync(logPath, "utf8")}`);
-      const res = await fetch(`${base}/v2/`, { tls: { rejectUnauthorized: false } } as RequestInit).catch(() => null);
-      return res !== null && (res.status === 200 || res.status === 401);
+      // A TCP connect: with client-certificate TLS an HTTP probe would be refused at the handshake.
+      const [hostname, port] = opts.addr.split(":");
+      const socket = await Bun.connect({ hostname: hostname!, port: Number(port), socket: { data() {} } });
+      socket.end();
+      return true;
     }).catch((e) => {
       proc.kill("SIGKILL");
       throw e;

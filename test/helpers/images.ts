@@ -2,6 +2,7 @@
 // and pushes them to a registry over the distribution API, byte for byte.
 import { randomBytes } from "node:crypto";
 import { digestOf } from "../../src/oci/digest.ts";
+import { parseChallenge } from "../../src/upstream/auth.ts";
 import {
   DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
 } from "../../src/oci/mediatypes.ts";
@@ -105,15 +106,30 @@ export interface PushTarget {
   /** `http://127.0.0.2` or `https://127.0.0.3` */
   base: string;
   tls?: Record<string, unknown>;
-  authorization?: string;
+  /** Sent as basic auth, or to the token server when the registry answers with a bearer challenge. */
+  credentials?: { user: string; password: string };
 }
 
-async function req(t: PushTarget, method: string, path: string, body?: Uint8Array, headers: Record<string, string> = {}) {
+const pushTokens = new Map<string, string>();
+
+async function req(t: PushTarget, method: string, path: string, body?: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
   const url = path.startsWith("http") ? path : `${t.base}${path}`;
-  return fetch(url, {
-    method, body, headers: { ...headers, ...(t.authorization ? { Authorization: t.authorization } : {}) },
-    tls: t.tls,
+  const basic = t.credentials ? `Basic ${Buffer.from(`${t.credentials.user}:${t.credentials.password}`).toString("base64")}` : undefined;
+  const send = (authorization?: string) => fetch(url, {
+    method, body, headers: { ...headers, ...(authorization ? { Authorization: authorization } : {}) }, tls: t.tls,
   } as RequestInit);
+  let res = await send(pushTokens.get(t.base) ?? basic);
+  const challenge = parseChallenge(res.headers.get("www-authenticate"));
+  if (res.status === 401 && challenge?.scheme === "bearer" && basic) {
+    const repo = new URL(url).pathname.split("/").slice(2, -2).join("/").replace(/\/blobs$/, "");
+    const tokenUrl = new URL(challenge.params.realm!);
+    tokenUrl.searchParams.set("service", challenge.params.service ?? "");
+    tokenUrl.searchParams.set("scope", `repository:${repo}:pull,push`);
+    const tok = (await (await fetch(tokenUrl, { headers: { Authorization: basic } })).json()) as { token: string };
+    pushTokens.set(t.base, `Bearer ${tok.token}`);
+    res = await send(`Bearer ${tok.token}`);
+  }
+  return res;
 }
 
 async function pushBlob(t: PushTarget, repo: string, b: Blob) {

@@ -73,3 +73,41 @@ describe("global flags before the subcommand", () => {
     [[], []],
   ])("%p -> %p", (argv, want) => expect(hoistGlobalFlags(argv)).toEqual(want));
 });
+
+describe("credentials and TLS settings", () => {
+  test("a Docker config.json supplies credentials for registries without their own", () => {
+    const dc = file(JSON.stringify({ auths: {
+      "https://index.docker.io/v1/": { auth: Buffer.from("hubuser:hubpass").toString("base64") },
+      "harbor.example": { auth: Buffer.from("robot:tok:en").toString("base64") },
+      "own.example": { auth: Buffer.from("other:other").toString("base64") },
+    } }), "config.json");
+    const f = file("registries:\n  - name: own.example\n    auth: { user: mine, password: mine }\n");
+    const c = loadConfig({ configFile: f, dockerConfig: dc }, {});
+    const by = Object.fromEntries(c.registries.map((r) => [r.name, r.auth]));
+    expect(by["docker.io"]).toEqual({ user: "hubuser", password: "hubpass" });
+    expect(by["harbor.example"]).toEqual({ user: "robot", password: "tok:en" });
+    expect(by["own.example"]).toEqual({ user: "mine", password: "mine" });
+  });
+
+  test("a broken Docker config names the flag", () => {
+    expect(() => loadConfig({ dockerConfig: file("{nope") }, {})).toThrow("--docker-config:");
+  });
+
+  test("htpasswd accepts bcrypt entries only", () => {
+    const ok = file("alice:$2y$05$qvNvM47gv78Ec1QVH2eO0Ova1Eb0WRuFT85SozSsld3Zk.t3v4G.q\n");
+    expect(loadConfig({ configFile: file(`htpasswd: ${ok}\n`) }, {}).users).toEqual([
+      { user: "alice", password: "$2y$05$qvNvM47gv78Ec1QVH2eO0Ova1Eb0WRuFT85SozSsld3Zk.t3v4G.q" },
+    ]);
+    const md5 = file("bob:$apr1$abc$def\n");
+    expect(() => loadConfig({ configFile: file(`htpasswd: ${md5}\n`) }, {})).toThrow("line 1: only bcrypt entries");
+  });
+
+  test("serverTlsConfig errors name the key", () => {
+    expect(() => loadConfig({ configFile: file("serverTlsConfig:\n  cert: /nope.pem\n  key: /nope.key\n") }, {}))
+      .toThrow("serverTlsConfig.cert: cannot read /nope.pem");
+    expect(() => loadConfig({ configFile: file(`serverTlsConfig:\n  cert: ${file("x")}\n  key: ${file("y")}\n  clientAuth: verify\n`) }, {}))
+      .toThrow("serverTlsConfig.ca: is required when clientAuth is verify");
+    expect(() => loadConfig({ configFile: file(`serverTlsConfig:\n  cert: ${file("x")}\n  key: ${file("y")}\n  clientAuth: maybe\n`) }, {}))
+      .toThrow("serverTlsConfig.clientAuth: must be none or verify");
+  });
+});

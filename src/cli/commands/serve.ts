@@ -20,6 +20,7 @@ export async function startServer(cfg: Config, log: Logger) {
   const upstreams = createUpstreams({
     timeoutMs: cfg.pullTimeoutMs,
     registries: cfg.registries.map((r) => ({ name: r.name, scheme: r.scheme, credentials: r.auth, tls: r.tls })),
+    onRefused: (upstream, reason) => log.withTag("upstream").warn(`upstream ${upstream} refused us: ${reason}`),
   });
   const cache = createCache({
     store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
@@ -27,16 +28,25 @@ export async function startServer(cfg: Config, log: Logger) {
   });
   const handler = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
+    users: cfg.users,
   });
+  const t = cfg.serverTlsConfig;
   const server = Bun.serve({
     hostname: cfg.host,
     port: cfg.port,
     // Streaming a cold blob may wait on a slow upstream; Bun's limit is 255 s.
     idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
     fetch: handler,
+    tls: t
+      ? { cert: t.cert, key: t.key, ca: t.ca, requestCert: t.clientAuth === "verify", rejectUnauthorized: t.clientAuth === "verify" }
+      : undefined,
   });
   const flusher = setInterval(() => void cache.flush(), FLUSH_INTERVAL_MS);
-  log.info(`serving ${cfg.imagePath} on port ${server.port} (default namespace ${cfg.defaultNs}${cfg.airGapped ? ", air-gapped" : ""})`);
+  const notes = [`default namespace ${cfg.defaultNs}`];
+  if (cfg.airGapped) notes.push("air-gapped");
+  if (t) notes.push(t.clientAuth === "verify" ? "TLS, client certificates required" : "TLS");
+  if (cfg.users.length) notes.push(`basic auth for ${cfg.users.length} user(s)`);
+  log.info(`serving ${cfg.imagePath} on port ${server.port} (${notes.join(", ")})`);
 
   let stopping = false;
   async function stop() {
@@ -62,6 +72,7 @@ export default defineCommand({
     "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
     "revalidate-after": { type: "string", description: "Check cached tags upstream after this long (default: 5m)", valueHint: "DURATION" },
     "air-gapped": { type: "boolean", description: "Never contact an upstream; serve only the store (default: false)" },
+    "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
   },
   async run({ args }) {
     let cfg: Config;
@@ -70,6 +81,7 @@ export default defineCommand({
         ...globalFlags(args),
         host: args.host, port: args.port, defaultNs: args["default-ns"], pullTimeout: args["pull-timeout"],
         revalidateAfter: args["revalidate-after"], airGapped: args["air-gapped"],
+        dockerConfig: args["docker-config"],
       });
     } catch (err) {
       return exitWithError(err);
