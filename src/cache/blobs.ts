@@ -36,7 +36,14 @@ export function createBlobs(ctx: CacheContext) {
   async function startDownload(target: Target, digest: string): Promise<Download> {
     const res = await openUpstream(target, digest, "GET");
     const length = res.headers.get("content-length");
-    const total = length !== null && /^\d+$/.test(length) ? Number(length) : null;
+    const announced = length !== null && /^\d+$/.test(length) ? Number(length) : null;
+    const declared = ctx.declaredSizes.get(digest) ?? null;
+    if (announced !== null && declared !== null && announced !== declared) {
+      await res.body?.cancel();
+      throw new RegistryError("BLOB_UNKNOWN", `upstream ${target.upstream} announced ${announced} bytes for ${digest}, its manifest declares ${declared}`, { status: 502 });
+    }
+    // The download is held to the declared size even when the upstream announces none.
+    const total = announced ?? declared;
     const spool = await ctx.store.spool();
     ctx.log.info(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
     const started = ctx.now();

@@ -23,11 +23,15 @@ export interface CacheOptions {
   pullTimeoutMs: number;
   /** Bytes of manifests kept in memory. */
   manifestMemoryBytes?: number;
+  /** Per-tag freshness: first rule whose pattern matches `<upstream>/<repository>:<tag>` wins. */
+  tagPolicies?: Array<{ match: RegExp; revalidateAfterMs: number }>;
   log: CacheLogger;
   now?: () => number;
 }
 
 export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes">> {
+  /** Sizes that stored manifests declare for the blobs they reference, by digest. */
+  declaredSizes: Map<string, number>;
   memory: ManifestMemory;
   /** Tag records by `upstream/repository:tag`, loaded lazily from the store. */
   tags: Map<string, TagRecord>;

@@ -14,6 +14,7 @@ export class Download {
   done = false;
   error: Error | null = null;
   private readers = 0;
+  private aborted: Error | null = null;
   private closed = false;
   private wake: Array<() => void> = [];
   private constructor(
@@ -52,6 +53,7 @@ export class Download {
     const parsed = parseDigest(this.digest)!;
     const hasher = createDigester(parsed.algorithm);
     const reader = body.getReader();
+    this.cancelRead = () => void reader.cancel().catch(() => {});
     try {
       for (;;) {
         let timer: Timer | undefined;
@@ -64,6 +66,7 @@ export class Download {
         } finally {
           clearTimeout(timer);
         }
+        if (this.aborted) throw this.aborted;
         if (chunk.done) break;
         const bytes = chunk.value;
         if (this.total !== null && this.written + bytes.byteLength > this.total) {
@@ -95,6 +98,19 @@ export class Download {
       this.notify();
       await this.release();
     }
+  }
+
+  /** Stops the download (shutdown): readers get an error, nothing is committed. */
+  abort(reason: string) {
+    if (this.done || this.error) return;
+    this.aborted = new Error(reason);
+    this.cancelRead?.();
+  }
+  private cancelRead?: () => void;
+
+  /** Resolves when the download has been committed or discarded. */
+  settled(): Promise<void> {
+    return this.done || this.error ? Promise.resolve() : this.changed().then(() => this.settled());
   }
 
   /** Closes the spool handle once the download has ended and no reader needs it. */

@@ -20,6 +20,8 @@ export function createCache(opts: CacheOptions) {
   const ctx: CacheContext = {
     ...opts,
     now: opts.now ?? Date.now,
+    tagPolicies: opts.tagPolicies ?? [],
+    declaredSizes: new Map(),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
     tags: new Map(),
     dirty: new Set(),
@@ -53,17 +55,14 @@ export function createCache(opts: CacheOptions) {
       }
       return written;
     },
-    /** Waits for running downloads to end (or `ms` to pass). */
+    /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
     async drain(ms: number): Promise<void> {
       const active = blobs.active();
       if (!active.length) return;
-      await Promise.race([
-        Promise.all(active.map((d) => new Promise<void>((resolve) => {
-          const check = () => (d.done || d.error ? resolve() : setTimeout(check, 50));
-          check();
-        }))),
-        Bun.sleep(ms),
-      ]);
+      const all = Promise.all(active.map((d) => d.settled()));
+      const timer = setTimeout(() => active.forEach((d) => d.abort("shutting down")), ms);
+      await all;
+      clearTimeout(timer);
     },
   };
 }

@@ -3,7 +3,7 @@
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import {
-  MANIFEST_TYPES, MAX_MANIFEST_BYTES, bareMediaType, detectMediaType, isSchema1, parseManifest,
+  MANIFEST_TYPES, MAX_MANIFEST_BYTES, bareMediaType, detectMediaType, isSchema1, parseManifest, type ManifestShape,
 } from "../oci/mediatypes.ts";
 import type { TagRecord } from "../store/types.ts";
 import type { Target } from "../upstream/resolve.ts";
@@ -11,6 +11,9 @@ import { tagKey, upstreamFailure, type CacheContext } from "./context.ts";
 import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
+
+/** Bound on remembered blob sizes (about 100 bytes each). */
+const MAX_DECLARED_SIZES = 500_000;
 
 /** Accept header sent upstream: what the client accepts plus every type we cache. */
 export function upstreamAccept(clientAccept: string | null): string {
@@ -45,9 +48,23 @@ export function createManifests(ctx: CacheContext) {
 
   function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null): ManifestResult {
     const parsed = parseManifest(bytes);
+    if (parsed) rememberSizes(parsed);
     const detected = parsed ? detectMediaType(parsed) : null;
     const mediaType = detected ?? bareMediaType(contentType);
     return { bytes, mediaType, digest };
+  }
+
+  /** Remembers the sizes a manifest declares so a blob download can be held to them. */
+  function rememberSizes(m: ManifestShape) {
+    if (ctx.declaredSizes.size > MAX_DECLARED_SIZES) ctx.declaredSizes.clear();
+    for (const d of [...(m.manifests ?? []), ...(m.config ? [m.config] : []), ...(m.layers ?? [])]) {
+      if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(d.digest, d.size);
+    }
+  }
+
+  function revalidateAfter(target: Target, tag: string): number {
+    const key = `${target.upstream}/${target.repository}:${tag}`;
+    return ctx.tagPolicies.find((p) => p.match.test(key))?.revalidateAfterMs ?? ctx.revalidateAfterMs;
   }
 
   async function stored(digest: string): Promise<ManifestResult | null> {
@@ -163,7 +180,7 @@ export function createManifests(ctx: CacheContext) {
     if (rec) {
       const m = await stored(rec.digest);
       if (m) {
-        const fresh = nowMs - Date.parse(rec.checked) < ctx.revalidateAfterMs;
+        const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           touch(rec, { lastPulled: new Date(nowMs).toISOString() });
           return m;

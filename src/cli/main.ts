@@ -9,6 +9,7 @@ const main = defineCommand({
   args: { ...globalArgs },
   subCommands: {
     serve: () => import("./commands/serve.ts").then((m) => m.default),
+    verify: () => import("./commands/verify.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
   },
 });

@@ -6,7 +6,7 @@ import { canonicalUpstream, isHost } from "../oci/names.ts";
 import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
 import { parseDuration } from "./duration.ts";
-import { DEFAULTS, LOG_LEVELS, type Config, type DownstreamUser, type LogLevel, type RegistryEntry, type ServerTls } from "./schema.ts";
+import { DEFAULTS, LOG_LEVELS, type Config, type DownstreamUser, type LogLevel, type RegistryEntry, type ServerTls, type TagPolicy } from "./schema.ts";
 
 export { ConfigError };
 
@@ -29,9 +29,9 @@ type Env = Record<string, string | undefined>;
 type Raw = Record<string, unknown>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
-  "dockerConfig", "users", "htpasswd", "serverTlsConfig"]);
+  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams"]);
 /** Seed keys this version does not implement yet: refused by name rather than silently ignored. */
-const NOT_YET = new Set(["pruneConfig", "alwaysPullLatest"]);
+const NOT_YET = new Set(["pruneConfig"]);
 
 function isObject(v: unknown): v is Raw {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -138,6 +138,22 @@ function keysOf(v: Raw, key: string, allowed: string[]) {
   for (const k of Object.keys(v)) if (!allowed.includes(k)) throw new ConfigError(`${key}.${k}`, "unknown key");
 }
 
+function tagPolicies(v: unknown, key: string): TagPolicy[] {
+  if (!Array.isArray(v)) throw new ConfigError(key, "must be a list of {match, revalidateAfter}");
+  return v.map((p, i) => {
+    const k = `${key}[${i}]`;
+    if (!isObject(p)) throw new ConfigError(k, "must be a mapping with match and revalidateAfter");
+    keysOf(p, k, ["match", "revalidateAfter"]);
+    const match = str(p.match, `${k}.match`);
+    try {
+      new RegExp(match);
+    } catch (err) {
+      throw new ConfigError(`${k}.match`, `not a regular expression: ${(err as Error).message}`);
+    }
+    return { match, revalidateAfterMs: duration(p.revalidateAfter, `${k}.revalidateAfter`) };
+  });
+}
+
 function serverTls(v: unknown, key: string): ServerTls {
   if (!isObject(v)) throw new ConfigError(key, "must be a mapping with cert and key");
   keysOf(v, key, ["cert", "key", "ca", "clientAuth"]);
@@ -200,6 +216,15 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   if (raw.pullTimeout !== undefined) cfg.pullTimeoutMs = millis(raw.pullTimeout, where("pullTimeout"));
   if (raw.airGapped !== undefined) cfg.airGapped = bool(raw.airGapped, where("airGapped"));
   if (raw.revalidateAfter !== undefined) cfg.revalidateAfterMs = duration(raw.revalidateAfter, where("revalidateAfter"));
+  if (raw.tagPolicies !== undefined) cfg.tagPolicies = tagPolicies(raw.tagPolicies, where("tagPolicies"));
+  if (raw.alwaysPullLatest !== undefined && bool(raw.alwaysPullLatest, where("alwaysPullLatest"))) {
+    // The seed's switch, expressed as a freshness rule: `latest` is checked upstream on every pull.
+    cfg.tagPolicies = [{ match: ":latest$", revalidateAfterMs: 0 }, ...cfg.tagPolicies];
+  }
+  if (raw.upstreams !== undefined) {
+    if (raw.upstreams !== "any" && raw.upstreams !== "listed") throw new ConfigError(where("upstreams"), "must be any or listed");
+    cfg.upstreams = raw.upstreams;
+  }
   if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
   if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];
   if (raw.htpasswd !== undefined) cfg.users = [...cfg.users, ...htpasswd(raw.htpasswd, where("htpasswd"))];

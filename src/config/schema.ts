@@ -27,6 +27,13 @@ export interface DownstreamUser {
   password: string;
 }
 
+export interface TagPolicy {
+  /** Regular expression matched against `<upstream>/<repository>:<tag>`. */
+  match: string;
+  /** How long a matching cached tag is served before it is checked upstream again, in ms. */
+  revalidateAfterMs: number;
+}
+
 export interface Config {
   imagePath: string;
   /** Address to listen on. */
@@ -42,6 +49,10 @@ export interface Config {
   /** Age after which a cached tag is revalidated with a HEAD to its upstream, in ms. */
   revalidateAfterMs: number;
   registries: RegistryEntry[];
+  /** Per-tag freshness rules, first match wins; tags matching none use revalidateAfterMs. */
+  tagPolicies: TagPolicy[];
+  /** `listed`: only upstreams with a registries entry (and the default namespace) may be contacted. */
+  upstreams: "any" | "listed";
   /** Docker config.json whose `auths` supply upstream credentials. */
   dockerConfig?: string;
   /** When non-empty, clients must authenticate with HTTP basic auth. */
@@ -60,5 +71,7 @@ export const DEFAULTS: Config = {
   airGapped: false,
   revalidateAfterMs: 5 * 60_000,
   registries: [],
+  tagPolicies: [],
+  upstreams: "any",
   users: [],
 };

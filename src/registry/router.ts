@@ -23,6 +23,8 @@ export interface RegistryOptions {
   logRequests?: boolean;
   /** When given and non-empty, every request needs HTTP basic auth as one of these users. */
   users?: DownstreamUser[];
+  /** Whether clients may make the cache contact this upstream (the `upstreams: listed` policy). */
+  allowUpstream?: (upstream: string) => boolean;
 }
 
 export type Handler = (req: Request) => Promise<Response>;
@@ -34,6 +36,14 @@ const UPLOAD_RE = /^\/v2\/.+\/blobs\/uploads(\/.*)?$/;
 export function createRegistry(opts: RegistryOptions): Handler {
   const { cache, defaultNs, log } = opts;
   const auth = opts.users?.length ? createBasicAuth(opts.users) : null;
+
+  function target(name: string, url: URL) {
+    const t = resolveOrThrow(name, url, defaultNs);
+    if (opts.allowUpstream && !opts.allowUpstream(t.upstream)) {
+      throw new RegistryError("DENIED", `upstream ${t.upstream} is not in this cache's registries list`);
+    }
+    return t;
+  }
 
   async function route(req: Request, url: URL): Promise<Response> {
     const path = url.pathname;
@@ -51,7 +61,7 @@ export function createRegistry(opts: RegistryOptions): Handler {
     let m = RESOURCE_RE.exec(path);
     if (m) {
       const name = m[1]!;
-      const rc: RequestContext = { req, url, method, name, target: resolveOrThrow(name, url, defaultNs) };
+      const rc: RequestContext = { req, url, method, name, target: target(name, url) };
       switch (m[2]) {
         case "manifests":
           return handleManifest(cache, rc, m[3]!);
@@ -64,7 +74,7 @@ export function createRegistry(opts: RegistryOptions): Handler {
     m = TAGS_RE.exec(path);
     if (m) {
       const name = m[1]!;
-      return handleTags(cache, { req, url, method, name, target: resolveOrThrow(name, url, defaultNs) });
+      return handleTags(cache, { req, url, method, name, target: target(name, url) });
     }
     throw new RegistryError("NAME_UNKNOWN", `no such registry API path: ${path}`, { status: 404 });
   }

@@ -4,19 +4,30 @@
 //   repositories/<upstream>/<repository>/_tags/<tag>.json  one TagRecord per cached tag
 //   tmp/                                                in-progress writes, emptied at startup
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { randomUUID } from "node:crypto";
 import { digestOf, parseDigest, type Digest } from "../oci/digest.ts";
 import { isRepositoryName, isTag } from "../oci/names.ts";
-import type { Spool, Store, StoredBlob, TagRecord } from "./types.ts";
+import type { ContentKind, Spool, Store, StoredBlob, TagRecord } from "./types.ts";
 
 /** `_tags` cannot be a repository path component (components start with [a-z0-9]). */
 const TAGS_DIR = "_tags";
 
+/** A tag record from its file's bytes; null when they are not a complete record. */
+function parseTagRecord(bytes: Uint8Array): TagRecord | null {
+  try {
+    const r = JSON.parse(new TextDecoder().decode(bytes)) as TagRecord;
+    const fields = [r.upstream, r.repository, r.tag, r.digest, r.mediaType, r.created, r.lastPulled, r.checked];
+    return fields.every((f) => typeof f === "string") && parseDigest(r.digest) ? r : null;
+  } catch {
+    return null;
+  }
+}
+
 export function createFsStore(root: string): Store {
   const tmpDir = join(root, "tmp");
 
-  function contentPath(kind: "blobs" | "manifests", digest: string): string {
+  function contentPath(kind: ContentKind, digest: string): string {
     const d: Digest | null = parseDigest(digest);
     if (!d) throw new Error(`not a digest: ${JSON.stringify(digest)}`);
     return join(root, kind, d.algorithm, d.hex);
@@ -68,28 +79,27 @@ export function createFsStore(root: string): Store {
     }
   }
 
-  async function* walkTags(dir: string): AsyncGenerator<TagRecord> {
+  /** Every tag record file under `dir`, parsed (null when it cannot be read as a record). */
+  async function* walkTagFiles(dir: string): AsyncGenerator<{ path: string; record: TagRecord | null }> {
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch {
       return;
     }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       if (e.name === TAGS_DIR) {
         for (const f of (await readdir(join(dir, e.name))).sort()) {
           if (!f.endsWith(".json")) continue;
-          const bytes = await readOrNull(join(dir, e.name, f));
+          const path = join(dir, e.name, f);
+          const bytes = await readOrNull(path);
           if (!bytes) continue;
-          try {
-            yield JSON.parse(new TextDecoder().decode(bytes)) as TagRecord;
-          } catch {
-            // A damaged record is skipped here; `verify` reports it.
-          }
+          yield { path, record: parseTagRecord(bytes) };
         }
       } else {
-        yield* walkTags(join(dir, e.name));
+        yield* walkTagFiles(join(dir, e.name));
       }
     }
   }
@@ -154,12 +164,7 @@ export function createFsStore(root: string): Store {
 
     async readTag(upstream, repository, tag) {
       const bytes = await readOrNull(tagPath(upstream, repository, tag));
-      if (!bytes) return null;
-      try {
-        return JSON.parse(new TextDecoder().decode(bytes)) as TagRecord;
-      } catch {
-        return null;
-      }
+      return bytes ? parseTagRecord(bytes) : null;
     },
 
     async writeTag(record) {
@@ -185,7 +190,53 @@ export function createFsStore(root: string): Store {
       } catch {
         return;
       }
-      for (const u of upstreams) yield* walkTags(join(base, u));
+      for (const u of upstreams) {
+        for await (const t of walkTagFiles(join(base, u))) if (t.record) yield t.record;
+      }
+    },
+
+    async *listContent(kind) {
+      for (const algorithm of ["sha256", "sha512"]) {
+        let names: string[];
+        try {
+          names = await readdir(join(root, kind, algorithm));
+        } catch {
+          continue;
+        }
+        for (const n of names.sort()) yield `${algorithm}:${n}`;
+      }
+    },
+
+    async openContent(kind, digest) {
+      const path = contentPath(kind, digest);
+      try {
+        await stat(path);
+      } catch {
+        return null;
+      }
+      return Bun.file(path);
+    },
+
+    async removeContent(kind, digest) {
+      await rm(contentPath(kind, digest), { force: true });
+    },
+
+    async removeTag(upstream, repository, tag) {
+      await rm(tagPath(upstream, repository, tag), { force: true });
+    },
+
+    async *damagedTags() {
+      for await (const t of walkTagFiles(join(root, "repositories"))) {
+        if (!t.record) yield relative(root, t.path);
+      }
+    },
+
+    async removeDamagedTag(relativePath) {
+      const path = join(root, relativePath);
+      if (!path.startsWith(join(root, "repositories") + "/") || !path.endsWith(".json")) {
+        throw new Error(`not a tag record path: ${relativePath}`);
+      }
+      await rm(path, { force: true });
     },
   };
 }

@@ -50,4 +50,15 @@ export interface Store {
   listTags(upstream: string, repository: string): Promise<string[]>;
   /** Every tag record in the store. */
   allTags(): AsyncIterable<TagRecord>;
+  /** Digests of every stored blob or manifest. */
+  listContent(kind: ContentKind): AsyncIterable<string>;
+  /** The stored bytes of a blob or manifest, for re-hashing; null when absent. */
+  openContent(kind: ContentKind, digest: string): Promise<Blob | null>;
+  removeContent(kind: ContentKind, digest: string): Promise<void>;
+  removeTag(upstream: string, repository: string, tag: string): Promise<void>;
+  /** Tag record files that cannot be read as records (path relative to the store). */
+  damagedTags(): AsyncIterable<string>;
+  removeDamagedTag(relativePath: string): Promise<void>;
 }
+
+export type ContentKind = "blobs" | "manifests";

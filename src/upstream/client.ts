@@ -3,6 +3,7 @@
 // and a timeout on the response headers.
 import { rootCertificates } from "node:tls";
 import { basicAuthorization, createTokenCache, parseChallenge, type Challenge, type Credentials } from "./auth.ts";
+import { createBreakers, type BreakerOptions } from "./breaker.ts";
 import { UpstreamError } from "./errors.ts";
 import { upstreamEndpoint } from "./resolve.ts";
 
@@ -46,6 +47,7 @@ export interface UpstreamOptions {
   now?: () => number;
   /** Told once per upstream and reason when an upstream refuses our credentials or certificate. */
   onRefused?: (upstream: string, reason: string) => void;
+  breaker?: BreakerOptions;
 }
 
 const MAX_REDIRECTS = 5;
@@ -73,6 +75,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const tokens = createTokenCache({ fetch: doFetch, now, timeoutMs: opts.timeoutMs });
   const challenges = new Map<string, Challenge>();
   const prepared = new Map<string, Prepared>();
+  const breakers = createBreakers({ now, ...opts.breaker });
   const reported = new Set<string>();
 
   /** Reports a refusal once per upstream and reason, then throws it. */
@@ -165,34 +168,52 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
     isListed: (upstream) => opts.registries.some((r) => r.name === upstream),
 
     async request(upstream, req) {
-      const p = settingsFor(upstream);
-      const url = new URL(`${p.base}/v2/${req.repository}/${req.path}`);
-      const scope = `repository:${req.repository}:pull`;
-      const headers: Record<string, string> = { ...req.headers };
-      const known = challenges.get(upstream);
-      let authorization = tokens.cached(upstream, scope);
-      if (!authorization && known) authorization = await authorize(upstream, p, known, scope);
-      if (authorization) headers.Authorization = authorization;
-
-      let res = await send(upstream, p, url, req.method, headers);
-      if (res.status !== 401) return res;
-
-      await res.body?.cancel();
-      const challenge = parseChallenge(res.headers.get("www-authenticate"));
-      if (!challenge) refused(new UpstreamError(upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401));
-      challenges.set(upstream, challenge);
-      tokens.invalidate(upstream, scope);
-      authorization = await authorize(upstream, p, challenge, scope);
-      if (!authorization) {
-        refused(new UpstreamError(upstream, "denied", "requires credentials and none are configured", 401));
+      const admitted = breakers.admit(upstream);
+      if (!admitted.ok) {
+        throw new UpstreamError(upstream, "unreachable", `is failing; not retrying for ${Math.ceil(admitted.retryInMs / 1000)} s (circuit open)`);
       }
-      res = await send(upstream, p, url, req.method, { ...req.headers, Authorization: authorization });
-      if (res.status === 401 || res.status === 403) {
-        await res.body?.cancel();
-        const what = p.settings.credentials ? "the configured credentials" : "an anonymous token";
-        refused(new UpstreamError(upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status));
+      let res: Response;
+      try {
+        res = await attempt(upstream, req);
+      } catch (err) {
+        if (err instanceof UpstreamError && (err.failure === "unreachable" || err.failure === "timeout")) breakers.failure(upstream);
+        else breakers.success(upstream);
+        throw err;
       }
+      if (res.status >= 500 || res.status === 429) breakers.failure(upstream);
+      else breakers.success(upstream);
       return res;
     },
   };
+
+  async function attempt(upstream: string, req: UpstreamRequest): Promise<Response> {
+    const p = settingsFor(upstream);
+    const url = new URL(`${p.base}/v2/${req.repository}/${req.path}`);
+    const scope = `repository:${req.repository}:pull`;
+    const headers: Record<string, string> = { ...req.headers };
+    const known = challenges.get(upstream);
+    let authorization = tokens.cached(upstream, scope);
+    if (!authorization && known) authorization = await authorize(upstream, p, known, scope);
+    if (authorization) headers.Authorization = authorization;
+
+    let res = await send(upstream, p, url, req.method, headers);
+    if (res.status !== 401) return res;
+
+    await res.body?.cancel();
+    const challenge = parseChallenge(res.headers.get("www-authenticate"));
+    if (!challenge) refused(new UpstreamError(upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401));
+    challenges.set(upstream, challenge);
+    tokens.invalidate(upstream, scope);
+    authorization = await authorize(upstream, p, challenge, scope);
+    if (!authorization) {
+      refused(new UpstreamError(upstream, "denied", "requires credentials and none are configured", 401));
+    }
+    res = await send(upstream, p, url, req.method, { ...req.headers, Authorization: authorization });
+    if (res.status === 401 || res.status === 403) {
+      await res.body?.cancel();
+      const what = p.settings.credentials ? "the configured credentials" : "an anonymous token";
+      refused(new UpstreamError(upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status));
+    }
+    return res;
+  }
 }

@@ -16,6 +16,8 @@ export interface TestRegistryOptions {
   pullTimeoutMs?: number;
   registries?: UpstreamSettings[];
   defaultNs?: string;
+  tagPolicies?: Array<{ match: RegExp; revalidateAfterMs: number }>;
+  allowUpstream?: (upstream: string) => boolean;
 }
 
 export async function createTestRegistry(opts: TestRegistryOptions = {}) {
@@ -35,9 +37,9 @@ export async function createTestRegistry(opts: TestRegistryOptions = {}) {
   const cache = createCache({
     store, upstreams, airGapped: opts.airGapped ?? false,
     revalidateAfterMs: opts.revalidateAfterMs ?? 60_000, pullTimeoutMs: opts.pullTimeoutMs ?? 5000,
-    log: { ...quietLog, warn: (m: string) => void warnings.push(m) }, now: clock.now,
+    log: { ...quietLog, warn: (m: string) => void warnings.push(m) }, now: clock.now, tagPolicies: opts.tagPolicies,
   });
-  const handler = createRegistry({ cache, defaultNs: opts.defaultNs ?? "up.test", log: quietLog });
+  const handler = createRegistry({ cache, defaultNs: opts.defaultNs ?? "up.test", log: quietLog, allowUpstream: opts.allowUpstream });
   const request = (path: string, init?: RequestInit) => handler(new Request(`http://cache.test${path}`, init));
   return { root, store, upstream, cache, handler, request, clock, warnings };
 }

@@ -4,6 +4,7 @@ import { createCache } from "../../cache/index.ts";
 import { loadConfig } from "../../config/load.ts";
 import type { Config } from "../../config/schema.ts";
 import { createLogger, type Logger } from "../../log.ts";
+import { canonicalUpstream } from "../../oci/names.ts";
 import { createRegistry } from "../../registry/router.ts";
 import { createFsStore } from "../../store/fs.ts";
 import { createUpstreams } from "../../upstream/client.ts";
@@ -25,10 +26,13 @@ export async function startServer(cfg: Config, log: Logger) {
   const cache = createCache({
     store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
     pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
+    tagPolicies: cfg.tagPolicies.map((p) => ({ match: new RegExp(p.match), revalidateAfterMs: p.revalidateAfterMs })),
   });
+  const listed = new Set([canonicalUpstream(cfg.defaultNs), ...cfg.registries.map((r) => r.name)]);
   const handler = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
     users: cfg.users,
+    allowUpstream: cfg.upstreams === "listed" ? (u) => listed.has(u) : undefined,
   });
   const t = cfg.serverTlsConfig;
   const server = Bun.serve({

@@ -1,0 +1,35 @@
+// `ociregistry verify [--repair]`: re-hash the store, report (and optionally remove) bad content.
+import { defineCommand } from "citty";
+import { verifyStore } from "../../cache/verify.ts";
+import { loadConfig } from "../../config/load.ts";
+import { createFsStore } from "../../store/fs.ts";
+import { exitWithError } from "../fail.ts";
+import { globalArgs, globalFlags } from "../globals.ts";
+
+export default defineCommand({
+  meta: { name: "verify", description: "Re-hash every blob and manifest; report corrupt or missing content" },
+  args: {
+    ...globalArgs,
+    repair: { type: "boolean", description: "Remove corrupt content and dangling tag records so the next pull re-fetches them (default: false)" },
+  },
+  async run({ args }) {
+    let imagePath: string;
+    try {
+      imagePath = loadConfig(globalFlags(args)).imagePath;
+    } catch (err) {
+      return exitWithError(err);
+    }
+    const store = createFsStore(imagePath);
+    const r = await verifyStore(store, { repair: !!args.repair });
+    const verb = r.repaired ? "removed" : "found";
+    for (const c of r.corrupt) console.log(`corrupt: ${c}${r.repaired ? " (removed)" : ""}`);
+    for (const d of r.dangling) console.log(`missing manifest: ${d}${r.repaired ? " (tag record removed)" : ""}`);
+    for (const d of r.damaged) console.log(`unreadable tag record: ${d}${r.repaired ? " (removed)" : ""}`);
+    const problems = r.corrupt.length + r.dangling.length + r.damaged.length;
+    console.log(`checked ${r.blobs} blobs, ${r.manifests} manifests, ${r.tags} tags in ${imagePath}: ${problems} problem(s) ${verb}`);
+    if (problems && !r.repaired) {
+      console.log("run `ociregistry verify --repair` to remove them; the next pull fetches them again");
+      process.exit(1);
+    }
+  },
+});

@@ -1,0 +1,70 @@
+// A circuit breaker per upstream: after repeated failures (connection errors, timeouts, 5xx,
+// 429) requests fail at once instead of waiting on a dead upstream, and one probe request is let
+// through after a backoff that doubles up to a ceiling. A success closes the circuit.
+
+export interface BreakerOptions {
+  /** Consecutive failures that open the circuit. */
+  threshold?: number;
+  /** First wait before a probe. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  now?: () => number;
+}
+
+interface State {
+  failures: number;
+  /** When the circuit is open: the time a probe may go through. */
+  openUntil: number;
+  backoffMs: number;
+  probing: boolean;
+}
+
+export function createBreakers(opts: BreakerOptions = {}) {
+  const threshold = opts.threshold ?? 3;
+  const initial = opts.initialBackoffMs ?? 1000;
+  const max = opts.maxBackoffMs ?? 60_000;
+  const now = opts.now ?? Date.now;
+  const states = new Map<string, State>();
+
+  function state(upstream: string): State {
+    let s = states.get(upstream);
+    if (!s) {
+      s = { failures: 0, openUntil: 0, backoffMs: initial, probing: false };
+      states.set(upstream, s);
+    }
+    return s;
+  }
+
+  return {
+    /**
+     * Whether a request may go to the upstream now. Returns the milliseconds until the next probe
+     * when it may not.
+     */
+    admit(upstream: string): { ok: true } | { ok: false; retryInMs: number } {
+      const s = states.get(upstream);
+      if (!s || s.failures < threshold) return { ok: true };
+      const t = now();
+      if (t >= s.openUntil && !s.probing) {
+        s.probing = true;
+        return { ok: true };
+      }
+      return { ok: false, retryInMs: Math.max(0, s.openUntil - t) };
+    },
+    success(upstream: string) {
+      const s = states.get(upstream);
+      if (s) states.delete(upstream);
+    },
+    failure(upstream: string) {
+      const s = state(upstream);
+      s.failures++;
+      if (s.failures < threshold) return;
+      if (s.probing) s.backoffMs = Math.min(max, s.backoffMs * 2);
+      s.probing = false;
+      s.openUntil = now() + s.backoffMs;
+    },
+    isOpen(upstream: string): boolean {
+      const s = states.get(upstream);
+      return !!s && s.failures >= threshold && now() < s.openUntil;
+    },
+  };
+}
