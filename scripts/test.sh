@@ -8,7 +8,7 @@ log=$(mktemp)
 status=0
 if ! bunx tsc --noEmit -p .; then echo "typecheck failed"; status=1; fi
 for suite in test/unit test/e2e; do
-  bun test "$suite" 2>&1 | tee -a "$log"
+  bun test --timeout 120000 "$suite" 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
 passed=$(grep -cE '^\(pass\)' "$log")

@@ -49,7 +49,19 @@ ${tls}${opts.extraYaml ?? ""}`);
   const host = opts.addr.endsWith(scheme === "https" ? ":443" : ":80") ? opts.addr.replace(/:\d+$/, "") : opts.addr;
   const base = `${scheme}://${host}`;
   let proc: Subprocess;
+  const [hostname, port] = opts.addr.split(":");
+  const listening = async () => {
+    try {
+      const socket = await Bun.connect({ hostname: hostname!, port: Number(port), socket: { data() {} } });
+      socket.end();
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const start = async () => {
+    // Readiness is a TCP connect, so the address must not already be taken by someone else.
+    if (await listening()) throw new Error(`${opts.addr} is already in use; stop whatever listens there`);
     const out = Bun.file(logPath);
     const prev = (await out.exists()) ? await out.bytes() : new Uint8Array();
     proc = Bun.spawn(["/usr/bin/docker-registry", "serve", join(dir, "config.yml")], {
@@ -68,10 +80,7 @@ ${tls}${opts.extraYaml ?? ""}`);
     await waitFor(`distribution on ${opts.addr}`, async () => {
       if (proc.exitCode !== null) throw new Error(`docker-registry exited: ${readFileSync(logPath, "utf8")}`);
       // A TCP connect: with client-certificate TLS an HTTP probe would be refused at the handshake.
-      const [hostname, port] = opts.addr.split(":");
-      const socket = await Bun.connect({ hostname: hostname!, port: Number(port), socket: { data() {} } });
-      socket.end();
-      return true;
+      return listening();
     }).catch((e) => {
       proc.kill("SIGKILL");
       throw e;

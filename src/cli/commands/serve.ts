@@ -13,6 +13,8 @@ import { exitWithError } from "../fail.ts";
 
 /** How often batched last-pulled times are written. */
 const FLUSH_INTERVAL_MS = 30_000;
+/** How long shutdown waits for downloads and responses before cutting them. */
+const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(cfg: Config, log: Logger) {
   const store = createFsStore(cfg.imagePath);
@@ -58,9 +60,11 @@ export async function startServer(cfg: Config, log: Logger) {
     stopping = true;
     log.info("shutting down");
     clearInterval(flusher);
-    void server.stop(false);
-    await cache.drain(10_000);
+    // Stop accepting; in-flight responses go on. Downloads get up to 10 s, then are aborted.
+    const inFlight = server.stop(false);
+    await cache.drain(SHUTDOWN_GRACE_MS);
     await cache.flush();
+    await Promise.race([inFlight, Bun.sleep(SHUTDOWN_GRACE_MS)]);
     await server.stop(true);
   }
   return { server, cache, stop };
