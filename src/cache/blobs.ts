@@ -45,7 +45,7 @@ export function createBlobs(ctx: CacheContext) {
     // The download is held to the declared size even when the upstream announces none.
     const total = announced ?? declared;
     const spool = await ctx.store.spool();
-    ctx.log.info(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
+    ctx.log.debug(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
     const started = ctx.now();
     return Download.start({
       digest, total, spool, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
@@ -53,7 +53,7 @@ export function createBlobs(ctx: CacheContext) {
       onEnd: (d) => {
         downloads.delete(digest);
         if (d.error) ctx.log.warn(`download of ${target.upstream}/${target.repository}@${digest} failed: ${d.error.message}`);
-        else ctx.log.info(`stored ${digest} (${d.written} bytes in ${ctx.now() - started} ms)`);
+        else ctx.log.debug(`stored ${digest} (${d.written} bytes in ${ctx.now() - started} ms)`);
       },
     });
   }
@@ -89,6 +89,17 @@ export function createBlobs(ctx: CacheContext) {
         if (s) return { kind: "stored", size: s.size, file: s.file };
       }
       return { kind: "download", size: d.total, download: d };
+    },
+    /** Makes sure a blob is stored, downloading it if needed; returns the bytes this call downloaded. */
+    async ensure(target: Target, digest: string): Promise<number> {
+      if (await ctx.store.statBlob(digest)) return 0;
+      const source = await this.get(target, digest, true);
+      if (source.kind !== "download") return 0;
+      await source.download.settled();
+      if (source.download.error) {
+        throw new RegistryError("BLOB_UNKNOWN", `download of ${target.upstream}/${target.repository}@${digest} failed: ${source.download.error.message}`, { status: 502 });
+      }
+      return source.download.written;
     },
     /** Downloads in progress, for shutdown. */
     active(): Download[] {

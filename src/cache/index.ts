@@ -4,6 +4,8 @@ import { createBlobs } from "./blobs.ts";
 import { tagKey, type CacheContext, type CacheOptions } from "./context.ts";
 import { createManifests } from "./manifests.ts";
 import { ManifestMemory } from "./memory.ts";
+import { pruneStore, type PruneOptions } from "./prune.ts";
+import { createPuller } from "./pull.ts";
 import { createReferrers } from "./referrers.ts";
 import { createTags } from "./tags.ts";
 
@@ -11,6 +13,7 @@ export type { BlobSource } from "./blobs.ts";
 export type { CacheOptions, CacheLogger } from "./context.ts";
 export type { ManifestResult } from "./manifests.ts";
 export type { TagList } from "./tags.ts";
+export { hostPlatform, parsePlatform, type PlatformChoice, type PullResult } from "./pull.ts";
 
 export type Cache = ReturnType<typeof createCache>;
 
@@ -30,12 +33,15 @@ export function createCache(opts: CacheOptions) {
   const blobs = createBlobs(ctx);
   const tags = createTags(ctx);
   const referrers = createReferrers(ctx);
+  const pullImage = createPuller(manifests, blobs);
 
   return {
     manifests,
     blobs,
     tags,
     referrers,
+    pullImage,
+    store: ctx.store,
     airGapped: ctx.airGapped,
     /** Writes tag records whose last-pulled or checked time changed; batched off the hot path. */
     async flush(): Promise<number> {
@@ -54,6 +60,13 @@ export function createCache(opts: CacheOptions) {
         }
       }
       return written;
+    },
+    /** Prunes the store this cache serves: pending access times are written first, pruned tags forgotten. */
+    async prune(opts: PruneOptions) {
+      await this.flush();
+      return pruneStore(ctx.store, opts, (r) => {
+        if (!opts.dryRun) ctx.tags.delete(tagKey(r.upstream, r.repository, r.tag));
+      });
     },
     /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
     async drain(ms: number): Promise<void> {

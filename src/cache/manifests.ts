@@ -212,11 +212,31 @@ export function createManifests(ctx: CacheContext) {
     return fetchAndStore(target, digest, accept);
   }
 
+  /** Digest-pinned records known to be absent, so a by-digest pull reads the disk at most once. */
+  const unpinned = new Set<string>();
+
+  /** Marks a digest-pinned image as pulled, if there is a record for it. */
+  function touchPinned(target: Target, digest: string) {
+    const key = tagKey(target.upstream, target.repository, digest);
+    const rec = ctx.tags.get(key);
+    if (rec) return touch(rec, { lastPulled: new Date(ctx.now()).toISOString() });
+    if (unpinned.has(key)) return;
+    if (unpinned.size > 200_000) unpinned.clear();
+    unpinned.add(key);
+    void ctx.store.readTag(target.upstream, target.repository, digest).then((r) => {
+      if (!r) return;
+      unpinned.delete(key);
+      ctx.tags.set(key, r);
+      touch(r, { lastPulled: new Date(ctx.now()).toISOString() });
+    }, () => {});
+  }
+
   return {
     /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
     get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
       const accept = upstreamAccept(clientAccept);
       if (isDigest(reference)) {
+        touchPinned(target, reference);
         const hot = ctx.memory.get(reference);
         if (hot) return Promise.resolve(hot);
       }
@@ -230,5 +250,12 @@ export function createManifests(ctx: CacheContext) {
       return p;
     },
     tagRecord,
+    /** Records an image pulled by digest so that list, prune and export know it (used by load). */
+    async pin(target: Target, m: ManifestResult): Promise<void> {
+      const key = tagKey(target.upstream, target.repository, m.digest);
+      unpinned.delete(key);
+      if (await tagRecord(target, m.digest)) return;
+      await recordTag(target, m.digest, m, null);
+    },
   };
 }

@@ -9,6 +9,10 @@ const main = defineCommand({
   args: { ...globalArgs },
   subCommands: {
     serve: () => import("./commands/serve.ts").then((m) => m.default),
+    load: () => import("./commands/load.ts").then((m) => m.default),
+    list: () => import("./commands/list.ts").then((m) => m.default),
+    prune: () => import("./commands/prune.ts").then((m) => m.default),
+    export: () => import("./commands/export.ts").then((m) => m.default),
     verify: () => import("./commands/verify.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
   },

@@ -6,7 +6,7 @@ import { canonicalUpstream, isHost } from "../oci/names.ts";
 import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
 import { parseDuration } from "./duration.ts";
-import { DEFAULTS, LOG_LEVELS, type Config, type DownstreamUser, type LogLevel, type RegistryEntry, type ServerTls, type TagPolicy } from "./schema.ts";
+import { DEFAULTS, LOG_LEVELS, type Config, type DownstreamUser, type LogLevel, type PruneConfig, type RegistryEntry, type ServerTls, type TagPolicy } from "./schema.ts";
 
 export { ConfigError };
 
@@ -29,9 +29,7 @@ type Env = Record<string, string | undefined>;
 type Raw = Record<string, unknown>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
-  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams"]);
-/** Seed keys this version does not implement yet: refused by name rather than silently ignored. */
-const NOT_YET = new Set(["pruneConfig"]);
+  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig"]);
 
 function isObject(v: unknown): v is Raw {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -154,6 +152,23 @@ function tagPolicies(v: unknown, key: string): TagPolicy[] {
   });
 }
 
+function pruneConfig(v: unknown, key: string): PruneConfig {
+  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with enabled, duration, type and frequency");
+  keysOf(v, key, ["enabled", "duration", "type", "frequency", "count", "dryRun"]);
+  const type = v.type ?? "accessed";
+  if (type !== "accessed" && type !== "created") throw new ConfigError(`${key}.type`, "must be accessed or created");
+  const count = v.count ?? -1;
+  if (typeof count !== "number" || !Number.isInteger(count) || count < -1 || count === 0) throw new ConfigError(`${key}.count`, "must be -1 (no limit) or a positive whole number");
+  const frequencyMs = duration(v.frequency ?? "1d", `${key}.frequency`);
+  if (frequencyMs < 60_000) throw new ConfigError(`${key}.frequency`, "must be at least 1m");
+  return {
+    enabled: v.enabled === undefined ? false : bool(v.enabled, `${key}.enabled`),
+    olderThanMs: duration(v.duration ?? "30d", `${key}.duration`),
+    type, frequencyMs, count,
+    dryRun: v.dryRun === undefined ? false : bool(v.dryRun, `${key}.dryRun`),
+  };
+}
+
 function serverTls(v: unknown, key: string): ServerTls {
   if (!isObject(v)) throw new ConfigError(key, "must be a mapping with cert and key");
   keysOf(v, key, ["cert", "key", "ca", "clientAuth"]);
@@ -221,6 +236,7 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
     // The seed's switch, expressed as a freshness rule: `latest` is checked upstream on every pull.
     cfg.tagPolicies = [{ match: ":latest$", revalidateAfterMs: 0 }, ...cfg.tagPolicies];
   }
+  if (raw.pruneConfig !== undefined) cfg.pruneConfig = pruneConfig(raw.pruneConfig, where("pruneConfig"));
   if (raw.upstreams !== undefined) {
     if (raw.upstreams !== "any" && raw.upstreams !== "listed") throw new ConfigError(where("upstreams"), "must be any or listed");
     cfg.upstreams = raw.upstreams;
@@ -260,7 +276,6 @@ export function parseConfigText(text: string, source: string): Raw {
   if (raw === null || raw === undefined) return {};
   if (!isObject(raw)) throw new ConfigError(source, "must be a YAML mapping of keys");
   for (const k of Object.keys(raw)) {
-    if (NOT_YET.has(k)) throw new ConfigError(k, "is not supported by this version yet");
     if (!TOP_KEYS.has(k)) throw new ConfigError(k, "unknown key");
   }
   return raw;

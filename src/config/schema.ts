@@ -34,6 +34,19 @@ export interface TagPolicy {
   revalidateAfterMs: number;
 }
 
+export interface PruneConfig {
+  enabled: boolean;
+  /** Images older than this are pruned, in ms. */
+  olderThanMs: number;
+  /** `accessed`: by last pull; `created`: by when the tag was first cached. */
+  type: "accessed" | "created";
+  /** How often serve prunes, in ms. */
+  frequencyMs: number;
+  /** At most this many images per run; -1 for no limit. */
+  count: number;
+  dryRun: boolean;
+}
+
 export interface Config {
   imagePath: string;
   /** Address to listen on. */
@@ -58,6 +71,7 @@ export interface Config {
   /** When non-empty, clients must authenticate with HTTP basic auth. */
   users: DownstreamUser[];
   serverTlsConfig?: ServerTls;
+  pruneConfig?: PruneConfig;
 }
 
 export const DEFAULTS: Config = {

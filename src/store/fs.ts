@@ -41,8 +41,9 @@ export function createFsStore(root: string): Store {
     return join(root, "repositories", upstream, repository, TAGS_DIR);
   }
 
+  /** A record's file: `<tag>.json`, or `<algorithm>:<hex>.json` for an image pinned by digest. */
   function tagPath(upstream: string, repository: string, tag: string): string {
-    if (!isTag(tag)) throw new Error(`unsafe tag: ${JSON.stringify(tag)}`);
+    if (!isTag(tag) && !parseDigest(tag)) throw new Error(`unsafe tag: ${JSON.stringify(tag)}`);
     return join(tagDir(upstream, repository), `${tag}.json`);
   }
 
@@ -175,7 +176,8 @@ export function createFsStore(root: string): Store {
     async listTags(upstream, repository) {
       try {
         const files = await readdir(tagDir(upstream, repository));
-        return files.filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
+        // Digest-pinned records (a ':' in the name, which no tag can have) are not tags.
+        return files.filter((f) => f.endsWith(".json") && !f.includes(":")).map((f) => f.slice(0, -5)).sort();
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
         throw err;

@@ -6,6 +6,7 @@ export interface TagRecord {
   upstream: string;
   /** Repository within the upstream, e.g. `library/nginx`. */
   repository: string;
+  /** The tag, or the digest itself for an image pinned by digest (`load host/repo@sha256:…`). */
   tag: string;
   digest: string;
   mediaType: string;

@@ -3,6 +3,7 @@ import { upstreamAccept } from "../../src/cache/manifests.ts";
 import { digestOf, isDigest, parseDigest } from "../../src/oci/digest.ts";
 import { detectMediaType, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, parseManifest } from "../../src/oci/mediatypes.ts";
 import { isHost, isRepositoryName, isTag } from "../../src/oci/names.ts";
+import { parseImageReference } from "../../src/oci/reference.ts";
 import { parseRange } from "../../src/registry/handlers/blobs.ts";
 import { resolveTarget } from "../../src/upstream/resolve.ts";
 
@@ -90,5 +91,22 @@ describe("media types", () => {
     expect(a.split(", ")).toContain(OCI_INDEX);
     expect(a.split(", ")[0]).toBe(DOCKER_MANIFEST);
     expect(a).not.toContain("*/*");
+  });
+});
+
+describe("image references", () => {
+  test.each([
+    ["nginx", "docker.io", "library/nginx", "latest"],
+    ["nginx:1.27", "docker.io", "library/nginx", "1.27"],
+    ["docker.io/bitnami/redis:7", "docker.io", "bitnami/redis", "7"],
+    ["registry.k8s.io/pause:3.9", "registry.k8s.io", "pause", "3.9"],
+    ["localhost:5000/a/b:v1", "localhost:5000", "a/b", "v1"],
+    [`host:5000/a/b@sha256:${HEX}`, "host:5000", "a/b", `sha256:${HEX}`],
+    [`quay.io/x:v1@sha256:${HEX}`, "quay.io", "x", `sha256:${HEX}`],
+  ])("%p", (text, upstream, repository, reference) => {
+    expect(parseImageReference(text)).toEqual({ ok: true, ref: { upstream, repository, reference } });
+  });
+  test.each(["", "nginx::1", "UPPER/x", "x@sha256:abc", "host:5000/", "a b", "nginx:-bad"])("rejects %p", (t) => {
+    expect(parseImageReference(t).ok).toBe(false);
   });
 });

@@ -1,13 +1,14 @@
 // `ociregistry serve`: wires config, store, upstreams, cache and registry into Bun.serve.
 import { defineCommand } from "citty";
-import { createCache } from "../../cache/index.ts";
 import { loadConfig } from "../../config/load.ts";
 import type { Config } from "../../config/schema.ts";
 import { createLogger, type Logger } from "../../log.ts";
 import { canonicalUpstream } from "../../oci/names.ts";
 import { createRegistry } from "../../registry/router.ts";
-import { createFsStore } from "../../store/fs.ts";
-import { createUpstreams } from "../../upstream/client.ts";
+import { readFileSync } from "node:fs";
+import { hostPlatform } from "../../cache/index.ts";
+import { parseImageList } from "../../config/image-list.ts";
+import { createRuntime } from "../runtime.ts";
 import { globalArgs, globalFlags } from "../globals.ts";
 import { exitWithError } from "../fail.ts";
 
@@ -17,19 +18,7 @@ const FLUSH_INTERVAL_MS = 30_000;
 const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(cfg: Config, log: Logger) {
-  const store = createFsStore(cfg.imagePath);
-  const removed = await store.init();
-  if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) from an interrupted run`);
-  const upstreams = createUpstreams({
-    timeoutMs: cfg.pullTimeoutMs,
-    registries: cfg.registries.map((r) => ({ name: r.name, scheme: r.scheme, credentials: r.auth, tls: r.tls })),
-    onRefused: (upstream, reason) => log.withTag("upstream").warn(`upstream ${upstream} refused us: ${reason}`),
-  });
-  const cache = createCache({
-    store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
-    pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
-    tagPolicies: cfg.tagPolicies.map((p) => ({ match: new RegExp(p.match), revalidateAfterMs: p.revalidateAfterMs })),
-  });
+  const { cache } = await createRuntime(cfg, log);
   const listed = new Set([canonicalUpstream(cfg.defaultNs), ...cfg.registries.map((r) => r.name)]);
   const handler = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
@@ -48,6 +37,18 @@ export async function startServer(cfg: Config, log: Logger) {
       : undefined,
   });
   const flusher = setInterval(() => void cache.flush(), FLUSH_INTERVAL_MS);
+  const pc = cfg.pruneConfig;
+  const pruner = pc?.enabled
+    ? setInterval(async () => {
+        const r = await cache.prune({
+          olderThanMs: pc.olderThanMs, by: pc.type === "created" ? "created" : "lastPulled", dryRun: pc.dryRun,
+          limit: pc.count === -1 ? undefined : pc.count,
+        }).catch((err) => void log.withTag("prune").error((err as Error).message));
+        if (r && r.images.length) {
+          log.withTag("prune").info(`${r.dryRun ? "would remove" : "removed"} ${r.images.length} image(s), ${r.blobs} blob(s), ${r.bytes} bytes: ${r.images.join(", ")}`);
+        }
+      }, pc.frequencyMs)
+    : null;
   const notes = [`default namespace ${cfg.defaultNs}`];
   if (cfg.airGapped) notes.push("air-gapped");
   if (t) notes.push(t.clientAuth === "verify" ? "TLS, client certificates required" : "TLS");
@@ -60,6 +61,7 @@ export async function startServer(cfg: Config, log: Logger) {
     stopping = true;
     log.info("shutting down");
     clearInterval(flusher);
+    if (pruner) clearInterval(pruner);
     // Stop accepting; in-flight responses go on. Downloads get up to 10 s, then are aborted.
     const inFlight = server.stop(false);
     await cache.drain(SHUTDOWN_GRACE_MS);
@@ -81,6 +83,7 @@ export default defineCommand({
     "revalidate-after": { type: "string", description: "Check cached tags upstream after this long (default: 5m)", valueHint: "DURATION" },
     "air-gapped": { type: "boolean", description: "Never contact an upstream; serve only the store (default: false)" },
     "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
+    "preload-images": { type: "string", description: "Image list to pull into the store in the background at start", valueHint: "FILE" },
   },
   async run({ args }) {
     let cfg: Config;
@@ -95,11 +98,25 @@ export default defineCommand({
       return exitWithError(err);
     }
     const log = createLogger(cfg.logLevel, cfg.logFormat);
+    const preload = args["preload-images"];
+    try {
+      // A bad image list stops the start, before anything listens or downloads.
+      if (preload) parseImageList(readFileSync(preload, "utf8"), `image list ${preload}`);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      return exitWithError(e.code ? new Error(`--preload-images: cannot read ${preload}: ${e.code}`) : err);
+    }
     let running;
     try {
       running = await startServer(cfg, log);
     } catch (err) {
       return exitWithError(err);
+    }
+    if (preload) {
+      const { loadImageFile } = await import("./load.ts");
+      loadImageFile(cfg, log.withTag("preload"), preload, [hostPlatform()], 4, running.cache)
+        .then((o) => o.failed.length && log.withTag("preload").warn(`${o.failed.length} image(s) failed to preload: ${o.failed.map((f) => f.ref).join(", ")}`))
+        .catch((err) => log.withTag("preload").error((err as Error).message));
     }
     for (const sig of ["SIGTERM", "SIGINT"] as const) {
       process.on(sig, () => void running.stop().then(() => process.exit(0)));

@@ -1,0 +1,54 @@
+// Loads a list of images into the store, several at a time; every failure is collected, every
+// success kept.
+import pLimit from "p-limit";
+import { formatReference, type ImageReference } from "../oci/reference.ts";
+import type { PlatformChoice, PullResult } from "./pull.ts";
+
+export interface LoadProgress {
+  total: number;
+  done: number;
+  failed: number;
+  bytes: number;
+}
+
+export interface LoadOutcome {
+  pulled: Array<{ ref: string; result: PullResult }>;
+  failed: Array<{ ref: string; error: string }>;
+  bytes: number;
+}
+
+type PullImage = (t: { upstream: string; repository: string }, reference: string, p: PlatformChoice, onBytes?: (n: number) => void) => Promise<PullResult>;
+
+export async function loadImages(
+  pullImage: PullImage,
+  refs: ImageReference[],
+  opts: { platforms: PlatformChoice; concurrency: number; onProgress?: (p: LoadProgress) => void; onImage?: (ref: string, r: PullResult | Error) => void },
+): Promise<LoadOutcome> {
+  const limit = pLimit(opts.concurrency);
+  const progress: LoadProgress = { total: refs.length, done: 0, failed: 0, bytes: 0 };
+  const outcome: LoadOutcome = { pulled: [], failed: [], bytes: 0 };
+  // The same reference twice in a list is pulled once.
+  const unique = [...new Map(refs.map((r) => [formatReference(r), r])).entries()];
+  progress.total = unique.length;
+  await Promise.all(unique.map(([name, ref]) => limit(async () => {
+    try {
+      const result = await pullImage({ upstream: ref.upstream, repository: ref.repository }, ref.reference, opts.platforms, (n) => {
+        progress.bytes += n;
+        opts.onProgress?.(progress);
+      });
+      outcome.pulled.push({ ref: name, result });
+      progress.done++;
+      opts.onImage?.(name, result);
+    } catch (err) {
+      const message = (err as Error)?.message ?? String(err);
+      outcome.failed.push({ ref: name, error: message });
+      progress.failed++;
+      opts.onImage?.(name, err instanceof Error ? err : new Error(message));
+    }
+    opts.onProgress?.(progress);
+  })));
+  outcome.bytes = progress.bytes;
+  outcome.pulled.sort((a, b) => a.ref.localeCompare(b.ref));
+  outcome.failed.sort((a, b) => a.ref.localeCompare(b.ref));
+  return outcome;
+}

@@ -1,0 +1,100 @@
+// `ociregistry list`: what the store holds, like `crictl images`.
+import { defineCommand } from "citty";
+import { loadConfig } from "../../config/load.ts";
+import { ConfigError } from "../../config/error.ts";
+import { parseManifest } from "../../oci/mediatypes.ts";
+import { parseDigest } from "../../oci/digest.ts";
+import { recordName } from "../../store/archive.ts";
+import { createFsStore } from "../../store/fs.ts";
+import type { Store, TagRecord } from "../../store/types.ts";
+import { exitWithError } from "../fail.ts";
+import { globalArgs, globalFlags } from "../globals.ts";
+import { formatBytes } from "../progress.ts";
+
+export interface ListedImage {
+  image: string;
+  tag: string;
+  digest: string;
+  mediaType: string;
+  /** Bytes of the stored manifests, configs and layers the image uses. */
+  size: number;
+  created: string;
+  lastPulled: string;
+}
+
+/** Size on disk of what an image uses; shared blobs count in every image that uses them. */
+async function storedSize(store: Store, digest: string, memo: Map<string, number>): Promise<number> {
+  const known = memo.get(digest);
+  if (known !== undefined) return known;
+  const bytes = await store.readManifest(digest);
+  let size = 0;
+  if (bytes) {
+    size = bytes.byteLength;
+    const m = parseManifest(bytes);
+    for (const child of m?.manifests ?? []) size += await storedSize(store, child.digest, memo);
+    for (const b of [...(m?.config ? [m.config] : []), ...(m?.layers ?? [])]) {
+      if (await store.statBlob(b.digest)) size += b.size;
+    }
+  }
+  memo.set(digest, size);
+  return size;
+}
+
+export async function listImages(store: Store, pattern?: RegExp): Promise<ListedImage[]> {
+  const memo = new Map<string, number>();
+  const out: ListedImage[] = [];
+  for await (const r of store.allTags() as AsyncIterable<TagRecord>) {
+    if (pattern && !pattern.test(recordName(r))) continue;
+    const pinned = !!parseDigest(r.tag);
+    out.push({
+      image: `${r.upstream}/${r.repository}`, tag: pinned ? "<none>" : r.tag, digest: r.digest, mediaType: r.mediaType,
+      size: await storedSize(store, r.digest, memo), created: r.created, lastPulled: r.lastPulled,
+    });
+  }
+  return out.sort((a, b) => (a.image === b.image ? a.tag.localeCompare(b.tag) : a.image < b.image ? -1 : 1));
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("   ")).join("\n");
+}
+
+export function compilePattern(p: string | undefined, flag = "--pattern"): RegExp | undefined {
+  if (p === undefined) return undefined;
+  try {
+    return new RegExp(p);
+  } catch (err) {
+    throw new ConfigError(flag, `not a regular expression: ${(err as Error).message}`);
+  }
+}
+
+export default defineCommand({
+  meta: { name: "list", description: "List the images in the store" },
+  args: {
+    ...globalArgs,
+    pattern: { type: "string", description: "Only images whose upstream/repository:tag matches this regular expression", valueHint: "REGEX" },
+    long: { type: "boolean", description: "Show full digests (default: 12 characters)" },
+    json: { type: "boolean", description: "Print JSON for scripts" },
+  },
+  async run({ args }) {
+    let imagePath: string;
+    let pattern: RegExp | undefined;
+    try {
+      imagePath = loadConfig(globalFlags(args)).imagePath;
+      pattern = compilePattern(args.pattern);
+    } catch (err) {
+      return exitWithError(err);
+    }
+    const images = await listImages(createFsStore(imagePath), pattern);
+    if (args.json) {
+      console.log(JSON.stringify(images, null, 2));
+      return;
+    }
+    const rows = [["IMAGE", "TAG", "DIGEST", "SIZE", "LAST PULLED"]];
+    for (const i of images) {
+      const digest = args.long ? i.digest : parseDigest(i.digest)!.hex.slice(0, 12);
+      rows.push([i.image, i.tag, digest, formatBytes(i.size), i.lastPulled.replace(/\.\d+Z$/, "Z")]);
+    }
+    console.log(table(rows));
+  },
+});

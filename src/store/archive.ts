@@ -1,0 +1,214 @@
+// Moving images across an air gap: `export` writes the store (or some images) as a tar that
+// extracts to a valid image path, or as an OCI image-layout archive; `load --archive` merges such
+// a tar into a store, verifying every digest and never trusting a path in it.
+import { createReadStream, createWriteStream } from "node:fs";
+import { open } from "node:fs/promises";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import tar from "tar-stream";
+import { createDigester, digestOf, parseDigest } from "../oci/digest.ts";
+import { MAX_MANIFEST_BYTES, OCI_INDEX, detectMediaType, parseManifest } from "../oci/mediatypes.ts";
+import { isHost, isRepositoryName, isTag } from "../oci/names.ts";
+import { closureOf } from "./closure.ts";
+import type { Store, TagRecord } from "./types.ts";
+
+export interface ExportOptions {
+  /** Only tag records whose `<upstream>/<repository>:<tag>` matches. */
+  pattern?: RegExp;
+  format: "store" | "oci";
+}
+
+export interface ExportSummary {
+  images: number;
+  manifests: number;
+  blobs: number;
+  bytes: number;
+}
+
+const MTIME = new Date(0);
+
+export function recordName(r: TagRecord): string {
+  return `${r.upstream}/${r.repository}${parseDigest(r.tag) ? "@" : ":"}${r.tag}`;
+}
+
+async function addEntry(pack: tar.Pack, name: string, body: Uint8Array | Blob, size: number) {
+  await new Promise<void>((resolve, reject) => {
+    const entry = pack.entry({ name, size, mode: 0o644, mtime: MTIME }, (err) => (err ? reject(err) : resolve()));
+    if (body instanceof Uint8Array) {
+      entry.end(Buffer.from(body));
+    } else {
+      Readable.fromWeb(body.stream() as never).pipe(entry);
+    }
+  });
+}
+
+/** Streams a tar of the selected images to `out` (a path, or "-" for stdout). */
+export async function exportArchive(store: Store, out: string, opts: ExportOptions): Promise<ExportSummary> {
+  const records: TagRecord[] = [];
+  for await (const r of store.allTags()) if (!opts.pattern || opts.pattern.test(recordName(r))) records.push(r);
+  const needed = await closureOf(store, records.map((r) => r.digest));
+  const pack = tar.pack();
+  const sink = out === "-" ? process.stdout : createWriteStream(out);
+  const done = pipeline(pack, sink as Writable);
+  const summary: ExportSummary = { images: records.length, manifests: 0, blobs: 0, bytes: 0 };
+  // The OCI layout keeps manifests among the blobs; the store keeps them apart.
+  const manifestDir = opts.format === "oci" ? "blobs" : "manifests";
+
+  if (opts.format === "oci") {
+    await addEntry(pack, "oci-layout", new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}'), 30);
+  }
+  for (const digest of [...needed.blobs].sort()) {
+    const file = await store.openContent("blobs", digest);
+    if (!file) continue; // not cached: a platform nobody pulled
+    const d = parseDigest(digest)!;
+    await addEntry(pack, `blobs/${d.algorithm}/${d.hex}`, file, file.size);
+    summary.blobs++;
+    summary.bytes += file.size;
+  }
+  for (const digest of [...needed.manifests].sort()) {
+    const bytes = await store.readManifest(digest);
+    if (!bytes) continue;
+    const d = parseDigest(digest)!;
+    await addEntry(pack, `${manifestDir}/${d.algorithm}/${d.hex}`, bytes, bytes.byteLength);
+    summary.manifests++;
+    summary.bytes += bytes.byteLength;
+  }
+  if (opts.format === "oci") {
+    const index = {
+      schemaVersion: 2, mediaType: OCI_INDEX,
+      manifests: records.map((r) => ({
+        mediaType: r.mediaType, digest: r.digest, size: r.size,
+        annotations: { "org.opencontainers.image.ref.name": recordName(r), "io.containerd.image.name": recordName(r) },
+      })),
+    };
+    const bytes = new TextEncoder().encode(JSON.stringify(index));
+    await addEntry(pack, "index.json", bytes, bytes.byteLength);
+  } else {
+    // Tag records last: whoever extracts a partial archive never gets a record without its content.
+    for (const r of records) {
+      const bytes = new TextEncoder().encode(JSON.stringify(r, null, 2) + "\n");
+      await addEntry(pack, `repositories/${r.upstream}/${r.repository}/_tags/${r.tag}.json`, bytes, bytes.byteLength);
+    }
+  }
+  pack.finalize();
+  await done;
+  return summary;
+}
+
+export interface ImportSummary {
+  blobs: number;
+  manifests: number;
+  skipped: number;
+  tags: number;
+}
+
+const BLOB_RE = /^(?:\.\/)?(blobs|manifests)\/(sha256|sha512)\/([a-f0-9]+)$/;
+const TAG_RE = /^(?:\.\/)?repositories\/(.+)\/_tags\/([^/]+)\.json$/;
+
+function validRecord(r: unknown, upstream: string, repository: string, tag: string): r is TagRecord {
+  const x = r as TagRecord;
+  return !!x && x.upstream === upstream && x.repository === repository && x.tag === tag &&
+    !!parseDigest(x.digest) && typeof x.mediaType === "string" && Number.isFinite(x.size) &&
+    [x.created, x.lastPulled, x.checked].every((t) => typeof t === "string" && !Number.isNaN(Date.parse(t)));
+}
+
+async function readAll(stream: AsyncIterable<Buffer>, limit: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    size += c.length;
+    if (size > limit) throw new Error(`entry larger than ${limit} bytes`);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Merges a tar made by `export` into the store. Throws on the first bad entry; what was merged before stays valid. */
+export async function importArchive(store: Store, file: string): Promise<ImportSummary> {
+  const summary: ImportSummary = { blobs: 0, manifests: 0, skipped: 0, tags: 0 };
+  const records: TagRecord[] = [];
+  const extract = tar.extract();
+  const consume = (async () => {
+    for await (const e of extract) {
+      const entry = e as typeof e & AsyncIterable<Buffer>;
+      const name = entry.header.name;
+      if (entry.header.type === "directory") {
+        entry.resume();
+        continue;
+      }
+      const content = BLOB_RE.exec(name);
+      const tagm = TAG_RE.exec(name);
+      if (content && entry.header.type === "file") {
+        const digest = `${content[2]}:${content[3]}`;
+        if (!parseDigest(digest)) throw new Error(`${file}: ${name} is not named by a valid digest`);
+        if (content[1] === "manifests") {
+          const bytes = await readAll(entry, MAX_MANIFEST_BYTES);
+          if (digestOf(bytes, parseDigest(digest)!.algorithm) !== digest) throw new Error(`${file}: ${name} does not match its digest`);
+          if (await store.readManifest(digest)) summary.skipped++;
+          else {
+            await store.writeManifest(digest, bytes);
+            summary.manifests++;
+          }
+        } else if (await store.statBlob(digest)) {
+          entry.resume();
+          summary.skipped++;
+        } else {
+          await importBlob(store, entry, digest, `${file}: ${name}`);
+          summary.blobs++;
+        }
+      } else if (tagm && entry.header.type === "file") {
+        const parts = tagm[1]!.split("/");
+        const upstream = parts[0]!;
+        const repository = parts.slice(1).join("/");
+        const tag = tagm[2]!;
+        if (!isHost(upstream) || !isRepositoryName(repository) || !(isTag(tag) || parseDigest(tag))) {
+          throw new Error(`${file}: ${name} is not a valid tag record path`);
+        }
+        let rec: unknown;
+        try {
+          rec = JSON.parse(new TextDecoder().decode(await readAll(entry, 64 * 1024)));
+        } catch {
+          throw new Error(`${file}: ${name} is not a JSON tag record`);
+        }
+        if (!validRecord(rec, upstream, repository, tag)) throw new Error(`${file}: ${name} is not a valid tag record`);
+        records.push(rec);
+      } else if (name === "index.json" || name === "oci-layout") {
+        throw new Error(`${file} is an OCI image-layout archive; load --archive takes the default export format`);
+      } else {
+        throw new Error(`${file}: unexpected entry ${JSON.stringify(name)}; not an archive made by ociregistry export`);
+      }
+    }
+  })();
+  await Promise.all([pipeline(createReadStream(file), extract), consume]);
+  for (const rec of records) {
+    const manifest = await store.readManifest(rec.digest);
+    if (!manifest || !detectMediaType(parseManifest(manifest) ?? {})) {
+      throw new Error(`${file}: tag record ${recordName(rec)} points at ${rec.digest}, which the archive does not contain`);
+    }
+    const existing = await store.readTag(rec.upstream, rec.repository, rec.tag);
+    const lastPulled = existing && existing.lastPulled > rec.lastPulled ? existing.lastPulled : rec.lastPulled;
+    await store.writeTag({ ...rec, lastPulled });
+    summary.tags++;
+  }
+  return summary;
+}
+
+async function importBlob(store: Store, entry: AsyncIterable<Buffer>, digest: string, what: string) {
+  const spool = await store.spool();
+  const fh = await open(spool.path, "w", 0o644);
+  try {
+    const h = createDigester(parseDigest(digest)!.algorithm);
+    for await (const chunk of entry) {
+      h.update(chunk);
+      await fh.write(chunk);
+    }
+    await fh.sync();
+    await fh.close();
+    if (h.digest() !== digest) throw new Error(`${what} does not match its digest`);
+    await spool.commitBlob(digest);
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await spool.discard();
+    throw err;
+  }
+}
