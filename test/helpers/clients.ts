@@ -11,13 +11,14 @@ function tmp(prefix: string) {
 }
 
 /** `skopeo copy docker://REF dir:OUT`; returns the digest skopeo computed for the manifest. */
-export async function skopeoCopy(ref: string, opts: { all?: boolean; extra?: string[]; tlsVerify?: boolean } = {}) {
+/** `transport` defaults to `docker` (a registry); `oci-archive` reads an OCI layout tar (`FILE:REF`). */
+export async function skopeoCopy(ref: string, opts: { all?: boolean; extra?: string[]; tlsVerify?: boolean; transport?: "docker" | "oci-archive" } = {}) {
   requireTool("/usr/bin/skopeo");
   const out = tmp("ocireg-skopeo-");
   const digestFile = join(out, "digest");
   await run(["skopeo", "--insecure-policy", "copy", `--src-tls-verify=${opts.tlsVerify ?? false}`, "--retry-times", "0",
     ...(opts.all ? ["--all"] : []), ...(opts.extra ?? []),
-    "--digestfile", digestFile, `docker://${ref}`, `dir:${join(out, "image")}`]);
+    "--digestfile", digestFile, opts.transport === "oci-archive" ? `oci-archive:${ref}` : `docker://${ref}`, `dir:${join(out, "image")}`]);
   const digest = (await Bun.file(digestFile).text()).trim();
   return { dir: join(out, "image"), digest, cleanup: () => rmSync(out, { recursive: true, force: true }) };
 }
