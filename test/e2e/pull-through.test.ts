@@ -48,7 +48,7 @@ afterAll(async () => {
   await cache?.stop();
   await http?.stop();
   await https?.stop();
-  rmSync(store, { recursive: true, force: true });
+  if (store) rmSync(store, { recursive: true, force: true });
 }, 120_000);
 
 function upstreamRequests() {

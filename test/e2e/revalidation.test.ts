@@ -27,7 +27,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await cache?.stop();
   await up?.stop();
-  rmSync(store, { recursive: true, force: true });
+  if (store) rmSync(store, { recursive: true, force: true });
 }, 120_000);
 
 const manifestRequests = () => up.requests().filter((r) => r.includes("/manifests/"));
