@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { stopProcess } from "./procs.ts";
+import { stopProcess, track } from "./procs.ts";
 
 export const BINARY = join(import.meta.dir, "../../dist/ociregistry");
 
@@ -22,9 +22,9 @@ export function requireBinary() {
 /** Starts `ociregistry [global...] serve --port 0 ...args` and waits until it listens. */
 export async function startCache(args: string[], env: Record<string, string> = {}): Promise<RunningCache> {
   requireBinary();
-  const proc = Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...args], {
+  const proc = track(Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...args], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
-  });
+  }));
   let out = "";
   const collect = async (s: ReadableStream<Uint8Array>) => {
     for await (const c of s) out += new TextDecoder().decode(c);

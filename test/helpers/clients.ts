@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { requireTool, run, stopProcess, waitFor } from "./procs.ts";
+import { requireTool, run, stopProcess, track, waitFor } from "./procs.ts";
 
 function tmp(prefix: string) {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -49,7 +49,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [debug]
   level = "warn"
 `);
-  const proc: Subprocess = Bun.spawn(["containerd", "--config", join(dir, "config.toml")], { stdout: "ignore", stderr: "ignore" });
+  const proc: Subprocess = track(Bun.spawn(["containerd", "--config", join(dir, "config.toml")], { stdout: "ignore", stderr: "ignore" }));
   await waitFor("containerd", async () => {
     if (proc.exitCode !== null) throw new Error(`containerd exited ${proc.exitCode}`);
     return (await run(["ctr", "--address", address, "version"], { allowFail: true })).code === 0;

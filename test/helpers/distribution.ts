@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stopProcess, waitFor, requireTool } from "./procs.ts";
+import { requireTool, stopProcess, track, waitFor } from "./procs.ts";
 import type { Subprocess } from "bun";
 
 export interface DistributionOptions {
@@ -64,9 +64,9 @@ ${tls}${opts.extraYaml ?? ""}`);
     if (await listening()) throw new Error(`${opts.addr} is already in use; stop whatever listens there`);
     const out = Bun.file(logPath);
     const prev = (await out.exists()) ? await out.bytes() : new Uint8Array();
-    proc = Bun.spawn(["/usr/bin/docker-registry", "serve", join(dir, "config.yml")], {
+    proc = track(Bun.spawn(["/usr/bin/docker-registry", "serve", join(dir, "config.yml")], {
       stdout: "pipe", stderr: "pipe",
-    });
+    }));
     // The access log goes to stdout, errors to stderr: append both to the log file as they arrive.
     const sink = Bun.file(logPath).writer();
     sink.write(prev);

@@ -1,6 +1,19 @@
 // Starting and stopping test processes; every process a test starts is stopped by it.
 import type { Subprocess } from "bun";
 
+const started = new Set<Subprocess>();
+// A test that times out never reaches its afterAll: kill what it started when the runner exits.
+process.on("exit", () => {
+  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+});
+
+/** Remembers a process so it is killed when the test runner exits, whatever happened. */
+export function track<T extends Subprocess>(p: T): T {
+  started.add(p);
+  void p.exited.then(() => started.delete(p));
+  return p;
+}
+
 export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 15_000) {
   const until = Date.now() + timeoutMs;
   for (;;) {
