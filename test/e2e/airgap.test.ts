@@ -162,6 +162,17 @@ describe("far side", () => {
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
+  test("a plain tar of the store is a store too", async () => {
+    const plain = join(dir, "plain.tar");
+    await run(["tar", "-C", storeA, "-cf", plain, "."]);
+    const copy = join(dir, "plain");
+    await run(["mkdir", "-p", copy]);
+    await run(["tar", "-C", copy, "-xf", plain]);
+    expect((await cli(["--image-path", copy, "verify"])).stdout).toContain("0 problem(s) found");
+    const list = async (store: string) => JSON.parse((await cli(["--image-path", store, "list", "--json"])).stdout);
+    expect(await list(copy)).toEqual(await list(storeA));
+  });
+
   test("load --archive merges the export into another store, verifying it", async () => {
     const merged = join(dir, "merged");
     await cli(["--image-path", merged, "load", "--archive", join(dir, "store.tar")]);

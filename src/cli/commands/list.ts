@@ -1,5 +1,6 @@
 // `ociregistry list`: what the store holds, like `crictl images`.
 import { defineCommand } from "citty";
+import pLimit from "p-limit";
 import { loadConfig } from "../../config/load.ts";
 import { ConfigError } from "../../config/error.ts";
 import { parseManifest } from "../../oci/mediatypes.ts";
@@ -23,9 +24,16 @@ export interface ListedImage {
 }
 
 /** Size on disk of what an image uses; shared blobs count in every image that uses them. */
-async function storedSize(store: Store, digest: string, memo: Map<string, number>): Promise<number> {
-  const known = memo.get(digest);
-  if (known !== undefined) return known;
+function storedSize(store: Store, digest: string, memo: Map<string, Promise<number>>): Promise<number> {
+  let p = memo.get(digest);
+  if (!p) {
+    p = computeSize(store, digest, memo);
+    memo.set(digest, p);
+  }
+  return p;
+}
+
+async function computeSize(store: Store, digest: string, memo: Map<string, Promise<number>>): Promise<number> {
   const bytes = await store.readManifest(digest);
   let size = 0;
   if (bytes) {
@@ -36,21 +44,21 @@ async function storedSize(store: Store, digest: string, memo: Map<string, number
       if (await store.statBlob(b.digest)) size += b.size;
     }
   }
-  memo.set(digest, size);
   return size;
 }
 
 export async function listImages(store: Store, pattern?: RegExp): Promise<ListedImage[]> {
-  const memo = new Map<string, number>();
-  const out: ListedImage[] = [];
-  for await (const r of store.allTags() as AsyncIterable<TagRecord>) {
-    if (pattern && !pattern.test(recordName(r))) continue;
+  const memo = new Map<string, Promise<number>>();
+  const records: TagRecord[] = [];
+  for await (const r of store.allTags()) if (!pattern || pattern.test(recordName(r))) records.push(r);
+  const limit = pLimit(32);
+  const out = await Promise.all(records.map((r) => limit(async (): Promise<ListedImage> => {
     const pinned = !!parseDigest(r.tag);
-    out.push({
+    return {
       image: `${r.upstream}/${r.repository}`, tag: pinned ? "<none>" : r.tag, digest: r.digest, mediaType: r.mediaType,
       size: await storedSize(store, r.digest, memo), created: r.created, lastPulled: r.lastPulled,
-    });
-  }
+    };
+  })));
   return out.sort((a, b) => (a.image === b.image ? a.tag.localeCompare(b.tag) : a.image < b.image ? -1 : 1));
 }
 
