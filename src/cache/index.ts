@@ -1,5 +1,4 @@
 // The pull-through cache: one object the registry handlers and the CLI commands share.
-import { RegistryError } from "../oci/errors.ts";
 import { createBlobs } from "./blobs.ts";
 import { tagKey, type CacheContext, type CacheOptions } from "./context.ts";
 import { createManifests } from "./manifests.ts";
@@ -41,8 +40,6 @@ export function createCache(opts: CacheOptions) {
     tags,
     referrers,
     pullImage,
-    store: ctx.store,
-    airGapped: ctx.airGapped,
     /** Writes tag records whose last-pulled or checked time changed; batched off the hot path. */
     async flush(): Promise<number> {
       const keys = [...ctx.dirty];
@@ -80,4 +77,3 @@ export function createCache(opts: CacheOptions) {
   };
 }
 
-export { RegistryError, tagKey };

@@ -32,3 +32,9 @@ export function globalFlags(args: Record<string, unknown>): ConfigFlags {
   const s = (k: string) => (typeof args[k] === "string" ? (args[k] as string) : undefined);
   return { configFile: s("config-file"), imagePath: s("image-path"), logLevel: s("log-level"), logFormat: s("log-format") };
 }
+
+/** Flags of the commands that talk to upstreams (serve, load). */
+export const upstreamArgs = {
+  "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
+  "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
+} as const satisfies ArgsDef;

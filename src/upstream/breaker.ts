@@ -51,8 +51,7 @@ export function createBreakers(opts: BreakerOptions = {}) {
       return { ok: false, retryInMs: Math.max(0, s.openUntil - t) };
     },
     success(upstream: string) {
-      const s = states.get(upstream);
-      if (s) states.delete(upstream);
+      states.delete(upstream);
     },
     failure(upstream: string) {
       const s = state(upstream);
@@ -61,10 +60,6 @@ export function createBreakers(opts: BreakerOptions = {}) {
       if (s.probing) s.backoffMs = Math.min(max, s.backoffMs * 2);
       s.probing = false;
       s.openUntil = now() + s.backoffMs;
-    },
-    isOpen(upstream: string): boolean {
-      const s = states.get(upstream);
-      return !!s && s.failures >= threshold && now() < s.openUntil;
     },
   };
 }

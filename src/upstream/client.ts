@@ -35,8 +35,6 @@ export interface UpstreamRequest {
 export interface Upstreams {
   /** Sends a request to the upstream, authenticating as it asks. Throws UpstreamError when unreachable or refused. */
   request(upstream: string, req: UpstreamRequest): Promise<Response>;
-  /** Whether settings were configured for this upstream namespace. */
-  isListed(upstream: string): boolean;
 }
 
 export interface UpstreamOptions {
@@ -165,8 +163,6 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   }
 
   return {
-    isListed: (upstream) => opts.registries.some((r) => r.name === upstream),
-
     async request(upstream, req) {
       const admitted = breakers.admit(upstream);
       if (!admitted.ok) {

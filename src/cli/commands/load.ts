@@ -11,7 +11,7 @@ import { createLogger, type Logger } from "../../log.ts";
 import type { Platform } from "../../oci/mediatypes.ts";
 import { importArchive } from "../../store/archive.ts";
 import { exitWithError } from "../fail.ts";
-import { globalArgs, globalFlags } from "../globals.ts";
+import { globalArgs, globalFlags, upstreamArgs } from "../globals.ts";
 import { createProgressLine, formatBytes } from "../progress.ts";
 import { createRuntime } from "../runtime.ts";
 
@@ -67,13 +67,12 @@ export default defineCommand({
   meta: { name: "load", description: "Pull the images of a list into the store, or merge an exported archive" },
   args: {
     ...globalArgs,
+    ...upstreamArgs,
     "image-file": { type: "string", description: "File with one image reference per line (# comments allowed)", valueHint: "FILE" },
     archive: { type: "string", description: "Merge a tar made by `export` into the store, verifying every digest", valueHint: "FILE" },
     platform: { type: "string", description: "os/arch[/variant] to pull from an index; repeatable (default: this host's)", valueHint: "PLATFORM" },
     "all-platforms": { type: "boolean", description: "Pull every platform of an index (default: false)" },
     concurrency: { type: "string", description: "Images pulled at once (default: 4)", valueHint: "N" },
-    "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
-    "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
   },
   async run({ args, rawArgs }) {
     let cfg: Config;

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { hostPlatform } from "../../cache/index.ts";
 import { parseImageList } from "../../config/image-list.ts";
 import { createRuntime } from "../runtime.ts";
-import { globalArgs, globalFlags } from "../globals.ts";
+import { globalArgs, globalFlags, upstreamArgs } from "../globals.ts";
 import { exitWithError } from "../fail.ts";
 
 /** How often batched last-pulled times are written. */
@@ -76,13 +76,12 @@ export default defineCommand({
   meta: { name: "serve", description: "Run the pull-through registry cache" },
   args: {
     ...globalArgs,
+    ...upstreamArgs,
     host: { type: "string", description: "Address to listen on (default: 0.0.0.0)", valueHint: "ADDR" },
     port: { type: "string", description: "Port to listen on (default: 8080)", valueHint: "PORT" },
     "default-ns": { type: "string", description: "Upstream for requests that name none (default: docker.io)", valueHint: "HOST" },
-    "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
     "revalidate-after": { type: "string", description: "Check cached tags upstream after this long (default: 5m)", valueHint: "DURATION" },
     "air-gapped": { type: "boolean", description: "Never contact an upstream; serve only the store (default: false)" },
-    "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
     "preload-images": { type: "string", description: "Image list to pull into the store in the background at start", valueHint: "FILE" },
   },
   async run({ args }) {
