@@ -65,6 +65,9 @@ export function createBlobs(ctx: CacheContext) {
       if (active) return { kind: "download", size: active.total, download: active };
       const stored = await ctx.store.statBlob(digest);
       if (stored) return { kind: "stored", size: stored.size, file: stored.file };
+      // Manifests are blobs too in the distribution API (OCI layout tools fetch them this way).
+      const manifest = await ctx.store.readManifest(digest);
+      if (manifest) return { kind: "stored", size: manifest.byteLength, file: new Blob([manifest as Uint8Array<ArrayBuffer>]) };
       if (ctx.airGapped) {
         throw new RegistryError("BLOB_UNKNOWN", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
       }

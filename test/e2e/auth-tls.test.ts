@@ -16,6 +16,8 @@ const BASIC = "127.0.0.5";
 const TOKEN = "127.0.0.6";
 const MTLS = "127.0.0.7";
 const SELF = "127.0.0.8";
+/** Every option at once: custom CA, client certificate and basic auth. */
+const ALL = "127.0.0.9";
 
 let dir: string;
 let pki: Pki;
@@ -39,7 +41,7 @@ async function cacheWith(config: string, extra: string[] = [], env: Record<strin
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ocireg-auth-"));
-  pki = await makePki([MTLS]);
+  pki = await makePki([MTLS, ALL]);
   selfSigned = await makePki([SELF]);
   cachePki = await makePki(["127.0.0.1"]);
   await run(["sh", "-c", `htpasswd -Bbn alice basic-secret > ${join(dir, "upstream.htpasswd")}`]);
@@ -54,13 +56,21 @@ beforeAll(async () => {
   });
   const mtls = await startDistribution({ addr: `${MTLS}:443`, tls: { cert: pki.serverCert, key: pki.serverKey, clientCas: [pki.ca] } });
   const self = await startDistribution({ addr: `${SELF}:443`, tls: { cert: selfSigned.serverCert, key: selfSigned.serverKey } });
-  upstreams.push(basic, token, mtls, self);
+  const all = await startDistribution({
+    addr: `${ALL}:443`, tls: { cert: pki.serverCert, key: pki.serverKey, clientCas: [pki.ca] },
+    extraYaml: `auth:\n  htpasswd:\n    realm: basic-realm\n    path: ${join(dir, "upstream.htpasswd")}\n`,
+  });
+  upstreams.push(basic, token, mtls, self, all);
 
   await pushImage({ base: basic.base, credentials: { user: "alice", password: "basic-secret" } }, "team/app", "v1", img);
   await pushImage({ base: token.base, credentials: { user: "bob", password: "token-secret" } }, "team/app", "v1", img);
   const pem = (p: string) => readFileSync(p, "utf8");
   await pushImage({ base: mtls.base, tls: { ca: pem(pki.ca), cert: pem(pki.clientCert), key: pem(pki.clientKey) } }, "team/app", "v1", img);
   await pushImage({ base: self.base, tls: { rejectUnauthorized: false } }, "team/app", "v1", img);
+  await pushImage({
+    base: all.base, tls: { ca: pem(pki.ca), cert: pem(pki.clientCert), key: pem(pki.clientKey) },
+    credentials: { user: "alice", password: "basic-secret" },
+  }, "team/app", "v1", img);
 
   good = await cacheWith(`registries:
   - name: ${BASIC}
@@ -73,6 +83,9 @@ beforeAll(async () => {
     tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey} }
   - name: ${SELF}
     tls: { insecureSkipVerify: true }
+  - name: ${ALL}
+    auth: { user: alice, passwordFromEnv: BASIC_PASSWORD }
+    tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey} }
 `, [], { BASIC_PASSWORD: "basic-secret" });
   ctr = await startContainerd();
 }, 120_000);
@@ -91,13 +104,14 @@ describe("upstream credentials and TLS", () => {
     ["bearer token auth through a token server", TOKEN],
     ["mutual TLS with a client certificate", MTLS],
     ["insecureSkipVerify against a self-signed upstream", SELF],
+    ["basic auth over mutual TLS with a custom CA", ALL],
   ])("skopeo pulls through %s", async (_, host) => {
     const r = await skopeoCopy(`127.0.0.1:${good.port}/${host}/team/app:v1`);
     expect(r.digest).toBe(img.digest);
     r.cleanup();
   });
 
-  test.each([["basic", BASIC], ["token", TOKEN]])("ctr pulls through %s auth (?ns=)", async (_, host) => {
+  test.each([["basic", BASIC], ["token", TOKEN], ["basic-over-mTLS", ALL]])("ctr pulls through %s auth (?ns=)", async (_, host) => {
     expect(await ctr.pull(`${host}/team/app:v1`, host, good.url)).toBe(img.digest);
   });
 

@@ -219,6 +219,18 @@ describe("blobs", () => {
     expect(res.headers.get("docker-content-digest")).toBe(blob.digest);
   });
 
+  test("a stored manifest is also served as a blob, without asking upstream", async () => {
+    const r = await createTestRegistry({ airGapped: false });
+    const img = makeImage();
+    r.upstream.add("app", "v1", img);
+    await r.request("/v2/app/manifests/v1");
+    r.upstream.log.length = 0;
+    const res = await r.request(`/v2/app/blobs/${img.digest}`);
+    expect(res.status).toBe(200);
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(img.manifest);
+    expect(r.upstream.log).toEqual([]);
+  });
+
   test("an upstream 404 is a 404 BLOB_UNKNOWN", async () => {
     const r = await createTestRegistry();
     const res = await r.request(`/v2/app/blobs/sha256:${"0".repeat(64)}`);
