@@ -40,7 +40,12 @@ export function createCache(opts: CacheOptions) {
     tags,
     referrers,
     pullImage,
-    /** Writes tag records whose last-pulled or checked time changed; batched off the hot path. */
+    /**
+     * Writes tag records whose last-pulled or checked time changed; batched off the hot path.
+     * Another process (prune, load) may have changed the store meanwhile: a record removed on disk
+     * is forgotten rather than written back, and one that moved to another digest keeps the new
+     * digest, gaining only the later times.
+     */
     async flush(): Promise<number> {
       const keys = [...ctx.dirty];
       ctx.dirty.clear();
@@ -49,7 +54,17 @@ export function createCache(opts: CacheOptions) {
         const rec = ctx.tags.get(key);
         if (!rec) continue;
         try {
-          await ctx.store.writeTag(rec);
+          const disk = await ctx.store.readTag(rec.upstream, rec.repository, rec.tag);
+          if (!disk) {
+            ctx.tags.delete(key);
+            continue;
+          }
+          const later = (a: string, b: string) => (a > b ? a : b);
+          const merged = disk.digest === rec.digest
+            ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
+            : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
+          await ctx.store.writeTag(merged);
+          ctx.tags.set(key, merged);
           written++;
         } catch (err) {
           ctx.log.warn(`cannot record access to ${key}: ${(err as Error).message}`);

@@ -150,6 +150,27 @@ describe("shutdown", () => {
     expect(readdirSync(join(r.root, "tmp"))).toEqual([]);
   });
 
+  test("flush never resurrects a record pruned by another process, nor undoes a newer digest", async () => {
+    const r = await createTestRegistry();
+    const v1 = makeImage();
+    r.upstream.add("gone", "v1", v1);
+    r.upstream.add("moved", "v1", v1);
+    await r.request("/v2/gone/manifests/v1");
+    await r.request("/v2/moved/manifests/v1");
+    r.clock.advance(1000);
+    await r.request("/v2/gone/manifests/v1");
+    await r.request("/v2/moved/manifests/v1");
+    await r.store.removeTag("up.test", "gone", "v1");
+    const rec = (await r.store.readTag("up.test", "moved", "v1"))!;
+    const other = `sha256:${"b".repeat(64)}`;
+    await r.store.writeTag({ ...rec, digest: other });
+    await r.cache.flush();
+    expect(await r.store.readTag("up.test", "gone", "v1")).toBeNull();
+    const moved = (await r.store.readTag("up.test", "moved", "v1"))!;
+    expect(moved.digest).toBe(other);
+    expect(moved.lastPulled).toBe(new Date(r.clock.now()).toISOString());
+  });
+
   test("last-pulled times are batched in memory and written by flush", async () => {
     const r = await createTestRegistry();
     r.upstream.add("app", "v1", makeImage());
