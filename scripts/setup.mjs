@@ -13,7 +13,12 @@ function has(cmd) {
 
 if (!has("bun")) {
   console.log("setup: Bun not found; installing it with npm (npm install -g bun)");
-  execSync("npm install -g bun", { stdio: "inherit" });
+  try {
+    execSync("npm install -g bun", { stdio: "inherit" });
+  } catch {
+    console.error("setup: `npm install -g bun` failed; run it as root, or set a user prefix first (npm config set prefix ~/.local) and put its bin on PATH");
+    process.exit(1);
+  }
   if (!has("bun")) {
     console.error("setup: bun was installed but is not on PATH; add `npm prefix -g`/bin to PATH and retry");
     process.exit(1);
