@@ -12,16 +12,13 @@ import { exitWithError } from "../fail.ts";
 import { globalArgs, globalFlags } from "../globals.ts";
 import { formatBytes } from "../progress.ts";
 
-export interface ListedImage {
+/** A row of `list`: the tag record (tag `<none>` for an image pinned by digest) plus its size. */
+export type ListedImage = Pick<TagRecord, "tag" | "digest" | "mediaType" | "created" | "lastPulled"> & {
+  /** `<upstream>/<repository>` */
   image: string;
-  tag: string;
-  digest: string;
-  mediaType: string;
   /** Bytes of the stored manifests, configs and layers the image uses. */
   size: number;
-  created: string;
-  lastPulled: string;
-}
+};
 
 /** Size on disk of what an image uses; shared blobs count in every image that uses them. */
 function storedSize(store: Store, digest: string, memo: Map<string, Promise<number>>): Promise<number> {
