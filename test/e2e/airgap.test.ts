@@ -97,6 +97,26 @@ describe("connected side", () => {
     expect((failed as Error).message).toContain(`${HTTP}/library/missing:v1`);
   });
 
+  test("serve --preload-images pulls the list in the background; a malformed list stops the start", async () => {
+    const list = join(dir, "preload.txt");
+    writeFileSync(list, `${refs.docker}\n${refs.pinned}\n`);
+    const store = join(dir, "preloaded");
+    const c = await startCache(["--config-file", config, "--image-path", store, "--preload-images", list]);
+    try {
+      const until = Date.now() + 20_000;
+      while (!c.output().includes("loaded 2 of 2 images") && Date.now() < until) await Bun.sleep(50);
+      expect(c.output()).toContain("loaded 2 of 2 images");
+      const listed = JSON.parse((await cli(["--image-path", store, "list", "--json"])).stdout) as Array<{ digest: string }>;
+      expect(listed.map((i) => i.digest).sort()).toEqual([images.docker.digest, images.pinned.digest].sort());
+    } finally {
+      await c.stop();
+    }
+    writeFileSync(list, "not a::reference\n");
+    const bad = await run([BINARY, "--image-path", store, "serve", "--port", "0", "--preload-images", list], { allowFail: true });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("line 1");
+  });
+
   test("list --json shows every image with the upstream's digest", async () => {
     const r = await cli(["--image-path", storeA, "list", "--json"]);
     const listed = JSON.parse(r.stdout) as Array<{ image: string; tag: string; digest: string; size: number }>;

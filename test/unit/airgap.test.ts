@@ -62,6 +62,33 @@ describe("prune", () => {
   });
 });
 
+describe("prune inside serve", () => {
+  test("writes pending last-pulled times first, then forgets what it removed", async () => {
+    const r = await cached(["old", "used"]);
+    r.clock.advance(3_600_000);
+    await r.request("/v2/used/manifests/v1"); // only in memory until flushed
+    const report = await r.cache.prune({ olderThanMs: 60_000, by: "lastPulled", dryRun: false, now: r.clock.now() });
+    expect(report.images).toEqual(["up.test/old:v1"]);
+    expect(await r.store.listTags("up.test", "used")).toEqual(["v1"]);
+    r.upstream.log.length = 0;
+    await r.request("/v2/old/manifests/v1");
+    expect(r.upstream.log).toEqual(["GET /v2/old/manifests/v1"]);
+  });
+
+  test("pruneConfig is validated", async () => {
+    const { loadConfig } = await import("../../src/config/load.ts");
+    const f = join(mkdtempSync(join(tmpdir(), "ocireg-pc-")), "c.yml");
+    await Bun.write(f, "pruneConfig:\n  enabled: true\n  duration: 30d\n  type: accessed\n  frequency: 1d\n  count: -1\n  dryRun: false\n");
+    expect(loadConfig({ configFile: f }, {}).pruneConfig).toEqual({
+      enabled: true, olderThanMs: 30 * 86_400_000, type: "accessed", frequencyMs: 86_400_000, count: -1, dryRun: false,
+    });
+    await Bun.write(f, "pruneConfig:\n  type: visited\n");
+    expect(() => loadConfig({ configFile: f }, {})).toThrow("pruneConfig.type: must be accessed or created");
+    await Bun.write(f, "pruneConfig:\n  frequency: 10s\n");
+    expect(() => loadConfig({ configFile: f }, {})).toThrow("pruneConfig.frequency: must be at least 1m");
+  });
+});
+
 describe("archives", () => {
   async function tarOf(entries: Array<[string, string]>) {
     const path = join(mkdtempSync(join(tmpdir(), "ocireg-tar-")), "a.tar");
