@@ -2,7 +2,7 @@
 // blobs downloaded once and streamed to every client that asks while the download runs.
 import { RegistryError } from "../oci/errors.ts";
 import type { Target } from "../upstream/resolve.ts";
-import { upstreamFailure, type CacheContext } from "./context.ts";
+import { contentLength, upstreamFailure, upstreamStatusError, type CacheContext } from "./context.ts";
 import { Download } from "./download.ts";
 
 /** What the handler needs to answer a blob request. */
@@ -25,18 +25,12 @@ export function createBlobs(ctx: CacheContext) {
     }
     if (res.status === 200) return res;
     await res.body?.cancel();
-    const where = `${target.upstream}/${target.repository}@${digest}`;
-    if (res.status === 404) throw new RegistryError("BLOB_UNKNOWN", `blob unknown to upstream: ${where}`);
-    if (res.status === 429) throw new RegistryError("TOOMANYREQUESTS", `upstream ${target.upstream} is rate limiting requests`);
-    if (res.status === 401) throw new RegistryError("UNAUTHORIZED", `upstream ${target.upstream} refused access to ${where}`);
-    if (res.status === 403) throw new RegistryError("DENIED", `upstream ${target.upstream} denied access to ${where}`);
-    throw new RegistryError("BLOB_UNKNOWN", `upstream ${target.upstream} answered HTTP ${res.status} for ${where}`, { status: 502 });
+    throw upstreamStatusError(res.status, target.upstream, `${target.upstream}/${target.repository}@${digest}`, "BLOB_UNKNOWN");
   }
 
   async function startDownload(target: Target, digest: string): Promise<Download> {
     const res = await openUpstream(target, digest, "GET");
-    const length = res.headers.get("content-length");
-    const announced = length !== null && /^\d+$/.test(length) ? Number(length) : null;
+    const announced = contentLength(res);
     const declared = ctx.declaredSizes.get(digest) ?? null;
     if (announced !== null && declared !== null && announced !== declared) {
       await res.body?.cancel();
@@ -73,8 +67,7 @@ export function createBlobs(ctx: CacheContext) {
       }
       if (!fetch) {
         const res = await openUpstream(target, digest, "HEAD");
-        const length = res.headers.get("content-length");
-        return { kind: "remote", size: length !== null && /^\d+$/.test(length) ? Number(length) : null };
+        return { kind: "remote", size: contentLength(res) };
       }
       let p = starting.get(digest);
       if (!p) {
@@ -95,7 +88,6 @@ export function createBlobs(ctx: CacheContext) {
     },
     /** Makes sure a blob is stored, downloading it if needed; returns the bytes this call downloaded. */
     async ensure(target: Target, digest: string): Promise<number> {
-      if (await ctx.store.statBlob(digest)) return 0;
       const source = await this.get(target, digest, true);
       if (source.kind !== "download") return 0;
       await source.download.settled();

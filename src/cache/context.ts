@@ -58,3 +58,22 @@ export function upstreamFailure(err: unknown, code: ErrorCode): RegistryError {
   }
   return new RegistryError(code, `upstream request failed: ${(err as Error)?.message ?? String(err)}`, { status: 502 });
 }
+
+/** Content-Length of a response, or null when it is absent or not a number. */
+export function contentLength(res: Response): number | null {
+  const v = res.headers.get("content-length");
+  return v !== null && /^\d+$/.test(v) ? Number(v) : null;
+}
+
+/**
+ * The error a client sees when an upstream answered a manifest or blob request with a status
+ * other than success: 404 stays 404, 429 stays 429, 401/403 keep their meaning, the rest is 502.
+ */
+export function upstreamStatusError(status: number, upstream: string, where: string, code: "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN"): RegistryError {
+  if (status === 404) return new RegistryError(code, `${code === "BLOB_UNKNOWN" ? "blob" : "manifest"} unknown to upstream: ${where}`);
+  if (status === 429) return new RegistryError("TOOMANYREQUESTS", `upstream ${upstream} is rate limiting requests`);
+  const message = `upstream ${upstream} answered HTTP ${status} for ${where}`;
+  if (status === 401) return new RegistryError("UNAUTHORIZED", message);
+  if (status === 403) return new RegistryError("DENIED", message);
+  return new RegistryError(code, message, { status: 502 });
+}

@@ -7,7 +7,7 @@ import {
 } from "../oci/mediatypes.ts";
 import type { TagRecord } from "../store/types.ts";
 import type { Target } from "../upstream/resolve.ts";
-import { tagKey, upstreamFailure, type CacheContext } from "./context.ts";
+import { contentLength, tagKey, upstreamFailure, upstreamStatusError, type CacheContext } from "./context.ts";
 import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
@@ -28,8 +28,8 @@ export function upstreamAccept(clientAccept: string | null): string {
 
 /** Reads a body up to `limit` bytes; null when it is longer. */
 async function readLimited(res: Response, limit: number): Promise<Uint8Array | null> {
-  const declared = Number(res.headers.get("content-length") ?? NaN);
-  if (declared > limit) {
+  const declared = contentLength(res);
+  if (declared !== null && declared > limit) {
     await res.body?.cancel();
     return null;
   }
@@ -46,8 +46,7 @@ async function readLimited(res: Response, limit: number): Promise<Uint8Array | n
 export function createManifests(ctx: CacheContext) {
   const inflight = new Map<string, Promise<ManifestResult>>();
 
-  function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null): ManifestResult {
-    const parsed = parseManifest(bytes);
+  function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null, parsed = parseManifest(bytes)): ManifestResult {
     if (parsed) rememberSizes(parsed);
     const detected = parsed ? detectMediaType(parsed) : null;
     const mediaType = detected ?? bareMediaType(contentType);
@@ -88,20 +87,9 @@ export function createManifests(ctx: CacheContext) {
       throw upstreamFailure(err, "MANIFEST_UNKNOWN");
     }
     const where = `${target.upstream}/${target.repository}:${reference}`;
-    if (res.status === 404) {
+    if (!res.ok) {
       await res.body?.cancel();
-      throw new RegistryError("MANIFEST_UNKNOWN", `manifest unknown to upstream: ${where}`);
-    }
-    if (res.status === 429) {
-      await res.body?.cancel();
-      throw new RegistryError("TOOMANYREQUESTS", `upstream ${target.upstream} is rate limiting requests`, { status: 429 });
-    }
-    if (res.status === 401 || res.status === 403 || !res.ok) {
-      await res.body?.cancel();
-      const code = res.status === 403 ? "DENIED" : res.status === 401 ? "UNAUTHORIZED" : "MANIFEST_UNKNOWN";
-      throw new RegistryError(code, `upstream ${target.upstream} answered HTTP ${res.status} for ${where}`, {
-        status: res.status === 401 || res.status === 403 ? res.status : 502,
-      });
+      throw upstreamStatusError(res.status, target.upstream, where, "MANIFEST_UNKNOWN");
     }
     const bytes = await readLimited(res, MAX_MANIFEST_BYTES);
     if (!bytes) {
@@ -114,11 +102,12 @@ export function createManifests(ctx: CacheContext) {
     if (wanted && digest !== wanted) {
       throw new RegistryError("MANIFEST_INVALID", `upstream manifest for ${where} does not match digest ${wanted}`, { status: 502 });
     }
-    const m = fromBytes(digest, bytes, res.headers.get("content-type"));
+    const parsed = parseManifest(bytes);
+    const m = fromBytes(digest, bytes, res.headers.get("content-type"), parsed);
     if (isSchema1(m.mediaType)) {
       throw new RegistryError("UNSUPPORTED", `${where} is a Docker schema 1 manifest, which is obsolete and not supported`, { status: 415 });
     }
-    if (!parseManifest(bytes) || !m.mediaType) {
+    if (!parsed || !m.mediaType) {
       throw new RegistryError("MANIFEST_INVALID", `upstream sent a manifest for ${where} that is not a JSON manifest`, { status: 502 });
     }
     await ctx.store.writeManifest(digest, bytes);

@@ -2,7 +2,7 @@
 // empty index, which the spec defines as "no referrers known".
 import { MAX_MANIFEST_BYTES, OCI_INDEX } from "../oci/mediatypes.ts";
 import type { Target } from "../upstream/resolve.ts";
-import type { CacheContext } from "./context.ts";
+import { contentLength, type CacheContext } from "./context.ts";
 
 export const EMPTY_REFERRERS = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
 
@@ -15,8 +15,7 @@ export function createReferrers(ctx: CacheContext) {
         const res = await ctx.upstreams.request(target.upstream, {
           method: "GET", repository: target.repository, path: `referrers/${digest}${qs}`, headers: { Accept: OCI_INDEX },
         });
-        const length = Number(res.headers.get("content-length") ?? 0);
-        if (!res.ok || length > MAX_MANIFEST_BYTES) {
+        if (!res.ok || (contentLength(res) ?? 0) > MAX_MANIFEST_BYTES) {
           await res.body?.cancel();
           return { body: EMPTY_REFERRERS, filtered: false };
         }

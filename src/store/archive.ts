@@ -9,6 +9,7 @@ import tar from "tar-stream";
 import { createDigester, digestOf, parseDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, detectMediaType, parseManifest } from "../oci/mediatypes.ts";
 import { isHost, isRepositoryName, isTag } from "../oci/names.ts";
+import { formatReference } from "../oci/reference.ts";
 import { closureOf } from "./closure.ts";
 import type { Store, TagRecord } from "./types.ts";
 
@@ -27,8 +28,9 @@ export interface ExportSummary {
 
 const MTIME = new Date(0);
 
+/** `upstream/repository:tag`, or `upstream/repository@digest` for an image pinned by digest. */
 export function recordName(r: TagRecord): string {
-  return `${r.upstream}/${r.repository}${parseDigest(r.tag) ? "@" : ":"}${r.tag}`;
+  return formatReference({ upstream: r.upstream, repository: r.repository, reference: r.tag });
 }
 
 async function addEntry(pack: tar.Pack, name: string, body: Uint8Array | Blob, size: number) {

@@ -91,13 +91,9 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
     return { settings: s, base: `${s.scheme}://${upstreamEndpoint(s.name)}`, tls: tlsOptions(s.tls) };
   }
 
+  /** Configured upstreams were prepared at startup; any other gets anonymous HTTPS (not kept: clients name them). */
   function settingsFor(upstream: string): Prepared {
-    let p = prepared.get(upstream);
-    if (!p) {
-      p = prepare({ name: upstream, scheme: "https" });
-      prepared.set(upstream, p);
-    }
-    return p;
+    return prepared.get(upstream) ?? prepare({ name: upstream, scheme: "https" });
   }
 
   /** One HTTP exchange plus redirects. Authorization and client TLS go only to the upstream's own origin. */
