@@ -1,5 +1,7 @@
 // Blobs through the cache: stored blobs straight from the store (the kernel sends the file), cold
-// blobs downloaded once and streamed to every client that asks while the download runs.
+// blobs downloaded once and streamed to every client that asks while the download runs. A
+// download is keyed by (upstream, digest): until its bytes are verified and committed they are
+// only that upstream's word, and never handed to a client of another upstream.
 import { RegistryError } from "../oci/errors.ts";
 import type { Target } from "../upstream/resolve.ts";
 import { contentLength, upstreamFailure, upstreamStatusError, type CacheContext } from "./context.ts";
@@ -13,8 +15,12 @@ export type BlobSource =
   | { kind: "remote"; size: number | null };
 
 export function createBlobs(ctx: CacheContext) {
-  const downloads = new Map<string, Download>();
-  const starting = new Map<string, Promise<Download>>();
+  /**
+   * One entry per (upstream, digest) from the moment a download is decided until it ends, set
+   * and read without an await in between: two requests can never both start one. Resolves to
+   * null when the blob turned out to be stored already.
+   */
+  const flights = new Map<string, Promise<Download | null>>();
 
   async function openUpstream(target: Target, digest: string, method: "GET" | "HEAD"): Promise<Response> {
     let res: Response;
@@ -24,16 +30,16 @@ export function createBlobs(ctx: CacheContext) {
       throw upstreamFailure(err, "BLOB_UNKNOWN");
     }
     if (res.status === 200) return res;
-    await res.body?.cancel();
+    res.body?.cancel().catch(() => {});
     throw upstreamStatusError(res.status, target.upstream, `${target.upstream}/${target.repository}@${digest}`, "BLOB_UNKNOWN");
   }
 
-  async function startDownload(target: Target, digest: string): Promise<Download> {
+  async function startDownload(key: string, target: Target, digest: string): Promise<Download> {
     const res = await openUpstream(target, digest, "GET");
     const announced = contentLength(res);
-    const declared = ctx.declaredSizes.get(digest) ?? null;
+    const declared = ctx.declaredSizes.get(`${target.upstream} ${digest}`) ?? null;
     if (announced !== null && declared !== null && announced !== declared) {
-      await res.body?.cancel();
+      res.body?.cancel().catch(() => {});
       throw new RegistryError("BLOB_UNKNOWN", `upstream ${target.upstream} announced ${announced} bytes for ${digest}, its manifest declares ${declared}`, { status: 502 });
     }
     // The download is held to the declared size even when the upstream announces none.
@@ -45,45 +51,56 @@ export function createBlobs(ctx: CacheContext) {
       digest, total, spool, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
       idleTimeoutMs: ctx.pullTimeoutMs,
       onEnd: (d) => {
-        downloads.delete(digest);
+        flights.delete(key);
         if (d.error) ctx.log.warn(`download of ${target.upstream}/${target.repository}@${digest} failed: ${d.error.message}`);
-        else ctx.log.debug(`stored ${digest} (${d.written} bytes in ${ctx.now() - started} ms)`);
+        else ctx.log.info(`downloaded ${target.upstream}/${target.repository}@${digest}: ${d.written} bytes in ${ctx.now() - started} ms`);
       },
     });
+  }
+
+  /** The running download for (upstream, digest), starting one unless the blob is stored meanwhile. */
+  function flight(target: Target, digest: string): Promise<Download | null> {
+    const key = `${target.upstream} ${digest}`;
+    let p = flights.get(key);
+    if (!p) {
+      p = (async () => ((await ctx.store.statBlob(digest)) ? null : startDownload(key, target, digest)))();
+      flights.set(key, p);
+      p.then((d) => d ?? flights.delete(key), () => flights.delete(key));
+    }
+    return p;
+  }
+
+  async function storedSource(digest: string): Promise<BlobSource | null> {
+    const stored = await ctx.store.statBlob(digest);
+    if (stored) return { kind: "stored", size: stored.size, file: stored.file };
+    // Manifests are blobs too in the distribution API (OCI layout tools fetch them this way).
+    const manifest = await ctx.store.readManifest(digest);
+    if (manifest) return { kind: "stored", size: manifest.byteLength, file: new Blob([manifest as Uint8Array<ArrayBuffer>]) };
+    return null;
   }
 
   return {
     /** Where a blob's bytes come from. `fetch: false` (HEAD) only asks upstream for the size. */
     async get(target: Target, digest: string, fetch: boolean): Promise<BlobSource> {
-      const active = downloads.get(digest);
-      if (active) return { kind: "download", size: active.total, download: active };
-      const stored = await ctx.store.statBlob(digest);
-      if (stored) return { kind: "stored", size: stored.size, file: stored.file };
-      // Manifests are blobs too in the distribution API (OCI layout tools fetch them this way).
-      const manifest = await ctx.store.readManifest(digest);
-      if (manifest) return { kind: "stored", size: manifest.byteLength, file: new Blob([manifest as Uint8Array<ArrayBuffer>]) };
+      const running = flights.get(`${target.upstream} ${digest}`);
+      const joined = running ? await running.catch(() => null) : null;
+      if (joined && !joined.done) return { kind: "download", size: joined.total, download: joined };
+      const stored = await storedSource(digest);
+      if (stored) return stored;
       if (ctx.airGapped) {
         throw new RegistryError("BLOB_UNKNOWN", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
       }
       if (!fetch) {
         const res = await openUpstream(target, digest, "HEAD");
+        res.body?.cancel().catch(() => {});
         return { kind: "remote", size: contentLength(res) };
       }
-      let p = starting.get(digest);
-      if (!p) {
-        p = startDownload(target, digest)
-          .then((d) => {
-            if (!d.done && !d.error) downloads.set(digest, d);
-            return d;
-          })
-          .finally(() => starting.delete(digest));
-        starting.set(digest, p);
-      }
-      const d = await p;
-      if (d.done) {
+      const d = await flight(target, digest);
+      if (!d || d.done) {
         const s = await ctx.store.statBlob(digest);
         if (s) return { kind: "stored", size: s.size, file: s.file };
       }
+      if (!d) throw new RegistryError("BLOB_UNKNOWN", `${target.upstream}/${target.repository}@${digest} was removed from the store while it was asked for`);
       return { kind: "download", size: d.total, download: d };
     },
     /** Makes sure a blob is stored, downloading it if needed; returns the bytes this call downloaded. */
@@ -97,8 +114,9 @@ export function createBlobs(ctx: CacheContext) {
       return source.download.written;
     },
     /** Downloads in progress, for shutdown. */
-    active(): Download[] {
-      return [...downloads.values()];
+    async active(): Promise<Download[]> {
+      const all = await Promise.all([...flights.values()].map((p) => p.catch(() => null)));
+      return all.filter((d): d is Download => !!d && !d.done && !d.error);
     },
   };
 }

@@ -3,6 +3,7 @@
 import type { Store, TagRecord } from "../store/types.ts";
 import type { Upstreams } from "../upstream/client.ts";
 import { UpstreamError } from "../upstream/errors.ts";
+import type { BoundedMap } from "../oci/bounded-map.ts";
 import { RegistryError, type ErrorCode } from "../oci/errors.ts";
 import { ManifestMemory } from "./memory.ts";
 
@@ -30,8 +31,8 @@ export interface CacheOptions {
 }
 
 export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes">> {
-  /** Sizes that stored manifests declare for the blobs they reference, by digest. */
-  declaredSizes: Map<string, number>;
+  /** Sizes that an upstream's manifests declare for the blobs they reference, by `upstream digest`. */
+  declaredSizes: BoundedMap<string, number>;
   memory: ManifestMemory;
   /** Tag records by `upstream/repository:tag`, loaded lazily from the store. */
   tags: Map<string, TagRecord>;
@@ -54,7 +55,8 @@ export function upstreamFailure(err: unknown, code: ErrorCode): RegistryError {
     if (err.failure === "denied") {
       return err.status === 403 ? new RegistryError("DENIED", err.message) : new RegistryError("UNAUTHORIZED", err.message);
     }
-    return new RegistryError(code, err.message, { status: err.failure === "timeout" ? 504 : 502 });
+    const status = err.failure === "timeout" ? 504 : err.failure === "busy" ? 503 : 502;
+    return new RegistryError(code, err.message, { status });
   }
   return new RegistryError(code, `upstream request failed: ${(err as Error)?.message ?? String(err)}`, { status: 502 });
 }

@@ -141,9 +141,10 @@ export class Download {
             controller.error(this.error);
             return;
           }
-          // Hold back the final byte until the digest is verified.
-          const available = this.done ? this.written : Math.max(0, this.written - 1);
-          const limit = end === null ? available : Math.min(available, end + 1);
+          // Hold back the final byte of what this reader gets (the blob's, or the range's) until the
+          // whole blob is verified: no response looks complete before its bytes are known good.
+          const wanted = end === null ? Infinity : end + 1;
+          const limit = this.done ? Math.min(this.written, wanted) : Math.max(0, Math.min(this.written, wanted) - 1);
           if (pos < limit) {
             const n = Math.min(limit - pos, READ_CHUNK);
             const buf = new Uint8Array(n);

@@ -1,4 +1,5 @@
 // The pull-through cache: one object the registry handlers and the CLI commands share.
+import { BoundedMap } from "../oci/bounded-map.ts";
 import { createBlobs } from "./blobs.ts";
 import { tagKey, type CacheContext, type CacheOptions } from "./context.ts";
 import { createManifests } from "./manifests.ts";
@@ -17,13 +18,15 @@ export { hostPlatform, parsePlatform, type PlatformChoice, type PullResult } fro
 export type Cache = ReturnType<typeof createCache>;
 
 const DEFAULT_MANIFEST_MEMORY = 64 * 1024 * 1024;
+/** Blob sizes remembered from manifests (about 150 bytes each). */
+const DECLARED_SIZES = 100_000;
 
 export function createCache(opts: CacheOptions) {
   const ctx: CacheContext = {
     ...opts,
     now: opts.now ?? Date.now,
     tagPolicies: opts.tagPolicies ?? [],
-    declaredSizes: new Map(),
+    declaredSizes: new BoundedMap(DECLARED_SIZES),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
     tags: new Map(),
     dirty: new Set(),
@@ -82,7 +85,7 @@ export function createCache(opts: CacheOptions) {
     },
     /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
     async drain(ms: number): Promise<void> {
-      const active = blobs.active();
+      const active = await blobs.active();
       if (!active.length) return;
       const all = Promise.all(active.map((d) => d.settled()));
       const timer = setTimeout(() => active.forEach((d) => d.abort("shutting down")), ms);

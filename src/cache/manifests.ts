@@ -1,19 +1,22 @@
 // Manifests through the cache: by digest from memory or disk (never upstream once stored), by tag
 // from the tag record, revalidated with HEAD after `revalidateAfterMs`, fetched when cold or moved.
+import { BoundedMap } from "../oci/bounded-map.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import {
-  MANIFEST_TYPES, MAX_MANIFEST_BYTES, bareMediaType, detectMediaType, isSchema1, parseManifest, type ManifestShape,
+  MANIFEST_TYPES, MAX_MANIFEST_BYTES, bareMediaType, detectMediaType, isSchema1, isServableManifestType, parseManifest, type ManifestShape,
 } from "../oci/mediatypes.ts";
 import type { TagRecord } from "../store/types.ts";
+import { readBody } from "../upstream/body.ts";
+import { UpstreamError } from "../upstream/errors.ts";
 import type { Target } from "../upstream/resolve.ts";
-import { contentLength, tagKey, upstreamFailure, upstreamStatusError, type CacheContext } from "./context.ts";
+import { tagKey, upstreamFailure, upstreamStatusError, type CacheContext } from "./context.ts";
 import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
 
-/** Bound on remembered blob sizes (about 100 bytes each). */
-const MAX_DECLARED_SIZES = 500_000;
+/** Platform manifests of indexes seen lately: fetching one by digest is part of a pull, not a pin. */
+const MAX_KNOWN_CHILDREN = 50_000;
 
 /** Accept header sent upstream: what the client accepts plus every type we cache. */
 export function upstreamAccept(clientAccept: string | null): string {
@@ -26,39 +29,28 @@ export function upstreamAccept(clientAccept: string | null): string {
   return [...types].join(", ");
 }
 
-/** Reads a body up to `limit` bytes; null when it is longer. */
-async function readLimited(res: Response, limit: number): Promise<Uint8Array | null> {
-  const declared = contentLength(res);
-  if (declared !== null && declared > limit) {
-    await res.body?.cancel();
-    return null;
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body ?? []) {
-    size += chunk.byteLength;
-    if (size > limit) return null;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
 export function createManifests(ctx: CacheContext) {
   const inflight = new Map<string, Promise<ManifestResult>>();
+  const knownChildren = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
 
   function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null, parsed = parseManifest(bytes)): ManifestResult {
-    if (parsed) rememberSizes(parsed);
     const detected = parsed ? detectMediaType(parsed) : null;
     const mediaType = detected ?? bareMediaType(contentType);
     return { bytes, mediaType, digest };
   }
 
-  /** Remembers the sizes a manifest declares so a blob download can be held to them. */
-  function rememberSizes(m: ManifestShape) {
-    if (ctx.declaredSizes.size > MAX_DECLARED_SIZES) ctx.declaredSizes.clear();
-    for (const d of [...(m.manifests ?? []), ...(m.config ? [m.config] : []), ...(m.layers ?? [])]) {
-      if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(d.digest, d.size);
+  /**
+   * Remembers what a manifest that `upstream` vouched for (fetched from it, or its tag record)
+   * declares: blob sizes, keyed by that upstream, so its downloads can be held to them; and an
+   * index's platform manifests.
+   */
+  function remember(upstream: string, m: ManifestResult) {
+    const shape = parseManifest(m.bytes);
+    if (!shape) return;
+    for (const d of [...(shape.manifests ?? []), ...(shape.config ? [shape.config] : []), ...(shape.layers ?? [])]) {
+      if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(`${upstream} ${d.digest}`, d.size);
     }
+    for (const c of shape.manifests ?? []) if (typeof c?.digest === "string") knownChildren.set(c.digest, true);
   }
 
   function revalidateAfter(target: Target, tag: string): number {
@@ -88,12 +80,16 @@ export function createManifests(ctx: CacheContext) {
     }
     const where = `${target.upstream}/${target.repository}:${reference}`;
     if (!res.ok) {
-      await res.body?.cancel();
+      res.body?.cancel().catch(() => {});
       throw upstreamStatusError(res.status, target.upstream, where, "MANIFEST_UNKNOWN");
     }
-    const bytes = await readLimited(res, MAX_MANIFEST_BYTES);
-    if (!bytes) {
-      throw new RegistryError("MANIFEST_INVALID", `upstream manifest for ${where} is larger than ${MAX_MANIFEST_BYTES} bytes`, { status: 502 });
+    let bytes: Uint8Array;
+    try {
+      bytes = await readBody(res, target.upstream, `the manifest ${where}`, {
+        maxBytes: MAX_MANIFEST_BYTES, idleMs: ctx.pullTimeoutMs, deadlineMs: ctx.pullTimeoutMs,
+      });
+    } catch (err) {
+      throw upstreamFailure(err, err instanceof UpstreamError && err.failure === "too-large" ? "MANIFEST_INVALID" : "MANIFEST_UNKNOWN");
     }
     const headerDigest = res.headers.get("docker-content-digest");
     const wanted = isDigest(reference) ? reference : headerDigest && isDigest(headerDigest) ? headerDigest : null;
@@ -110,8 +106,12 @@ export function createManifests(ctx: CacheContext) {
     if (!parsed || !m.mediaType) {
       throw new RegistryError("MANIFEST_INVALID", `upstream sent a manifest for ${where} that is not a JSON manifest`, { status: 502 });
     }
+    if (!isServableManifestType(m.mediaType)) {
+      throw new RegistryError("MANIFEST_INVALID", `upstream sent a manifest for ${where} whose media type ${JSON.stringify(m.mediaType.slice(0, 100))} is not a manifest type`, { status: 502 });
+    }
     await ctx.store.writeManifest(digest, bytes);
     ctx.memory.set(m);
+    remember(target.upstream, m);
     return m;
   }
 
@@ -150,7 +150,7 @@ export function createManifests(ctx: CacheContext) {
       const res = await ctx.upstreams.request(target.upstream, {
         method: "HEAD", repository: target.repository, path: `manifests/${rec.tag}`, headers: { Accept: accept },
       });
-      await res.body?.cancel();
+      res.body?.cancel().catch(() => {});
       if (!res.ok) {
         ctx.log.warn(`serving cached ${target.upstream}/${target.repository}:${rec.tag}: upstream answered HTTP ${res.status} to revalidation`);
         return "unknown";
@@ -169,6 +169,7 @@ export function createManifests(ctx: CacheContext) {
     if (rec) {
       const m = await stored(rec.digest);
       if (m) {
+        remember(target.upstream, m);
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           touch(rec, { lastPulled: new Date(nowMs).toISOString() });
@@ -198,7 +199,11 @@ export function createManifests(ctx: CacheContext) {
     if (ctx.airGapped) {
       throw new RegistryError("MANIFEST_UNKNOWN", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
     }
-    return fetchAndStore(target, digest, accept);
+    const fetched = await fetchAndStore(target, digest, accept);
+    // A pull by digest alone (how Kubernetes pulls pinned images) gets a record of its own, so
+    // list, prune and export know it; a platform manifest of an index is part of that index.
+    if (!knownChildren.has(digest)) await recordTag(target, digest, fetched, null);
+    return fetched;
   }
 
   /** Digest-pinned records known to be absent, so a by-digest pull reads the disk at most once. */

@@ -1,9 +1,12 @@
 // Removing images nobody uses: tag records older than a cutoff (by last pull or by creation), then
-// the manifests and blobs only they needed. Content any kept record needs is never removed.
-// Order matters for a serve running on the same store: records first, then manifests, then blobs.
-import { closureOf } from "../store/closure.ts";
-import type { Store, TagRecord } from "../store/types.ts";
-import { recordName } from "../store/archive.ts";
+// the manifests and blobs only they needed, and content no record reaches at all (left by a
+// crash or an interrupted prune) once it is older than a safety age. Content any kept record
+// needs is never removed. Order matters for a serve running on the same store: records first,
+// then (with the kept set read again) manifests, then blobs, so no record ever points at missing
+// content. A malformed record or reference is reported and skipped, never fatal.
+import type { ContentKind, Store, TagRecord } from "../store/types.ts";
+import { recordName } from "../store/record.ts";
+import { closureOf } from "./closure.ts";
 
 export interface PruneOptions {
   olderThanMs: number;
@@ -13,6 +16,8 @@ export interface PruneOptions {
   /** At most this many images per run (all when undefined). */
   limit?: number;
   now?: number;
+  /** Content no record reaches is removed once it is this old (default 1 hour). */
+  unreferencedAfterMs?: number;
 }
 
 export interface PruneReport {
@@ -20,44 +25,59 @@ export interface PruneReport {
   manifests: number;
   blobs: number;
   bytes: number;
+  /** Of those, manifests and blobs no record reached. */
+  unreferenced: number;
+  /** Malformed references met on the way, skipped. */
+  skipped: string[];
   dryRun: boolean;
+}
+
+export const UNREFERENCED_GRACE_MS = 60 * 60_000;
+
+async function allRecords(store: Store, damaged?: string[]): Promise<TagRecord[]> {
+  const out: TagRecord[] = [];
+  for await (const r of store.allTags((where) => damaged?.push(`unreadable tag record ${where}`))) out.push(r);
+  return out;
 }
 
 export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (r: TagRecord) => void): Promise<PruneReport> {
   const now = opts.now ?? Date.now();
+  const grace = opts.unreferencedAfterMs ?? UNREFERENCED_GRACE_MS;
   const remove: TagRecord[] = [];
-  const keep: TagRecord[] = [];
-  for await (const r of store.allTags()) {
+  const damaged: string[] = [];
+  const records = await allRecords(store, damaged);
+  for (const r of records) {
     const when = Date.parse(opts.by === "created" ? r.created : r.lastPulled);
     const old = !Number.isNaN(when) && now - when > opts.olderThanMs;
-    const chosen = old && (!opts.pattern || opts.pattern.test(recordName(r))) && (opts.limit === undefined || remove.length < opts.limit);
-    (chosen ? remove : keep).push(r);
+    if (old && (!opts.pattern || opts.pattern.test(recordName(r))) && (opts.limit === undefined || remove.length < opts.limit)) remove.push(r);
   }
-  const report: PruneReport = { images: remove.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, dryRun: opts.dryRun };
-  if (!remove.length) return report;
-  const needed = await closureOf(store, keep.map((r) => r.digest));
-  const candidates = await closureOf(store, remove.map((r) => r.digest));
-  const manifests = [...candidates.manifests].filter((d) => !needed.manifests.has(d));
-  const blobs = [...candidates.blobs].filter((d) => !needed.blobs.has(d));
-
+  const report: PruneReport = { images: remove.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, unreferenced: 0, skipped: [], dryRun: opts.dryRun };
   for (const r of remove) {
     if (!opts.dryRun) await store.removeTag(r.upstream, r.repository, r.tag);
     onRemoved?.(r);
   }
-  for (const d of manifests) {
-    const bytes = await store.readManifest(d);
-    if (!bytes) continue;
-    report.manifests++;
-    report.bytes += bytes.byteLength;
-    if (!opts.dryRun) await store.removeContent("manifests", d);
-  }
-  for (const d of blobs) {
-    const b = await store.statBlob(d);
-    if (!b) continue;
-    report.blobs++;
-    report.bytes += b.size;
-    // An open download keeps its file: unlinking does not cut a response being sent.
-    if (!opts.dryRun) await store.removeContent("blobs", d);
+  // Read the records again after removing: another process may have cached an image meanwhile.
+  const removed = new Set(remove.map(recordName));
+  const kept = (opts.dryRun || !remove.length ? records : await allRecords(store)).filter((r) => !removed.has(recordName(r)));
+  const needed = await closureOf(store, kept.map((r) => r.digest));
+  const freed = await closureOf(store, remove.map((r) => r.digest));
+  report.skipped = [...damaged, ...new Set([...needed.invalid, ...freed.invalid].map((i) => `invalid reference in manifest ${i}`))];
+
+  for (const kind of ["manifests", "blobs"] as ContentKind[]) {
+    const keep = needed[kind];
+    const candidates = freed[kind];
+    for await (const digest of store.listContent(kind)) {
+      if (keep.has(digest)) continue;
+      const info = await store.contentInfo(kind, digest);
+      if (!info) continue;
+      const orphan = !candidates.has(digest);
+      if (orphan && now - info.modified < grace) continue;
+      report[kind]++;
+      report.bytes += info.size;
+      if (orphan) report.unreferenced++;
+      // An open download keeps its file: unlinking does not cut a response being sent.
+      if (!opts.dryRun) await store.removeContent(kind, digest);
+    }
   }
   return report;
 }

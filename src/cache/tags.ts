@@ -1,5 +1,6 @@
 // Tag lists: from the upstream when it answers, from the cached tag records when it does not.
 import { RegistryError } from "../oci/errors.ts";
+import { readBody } from "../upstream/body.ts";
 import type { Target } from "../upstream/resolve.ts";
 import type { CacheContext } from "./context.ts";
 
@@ -44,17 +45,19 @@ export function createTags(ctx: CacheContext) {
         return cached(target, name, n, last, `upstream unreachable`);
       }
       if (!res.ok) {
-        await res.body?.cancel();
+        res.body?.cancel().catch(() => {});
         if (res.status === 404) return cached(target, name, n, last, "repository unknown to upstream");
         ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: upstream answered HTTP ${res.status}`);
         return cached(target, name, n, last, `upstream answered HTTP ${res.status}`);
       }
-      const text = await res.text();
-      if (text.length > MAX_TAG_LIST_BYTES) return cached(target, name, n, last, "upstream tag list too large");
       let body: { tags?: unknown };
       try {
-        body = JSON.parse(text);
-      } catch {
+        const bytes = await readBody(res, target.upstream, `the tag list of ${target.upstream}/${target.repository}`, {
+          maxBytes: MAX_TAG_LIST_BYTES, idleMs: ctx.pullTimeoutMs, deadlineMs: ctx.pullTimeoutMs,
+        });
+        body = JSON.parse(new TextDecoder().decode(bytes));
+      } catch (err) {
+        ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: ${(err as Error).message}`);
         return cached(target, name, n, last, "upstream sent an unreadable tag list");
       }
       const tags = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === "string") : [];

@@ -1,9 +1,11 @@
-// Re-hashes every blob and manifest in the store and checks that every tag record points at a
-// stored manifest. With `repair`, removes what is corrupt or dangling so the next pull fetches
-// it again.
+// Re-hashes every blob and manifest in the store, checks that every tag record points at an image
+// that is complete in the store, and finds malformed references and content no record reaches.
+// With `repair`, removes what is corrupt, dangling or unreadable so the next pull fetches it again.
 import pLimit from "p-limit";
 import { createDigester, parseDigest } from "../oci/digest.ts";
+import { recordName } from "../store/record.ts";
 import type { ContentKind, Store } from "../store/types.ts";
+import { closureOf, missingContent } from "./closure.ts";
 
 export interface VerifyReport {
   blobs: number;
@@ -13,8 +15,14 @@ export interface VerifyReport {
   corrupt: string[];
   /** `upstream/repository:tag -> digest` whose manifest is not stored. */
   dangling: string[];
+  /** `upstream/repository:tag: what is missing` for images whose manifest is stored but not all they need. */
+  incomplete: string[];
+  /** Manifest references that are not digests: `<manifest digest>: "<reference>"`. */
+  invalid: string[];
   /** Tag record files that cannot be read. */
   damaged: string[];
+  /** `blobs sha256:…` / `manifests sha256:…` no record reaches (the next prune removes them once old). */
+  unreferenced: string[];
   repaired: boolean;
 }
 
@@ -26,9 +34,17 @@ async function hashMatches(file: Blob, digest: string): Promise<boolean> {
   return h.digest() === digest;
 }
 
+/** Problems that make `verify` fail; unreferenced content is only reported. */
+export function problemCount(r: VerifyReport): number {
+  return r.corrupt.length + r.dangling.length + r.incomplete.length + r.invalid.length + r.damaged.length;
+}
+
 export async function verifyStore(store: Store, opts: { repair: boolean; concurrency?: number }): Promise<VerifyReport> {
-  const report: VerifyReport = { blobs: 0, manifests: 0, tags: 0, corrupt: [], dangling: [], damaged: [], repaired: opts.repair };
+  const report: VerifyReport = {
+    blobs: 0, manifests: 0, tags: 0, corrupt: [], dangling: [], incomplete: [], invalid: [], damaged: [], unreferenced: [], repaired: opts.repair,
+  };
   const limit = pLimit(opts.concurrency ?? 4);
+  const present: Record<ContentKind, string[]> = { blobs: [], manifests: [] };
 
   for (const kind of ["blobs", "manifests"] as ContentKind[]) {
     const jobs: Promise<void>[] = [];
@@ -36,7 +52,10 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
       report[kind]++;
       jobs.push(limit(async () => {
         const file = await store.openContent(kind, digest);
-        if (file && (await hashMatches(file, digest))) return;
+        if (file && (await hashMatches(file, digest))) {
+          present[kind].push(digest);
+          return;
+        }
         report.corrupt.push(`${kind} ${digest}`);
         if (opts.repair) await store.removeContent(kind, digest);
       }));
@@ -44,16 +63,29 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
     await Promise.all(jobs);
   }
 
+  const digests: string[] = [];
+  const memo = new Map<string, Promise<string[]>>();
   for await (const rec of store.allTags()) {
     report.tags++;
-    if (await store.readManifest(rec.digest)) continue;
-    report.dangling.push(`${rec.upstream}/${rec.repository}:${rec.tag} -> ${rec.digest}`);
-    if (opts.repair) await store.removeTag(rec.upstream, rec.repository, rec.tag);
+    const name = recordName(rec);
+    const missing = await missingContent(store, rec.digest, memo);
+    if (missing[0] === `manifest ${rec.digest}`) {
+      report.dangling.push(`${name} -> ${rec.digest}`);
+      if (opts.repair) await store.removeTag(rec.upstream, rec.repository, rec.tag);
+      continue;
+    }
+    digests.push(rec.digest);
+    if (missing.length) report.incomplete.push(`${name}: missing ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ` and ${missing.length - 3} more` : ""}`);
   }
   for await (const path of store.damagedTags()) {
     report.damaged.push(path);
     if (opts.repair) await store.removeDamagedTag(path);
   }
-  report.corrupt.sort();
+  const reached = await closureOf(store, digests);
+  report.invalid = reached.invalid;
+  for (const kind of ["blobs", "manifests"] as ContentKind[]) {
+    for (const d of present[kind]) if (!reached[kind].has(d)) report.unreferenced.push(`${kind} ${d}`);
+  }
+  for (const list of [report.corrupt, report.unreferenced, report.incomplete]) list.sort();
   return report;
 }

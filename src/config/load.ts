@@ -29,7 +29,7 @@ type Env = Record<string, string | undefined>;
 type Raw = Record<string, unknown>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
-  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig"]);
+  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections"]);
 
 function isObject(v: unknown): v is Raw {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -83,7 +83,7 @@ function readPem(path: unknown, key: string): string {
 function registry(v: unknown, key: string, env: Env): RegistryEntry {
   if (!isObject(v)) throw new ConfigError(key, "must be a mapping with at least a name");
   for (const k of Object.keys(v)) {
-    if (!["name", "scheme", "auth", "tls"].includes(k)) throw new ConfigError(`${key}.${k}`, "unknown key");
+    if (!["name", "scheme", "auth", "tls", "tokenHosts"].includes(k)) throw new ConfigError(`${key}.${k}`, "unknown key");
   }
   const name = str(v.name, `${key}.name`);
   if (!isHost(name)) throw new ConfigError(`${key}.name`, `must be a host or host:port, got ${JSON.stringify(name)}`);
@@ -123,6 +123,14 @@ function registry(v: unknown, key: string, env: Env): RegistryEntry {
       key: t.key === undefined ? undefined : readPem(t.key, `${key}.tls.key`),
       insecureSkipVerify: t.insecureSkipVerify === undefined ? undefined : bool(t.insecureSkipVerify, `${key}.tls.insecureSkipVerify`),
     };
+  }
+  if (v.tokenHosts !== undefined) {
+    if (!Array.isArray(v.tokenHosts)) throw new ConfigError(`${key}.tokenHosts`, "must be a list of hosts");
+    entry.tokenHosts = v.tokenHosts.map((h, i) => {
+      const host = str(h, `${key}.tokenHosts[${i}]`);
+      if (!isHost(host)) throw new ConfigError(`${key}.tokenHosts[${i}]`, `must be a host or host:port, got ${JSON.stringify(host)}`);
+      return host.toLowerCase();
+    });
   }
   return entry;
 }
@@ -240,6 +248,11 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   if (raw.upstreams !== undefined) {
     if (raw.upstreams !== "any" && raw.upstreams !== "listed") throw new ConfigError(where("upstreams"), "must be any or listed");
     cfg.upstreams = raw.upstreams;
+  }
+  if (raw.maxUpstreamConnections !== undefined) {
+    const n = raw.maxUpstreamConnections;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(where("maxUpstreamConnections"), "must be a whole number from 1 to 1024");
+    cfg.maxUpstreamConnections = n;
   }
   if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
   if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];

@@ -10,6 +10,8 @@ export interface RegistryEntry {
   scheme: "http" | "https";
   auth?: { user: string; password: string };
   tls?: { ca?: string; cert?: string; key?: string; insecureSkipVerify?: boolean };
+  /** Token realm hosts, besides the upstream's own registrable domain, that may receive `auth`. */
+  tokenHosts?: string[];
 }
 
 export interface ServerTls {
@@ -64,8 +66,13 @@ export interface Config {
   registries: RegistryEntry[];
   /** Per-tag freshness rules, first match wins; tags matching none use revalidateAfterMs. */
   tagPolicies: TagPolicy[];
-  /** `listed`: only upstreams with a registries entry (and the default namespace) may be contacted. */
+  /**
+   * `listed`: only upstreams with a registries entry (and the default namespace) may be contacted,
+   * and redirects or token realms pointing at internal addresses are refused unless listed.
+   */
   upstreams: "any" | "listed";
+  /** Requests open at once to one upstream. */
+  maxUpstreamConnections: number;
   /** Docker config.json whose `auths` supply upstream credentials. */
   dockerConfig?: string;
   /** When non-empty, clients must authenticate with HTTP basic auth. */
@@ -87,5 +94,6 @@ export const DEFAULTS: Config = {
   registries: [],
   tagPolicies: [],
   upstreams: "any",
+  maxUpstreamConnections: 32,
   users: [],
 };

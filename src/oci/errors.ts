@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   DENIED: 403,
   UNSUPPORTED: 405,
   TOOMANYREQUESTS: 429,
+  /** Not one of the spec's codes: distribution's answer to an unexpected failure. */
+  UNKNOWN: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -42,6 +44,7 @@ export class RegistryError extends Error {
       headers: {
         "Content-Type": "application/json",
         "Docker-Distribution-API-Version": "registry/2.0",
+        "X-Content-Type-Options": "nosniff",
         ...(method === "HEAD" ? {} : { "Content-Length": String(Buffer.byteLength(body)) }),
         ...this.headers,
       },

@@ -10,11 +10,20 @@ export const DOCKER_SCHEMA1_UNSIGNED = "application/vnd.docker.distribution.mani
 export const MANIFEST_TYPES = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST] as const;
 export const INDEX_TYPES = new Set<string>([OCI_INDEX, DOCKER_MANIFEST_LIST]);
 
-/** The Accept header sent upstream when a client sent none we can use. */
-export const DEFAULT_ACCEPT = MANIFEST_TYPES.join(", ");
-
 /** Largest manifest the spec lets a registry accept. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** `application/<name>+json`, the form every OCI artifact manifest type takes. */
+const JSON_MEDIA_TYPE_RE = /^application\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\+json$/;
+
+/**
+ * Whether a media type may be served as a manifest's Content-Type: a known manifest or index
+ * type, or a well-formed `application/*+json` type. Anything else (text/html, control
+ * characters) would let an upstream choose how a browser treats the cache's own origin.
+ */
+export function isServableManifestType(mediaType: string): boolean {
+  return (MANIFEST_TYPES as readonly string[]).includes(mediaType) || JSON_MEDIA_TYPE_RE.test(mediaType);
+}
 
 export function isSchema1(mediaType: string): boolean {
   return mediaType === DOCKER_SCHEMA1 || mediaType === DOCKER_SCHEMA1_UNSIGNED;
@@ -60,13 +69,4 @@ export function detectMediaType(manifest: ManifestShape): string | null {
   if (Array.isArray(manifest.manifests)) return OCI_INDEX;
   if (manifest.config && typeof manifest.config === "object") return OCI_MANIFEST;
   return null;
-}
-
-/** Every digest a manifest points at: platform manifests for an index, config and layers otherwise. */
-export function referencedDigests(manifest: ManifestShape): string[] {
-  const out: string[] = [];
-  for (const m of manifest.manifests ?? []) if (typeof m?.digest === "string") out.push(m.digest);
-  if (typeof manifest.config?.digest === "string") out.push(manifest.config.digest);
-  for (const l of manifest.layers ?? []) if (typeof l?.digest === "string") out.push(l.digest);
-  return out;
 }

@@ -1,5 +1,6 @@
 // Maps a request to its resource handler; every failure leaves through one catch as spec JSON.
 import type { Cache } from "../cache/index.ts";
+import { createOncePer } from "../oci/bounded-map.ts";
 import { createBasicAuth, type DownstreamUser } from "./auth.ts";
 import { RegistryError } from "./errors.ts";
 import { handleBase } from "./handlers/base.ts";
@@ -11,6 +12,7 @@ import { handleTags } from "./handlers/tags.ts";
 
 export interface RegistryLogger {
   debug(msg: string): void;
+  warn(msg: string): void;
   error(msg: string): void;
 }
 
@@ -36,6 +38,13 @@ const UPLOAD_RE = /^\/v2\/.+\/blobs\/uploads(\/.*)?$/;
 export function createRegistry(opts: RegistryOptions): Handler {
   const { cache, defaultNs, log } = opts;
   const auth = opts.users?.length ? createBasicAuth(opts.users) : null;
+  const firstTime = createOncePer(60_000);
+
+  /** Says why a pull failed upstream, once per upstream and reason a minute (digests aside, the reason is the message). */
+  function logUpstreamFailure(err: RegistryError, rc: string) {
+    const reason = err.message.replace(/sha(256|512):[a-f0-9]+/g, "<digest>");
+    if (firstTime(`${err.status} ${reason}`)) log.warn(`${rc}: ${err.status} ${err.message}`);
+  }
 
   function target(name: string, url: URL) {
     const t = resolveOrThrow(name, url, defaultNs);
@@ -88,10 +97,12 @@ export function createRegistry(opts: RegistryOptions): Handler {
       res = await route(req, url);
     } catch (err) {
       if (err instanceof RegistryError) {
+        if (err.status >= 502 && err.status <= 504) logUpstreamFailure(err, `${req.method} ${url?.pathname ?? req.url}`);
         res = err.toResponse(req.method);
       } else {
+        // The detail is for the operator, not for whoever sent the request.
         log.error(`${req.method} ${url?.pathname ?? req.url}: ${(err as Error)?.stack ?? String(err)}`);
-        res = new RegistryError("NAME_UNKNOWN", `internal error: ${(err as Error)?.message ?? String(err)}`, { status: 500 }).toResponse(req.method);
+        res = new RegistryError("UNKNOWN", "internal error; the cache's log has the details").toResponse(req.method);
       }
     }
     if (opts.logRequests) {

@@ -2,32 +2,28 @@
 //   blobs/sha256/<hex>                                  layer and config bytes
 //   manifests/sha256/<hex>                              manifest and index bytes, exactly as pulled
 //   repositories/<upstream>/<repository>/_tags/<tag>.json  one TagRecord per cached tag
-//   tmp/                                                in-progress writes, emptied at startup
+//   tmp/<owner>/                                        in-progress writes of one process
+// Several processes (serve, load, prune) may share a store: each writes its temp files in a
+// directory of its own, and only a directory whose process is gone is cleaned up.
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { randomUUID } from "node:crypto";
-import { digestOf, parseDigest, type Digest } from "../oci/digest.ts";
-import { isRepositoryName, isTag } from "../oci/names.ts";
+import { digestOf, isDigest, parseDigest, type Digest } from "../oci/digest.ts";
+import { isRepositoryName } from "../oci/names.ts";
+import { processOwner, ownerIsGone } from "./owner.ts";
+import { isRecordTag, parseTagRecord, serializeTagRecord } from "./record.ts";
 import type { ContentKind, Spool, Store, StoredBlob, TagRecord } from "./types.ts";
 
 /** `_tags` cannot be a repository path component (components start with [a-z0-9]). */
 const TAGS_DIR = "_tags";
 /** Tag record files read at once while walking the store. */
 const READ_BATCH = 64;
-
-/** A tag record from its file's bytes; null when they are not a complete record. */
-function parseTagRecord(bytes: Uint8Array): TagRecord | null {
-  try {
-    const r = JSON.parse(new TextDecoder().decode(bytes)) as TagRecord;
-    const fields = [r.upstream, r.repository, r.tag, r.digest, r.mediaType, r.created, r.lastPulled, r.checked];
-    return fields.every((f) => typeof f === "string") && parseDigest(r.digest) ? r : null;
-  } catch {
-    return null;
-  }
-}
+/** Temp files of an older layout (directly in tmp/) are removed once this old. */
+const LEGACY_TMP_AGE_MS = 60 * 60_000;
 
 export function createFsStore(root: string): Store {
-  const tmpDir = join(root, "tmp");
+  const tmpRoot = join(root, "tmp");
+  const tmpDir = join(tmpRoot, processOwner());
 
   function contentPath(kind: ContentKind, digest: string): string {
     const d: Digest | null = parseDigest(digest);
@@ -45,7 +41,7 @@ export function createFsStore(root: string): Store {
 
   /** A record's file: `<tag>.json`, or `<algorithm>:<hex>.json` for an image pinned by digest. */
   function tagPath(upstream: string, repository: string, tag: string): string {
-    if (!isTag(tag) && !parseDigest(tag)) throw new Error(`unsafe tag: ${JSON.stringify(tag)}`);
+    if (!isRecordTag(tag)) throw new Error(`unsafe tag: ${JSON.stringify(tag)}`);
     return join(tagDir(upstream, repository), `${tag}.json`);
   }
 
@@ -54,17 +50,17 @@ export function createFsStore(root: string): Store {
     return join(tmpDir, randomUUID());
   }
 
-  /** Writes bytes to a temp file, fsyncs it and renames it over `dest`. */
+  /** Writes bytes to a temp file, fsyncs it and renames it over `dest`; a failed write (disk full) leaves nothing. */
   async function writeAtomic(dest: string, bytes: Uint8Array): Promise<void> {
     const tmp = await tempPath();
-    const fh = await open(tmp, "w", 0o644);
     try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
+      const fh = await open(tmp, "w", 0o644);
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
       await mkdir(join(dest, ".."), { recursive: true });
       await rename(tmp, dest);
     } catch (err) {
@@ -83,9 +79,9 @@ export function createFsStore(root: string): Store {
   }
 
   /**
-   * Every tag record file under `dir`, sorted by path, parsed (null when it cannot be read as a
-   * record). One recursive directory listing, then files read a batch at a time in parallel:
-   * listing a store of 10,000 images must stay fast.
+   * Every tag record file under `dir`, sorted by path, parsed (null when it is not a valid record
+   * of the upstream, repository and tag its path names). One recursive directory listing, then
+   * files read a batch at a time in parallel: listing a store of 10,000 images must stay fast.
    */
   async function* walkTagFiles(dir: string): AsyncGenerator<{ path: string; record: TagRecord | null }> {
     let names: string[];
@@ -96,11 +92,14 @@ export function createFsStore(root: string): Store {
     }
     const files = names.filter((n) => n.endsWith(".json") && n.split(sep).at(-2) === TAGS_DIR).sort();
     for (let i = 0; i < files.length; i += READ_BATCH) {
-      const batch = files.slice(i, i + READ_BATCH).map((f) => join(dir, f));
-      const read = await Promise.all(batch.map((path) => readOrNull(path)));
+      const batch = files.slice(i, i + READ_BATCH);
+      const read = await Promise.all(batch.map((f) => readOrNull(join(dir, f))));
       for (let j = 0; j < batch.length; j++) {
         const bytes = read[j];
-        if (bytes) yield { path: batch[j]!, record: parseTagRecord(bytes) };
+        if (!bytes) continue;
+        const parts = batch[j]!.split(sep);
+        const at = { upstream: parts[0]!, repository: parts.slice(1, -2).join("/"), tag: parts.at(-1)!.slice(0, -5) };
+        yield { path: join(dir, batch[j]!), record: parseTagRecord(bytes, at) };
       }
     }
   }
@@ -112,8 +111,13 @@ export function createFsStore(root: string): Store {
       await mkdir(root, { recursive: true });
       let removed = 0;
       try {
-        for (const name of await readdir(tmpDir)) {
-          await rm(join(tmpDir, name), { force: true, recursive: true });
+        for (const name of await readdir(tmpRoot)) {
+          const path = join(tmpRoot, name);
+          const s = await stat(path).catch(() => null);
+          if (!s) continue;
+          const stale = s.isDirectory() ? ownerIsGone(name) : Date.now() - s.mtimeMs > LEGACY_TMP_AGE_MS;
+          if (!stale) continue;
+          await rm(path, { force: true, recursive: true });
           removed++;
         }
       } catch (err) {
@@ -165,12 +169,11 @@ export function createFsStore(root: string): Store {
 
     async readTag(upstream, repository, tag) {
       const bytes = await readOrNull(tagPath(upstream, repository, tag));
-      return bytes ? parseTagRecord(bytes) : null;
+      return bytes ? parseTagRecord(bytes, { upstream, repository, tag }) : null;
     },
 
     async writeTag(record) {
-      const bytes = new TextEncoder().encode(JSON.stringify(record, null, 2) + "\n");
-      await writeAtomic(tagPath(record.upstream, record.repository, record.tag), bytes);
+      await writeAtomic(tagPath(record.upstream, record.repository, record.tag), serializeTagRecord(record));
     },
 
     async listTags(upstream, repository) {
@@ -184,8 +187,11 @@ export function createFsStore(root: string): Store {
       }
     },
 
-    async *allTags() {
-      for await (const t of walkTagFiles(join(root, "repositories"))) if (t.record) yield t.record;
+    async *allTags(onDamaged) {
+      for await (const t of walkTagFiles(join(root, "repositories"))) {
+        if (t.record) yield t.record;
+        else onDamaged?.(relative(root, t.path));
+      }
     },
 
     async *listContent(kind) {
@@ -196,7 +202,17 @@ export function createFsStore(root: string): Store {
         } catch {
           continue;
         }
-        for (const n of names.sort()) yield `${algorithm}:${n}`;
+        for (const n of names.sort()) if (isDigest(`${algorithm}:${n}`)) yield `${algorithm}:${n}`;
+      }
+    },
+
+    async contentInfo(kind, digest) {
+      try {
+        const s = await stat(contentPath(kind, digest));
+        return { size: s.size, modified: s.mtimeMs };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw err;
       }
     },
 

@@ -37,7 +37,7 @@ export interface Spool {
 export interface Store {
   /** Root of the store, for messages. */
   readonly location: string;
-  /** Removes leftovers of interrupted writes; returns how many were removed. */
+  /** Removes leftovers of interrupted writes by processes that are gone; returns how many were removed. */
   init(): Promise<number>;
   statBlob(digest: string): Promise<StoredBlob | null>;
   /** A fresh temp file inside the store, on the same filesystem as the blobs. */
@@ -49,10 +49,12 @@ export interface Store {
   writeTag(record: TagRecord): Promise<void>;
   /** Tags cached for one repository, sorted. */
   listTags(upstream: string, repository: string): Promise<string[]>;
-  /** Every tag record in the store. */
-  allTags(): AsyncIterable<TagRecord>;
+  /** Every valid tag record in the store; `onDamaged` hears of each record file that is not one. */
+  allTags(onDamaged?: (where: string) => void): AsyncIterable<TagRecord>;
   /** Digests of every stored blob or manifest. */
   listContent(kind: ContentKind): AsyncIterable<string>;
+  /** Size and last-modified time (ms) of a stored blob or manifest; null when absent. */
+  contentInfo(kind: ContentKind, digest: string): Promise<{ size: number; modified: number } | null>;
   /** The stored bytes of a blob or manifest, for re-hashing; null when absent. */
   openContent(kind: ContentKind, digest: string): Promise<Blob | null>;
   removeContent(kind: ContentKind, digest: string): Promise<void>;

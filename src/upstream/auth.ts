@@ -1,5 +1,10 @@
-// Upstream authentication: WWW-Authenticate challenges, bearer tokens fetched once per scope and
-// reused until shortly before they expire. Secrets never leave this module except in headers.
+// Upstream authentication: WWW-Authenticate challenges, and bearer tokens fetched once per scope
+// and reused until shortly before they expire. The token cache is bounded in entries and bytes and
+// drops expired tokens; a token response is bounded in size and time. Secrets never leave this
+// module except in headers.
+import { BoundedMap } from "../oci/bounded-map.ts";
+import { readBody, type BodyLimits } from "./body.ts";
+import { UpstreamError } from "./errors.ts";
 
 export interface Credentials {
   user: string;
@@ -13,7 +18,7 @@ export interface Challenge {
 
 /** Parses `Bearer realm="...",service="...",scope="..."` (or `Basic realm=...`). */
 export function parseChallenge(header: string | null): Challenge | null {
-  if (!header) return null;
+  if (!header || header.length > 4096) return null;
   const m = header.match(/^\s*(\w+)\s*(.*)$/s);
   if (!m) return null;
   const scheme = m[1]!.toLowerCase();
@@ -33,57 +38,81 @@ interface CachedToken {
   expiresAt: number;
 }
 
-export interface TokenFetchInit {
-  headers: Record<string, string>;
-  tls?: Record<string, unknown>;
-}
-
 /** Seconds before expiry at which a cached token is no longer handed out. */
 const EXPIRY_MARGIN_MS = 10_000;
+/** Largest token response read. Real tokens are a few KiB; a JWT with many claims stays far below this. */
+export const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
+const MAX_TOKENS = 10_000;
+const MAX_TOKEN_BYTES = 16 * 1024 * 1024;
+
+export interface TokenRequest {
+  upstream: string;
+  realm: URL;
+  service?: string;
+  scope: string;
+  /** Sent only when the realm may receive them (the caller decides). */
+  credentials?: Credentials;
+  tls?: Record<string, unknown>;
+}
 
 export function createTokenCache(opts: {
   fetch: typeof fetch;
   now: () => number;
+  /** Headers, and each chunk and the whole of the body. */
   timeoutMs: number;
 }) {
-  const tokens = new Map<string, CachedToken>();
+  const tokens = new BoundedMap<string, CachedToken>(MAX_TOKENS, MAX_TOKEN_BYTES, (t) => t.authorization.length);
   const pending = new Map<string, Promise<string>>();
+  const limits: BodyLimits = { maxBytes: MAX_TOKEN_RESPONSE_BYTES, idleMs: opts.timeoutMs, deadlineMs: opts.timeoutMs };
 
-  async function fetchToken(upstream: string, challenge: Challenge, scope: string, creds: Credentials | undefined, tls: Record<string, unknown> | undefined): Promise<string> {
-    const realm = challenge.params.realm;
-    if (!realm) throw new Error("bearer challenge without a realm");
-    const url = new URL(realm);
-    if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
-    if (scope) url.searchParams.set("scope", scope);
+  async function fetchToken(key: string, t: TokenRequest): Promise<string> {
+    const url = new URL(t.realm);
+    if (t.service) url.searchParams.set("service", t.service);
+    if (t.scope) url.searchParams.set("scope", t.scope);
     const headers: Record<string, string> = { Accept: "application/json" };
-    if (creds) headers.Authorization = basicAuthorization(creds);
-    const res = await opts.fetch(url, {
-      headers,
-      signal: AbortSignal.timeout(opts.timeoutMs),
-      tls,
-    });
+    if (t.credentials) headers.Authorization = basicAuthorization(t.credentials);
+    let res: Response;
+    try {
+      res = await opts.fetch(url, { headers, signal: AbortSignal.timeout(opts.timeoutMs), tls: t.tls, redirect: "error" });
+    } catch (err) {
+      const e = err as Error;
+      const timedOut = e.name === "TimeoutError" || e.name === "AbortError";
+      throw new UpstreamError(t.upstream, timedOut ? "timeout" : "unreachable",
+        timedOut ? `token server ${url.host} did not answer within ${opts.timeoutMs} ms` : `cannot reach token server ${url.host}: ${e.message}`);
+    }
     if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
-      throw Object.assign(new Error(`token server ${url.host} refused the ${creds ? "configured credentials" : "anonymous request"} (HTTP ${res.status})`), { denied: true });
+      res.body?.cancel().catch(() => {});
+      throw new UpstreamError(t.upstream, "denied", `token server ${url.host} refused the ${t.credentials ? "configured credentials" : "anonymous request"} (HTTP ${res.status})`, res.status);
     }
     if (!res.ok) {
-      await res.body?.cancel();
-      throw new Error(`token server ${url.host} answered HTTP ${res.status}`);
+      res.body?.cancel().catch(() => {});
+      throw new UpstreamError(t.upstream, "protocol", `token server ${url.host} answered HTTP ${res.status}`);
     }
-    const body = (await res.json()) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
-    const token = body.token || body.access_token;
-    if (!token) throw new Error(`token server ${url.host} returned no token`);
-    const ttl = (typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : 60) * 1000;
+    const bytes = await readBody(res, t.upstream, `the token from ${url.host}`, limits);
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      throw new UpstreamError(t.upstream, "protocol", `token server ${url.host} sent a response that is not JSON`);
+    }
+    const token = typeof body?.token === "string" && body.token ? body.token : typeof body?.access_token === "string" ? body.access_token : "";
+    if (!token || /[\s\x00-\x1f\x7f]/.test(token)) throw new UpstreamError(t.upstream, "protocol", `token server ${url.host} returned no usable token`);
+    const ttl = (typeof body.expires_in === "number" && body.expires_in > 0 ? Math.min(body.expires_in, 86_400) : 60) * 1000;
     const authorization = `Bearer ${token}`;
-    tokens.set(`${upstream} ${scope}`, { authorization, expiresAt: opts.now() + ttl - EXPIRY_MARGIN_MS });
+    const now = opts.now();
+    tokens.sweep((c) => c.expiresAt <= now);
+    tokens.set(key, { authorization, expiresAt: now + ttl - EXPIRY_MARGIN_MS });
     return authorization;
   }
 
   return {
     /** A cached, still-valid Authorization header for (upstream, scope). */
     cached(upstream: string, scope: string): string | undefined {
-      const t = tokens.get(`${upstream} ${scope}`);
-      if (t && t.expiresAt > opts.now()) return t.authorization;
+      const key = `${upstream} ${scope}`;
+      const t = tokens.get(key);
+      if (!t) return undefined;
+      if (t.expiresAt > opts.now()) return t.authorization;
+      tokens.delete(key);
       return undefined;
     },
     /** Forgets a token the upstream rejected. */
@@ -91,14 +120,18 @@ export function createTokenCache(opts: {
       tokens.delete(`${upstream} ${scope}`);
     },
     /** Fetches a token, sharing one request among concurrent callers for the same scope. */
-    obtain(upstream: string, challenge: Challenge, scope: string, creds?: Credentials, tls?: Record<string, unknown>): Promise<string> {
-      const key = `${upstream} ${scope}`;
+    obtain(t: TokenRequest): Promise<string> {
+      const key = `${t.upstream} ${t.scope}`;
       let p = pending.get(key);
       if (!p) {
-        p = fetchToken(upstream, challenge, scope, creds, tls).finally(() => pending.delete(key));
+        p = fetchToken(key, t).finally(() => pending.delete(key));
         pending.set(key, p);
       }
       return p;
+    },
+    /** Cached tokens and their bytes (for tests and status). */
+    stats() {
+      return { tokens: tokens.size, bytes: tokens.weight };
     },
   };
 }

@@ -1,6 +1,8 @@
 // A circuit breaker per upstream: after repeated failures (connection errors, timeouts, 5xx,
 // 429) requests fail at once instead of waiting on a dead upstream, and one probe request is let
-// through after a backoff that doubles up to a ceiling. A success closes the circuit.
+// through after a backoff that doubles up to a ceiling. A success closes the circuit. Clients
+// name upstreams, so the states kept are bounded.
+import { BoundedMap } from "../oci/bounded-map.ts";
 
 export interface BreakerOptions {
   /** Consecutive failures that open the circuit. */
@@ -24,7 +26,7 @@ export function createBreakers(opts: BreakerOptions = {}) {
   const initial = opts.initialBackoffMs ?? 1000;
   const max = opts.maxBackoffMs ?? 60_000;
   const now = opts.now ?? Date.now;
-  const states = new Map<string, State>();
+  const states = new BoundedMap<string, State>(10_000);
 
   function state(upstream: string): State {
     let s = states.get(upstream);
@@ -49,6 +51,11 @@ export function createBreakers(opts: BreakerOptions = {}) {
         return { ok: true };
       }
       return { ok: false, retryInMs: Math.max(0, s.openUntil - t) };
+    },
+    /** A probe that was admitted but never sent: let the next request probe instead. */
+    release(upstream: string) {
+      const s = states.get(upstream);
+      if (s) s.probing = false;
     },
     success(upstream: string) {
       states.delete(upstream);

@@ -1,10 +1,15 @@
 // The upstream client: one fetch path for every upstream request, with per-upstream scheme, TLS
-// and credentials, challenge-driven auth, redirects followed without leaking Authorization,
-// and a timeout on the response headers.
+// and credentials, challenge-driven auth, a cap on concurrent requests per upstream, and a
+// timeout on the response headers. Redirects and token realms go through the guard: only http(s),
+// never down to plain HTTP, credentials only where the configuration says.
 import { rootCertificates } from "node:tls";
+import { BoundedMap, createOncePer } from "../oci/bounded-map.ts";
 import { basicAuthorization, createTokenCache, parseChallenge, type Challenge, type Credentials } from "./auth.ts";
+import { discardBody } from "./body.ts";
 import { createBreakers, type BreakerOptions } from "./breaker.ts";
 import { UpstreamError } from "./errors.ts";
+import { createGuard, credentialsMayGoTo, GuardRefusal, type GuardOptions } from "./guard.ts";
+import { createLimiter, releaseWhenDone } from "./limiter.ts";
 import { upstreamEndpoint } from "./resolve.ts";
 
 export interface UpstreamTls {
@@ -21,6 +26,8 @@ export interface UpstreamSettings {
   scheme: "http" | "https";
   credentials?: Credentials;
   tls?: UpstreamTls;
+  /** Token realm hosts besides the upstream's own registrable domain that may receive the credentials. */
+  tokenHosts?: string[];
 }
 
 export interface UpstreamRequest {
@@ -33,26 +40,36 @@ export interface UpstreamRequest {
 }
 
 export interface Upstreams {
-  /** Sends a request to the upstream, authenticating as it asks. Throws UpstreamError when unreachable or refused. */
+  /**
+   * Sends a request to the upstream, authenticating as it asks. Throws UpstreamError when
+   * unreachable or refused. The caller must read or cancel the body: it holds one of the
+   * upstream's connection slots until then.
+   */
   request(upstream: string, req: UpstreamRequest): Promise<Response>;
 }
 
 export interface UpstreamOptions {
   registries: UpstreamSettings[];
-  /** Time allowed until response headers arrive. */
+  /** Time allowed until response headers arrive (and for a token response). */
   timeoutMs: number;
+  /** Requests open at once to one upstream (default 32). */
+  connectionsPerUpstream?: number;
+  /** Where redirects and token realms may point (default: anywhere public or internal, http(s) only). */
+  guard?: Omit<GuardOptions, "listed"> & { listed?: ReadonlySet<string> };
   fetch?: typeof fetch;
   now?: () => number;
-  /** Told once per upstream and reason when an upstream refuses our credentials or certificate. */
+  /** Told once per upstream and reason a minute when an upstream refuses our credentials or certificate. */
   onRefused?: (upstream: string, reason: string) => void;
   breaker?: BreakerOptions;
 }
 
 const MAX_REDIRECTS = 5;
+/** Repositories whose auth challenge is remembered. */
+const MAX_CHALLENGES = 10_000;
 
 interface Prepared {
   settings: UpstreamSettings;
-  base: string;
+  base: URL;
   tls?: Record<string, unknown>;
 }
 
@@ -71,24 +88,25 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const doFetch = opts.fetch ?? fetch;
   const now = opts.now ?? Date.now;
   const tokens = createTokenCache({ fetch: doFetch, now, timeoutMs: opts.timeoutMs });
-  const challenges = new Map<string, Challenge>();
+  /** Challenges by `upstream repository`: one repository's broken challenge cannot break another's. */
+  const challenges = new BoundedMap<string, Challenge>(MAX_CHALLENGES);
+  /** Per upstream, the last challenge that led to an accepted request: a first guess for its other repositories. */
+  const proven = new BoundedMap<string, Challenge>(MAX_CHALLENGES);
   const prepared = new Map<string, Prepared>();
   const breakers = createBreakers({ now, ...opts.breaker });
-  const reported = new Set<string>();
+  const limiter = createLimiter({ perUpstream: opts.connectionsPerUpstream ?? 32 });
+  const guard = createGuard({ listedOnly: false, ...opts.guard, listed: opts.guard?.listed ?? new Set(opts.registries.map((r) => r.name)) });
+  const firstTime = createOncePer(60_000, now);
 
-  /** Reports a refusal once per upstream and reason, then throws it. */
+  /** Reports a refusal once per upstream and reason a minute, then throws it. */
   function refused(err: UpstreamError): never {
-    const key = `${err.upstream} ${err.message}`;
-    if (!reported.has(key)) {
-      reported.add(key);
-      opts.onRefused?.(err.upstream, err.message);
-    }
+    if (firstTime(`${err.upstream} ${err.message}`)) opts.onRefused?.(err.upstream, err.message);
     throw err;
   }
   for (const s of opts.registries) prepared.set(s.name, prepare(s));
 
   function prepare(s: UpstreamSettings): Prepared {
-    return { settings: s, base: `${s.scheme}://${upstreamEndpoint(s.name)}`, tls: tlsOptions(s.tls) };
+    return { settings: s, base: new URL(`${s.scheme}://${upstreamEndpoint(s.name)}`), tls: tlsOptions(s.tls) };
   }
 
   /** Configured upstreams were prepared at startup; any other gets anonymous HTTPS (not kept: clients name them). */
@@ -133,9 +151,16 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       }
       const location = res.headers.get("location");
       if (res.status >= 300 && res.status < 400 && location) {
-        await res.body?.cancel();
-        if (hop >= MAX_REDIRECTS) throw new UpstreamError(upstream, "protocol", `too many redirects from ${url.host}`);
-        url = new URL(location, url);
+        discardBody(res);
+        if (hop >= MAX_REDIRECTS) throw new UpstreamError(upstream, "protocol", `more than ${MAX_REDIRECTS} redirects from ${url.host}`);
+        let next: URL;
+        try {
+          next = new URL(location, url);
+          await guard.check(next, url, "redirected");
+        } catch (err) {
+          throw new UpstreamError(upstream, "policy", err instanceof GuardRefusal ? err.message : `redirected to an invalid URL`);
+        }
+        url = next;
         if (res.status === 303) method = "GET";
         continue;
       }
@@ -145,17 +170,63 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
 
   async function authorize(upstream: string, p: Prepared, challenge: Challenge, scope: string): Promise<string | undefined> {
     const creds = p.settings.credentials;
+    // Basic credentials go back only to the origin that asked (send() strips them elsewhere).
     if (challenge.scheme === "basic") return creds ? basicAuthorization(creds) : undefined;
+    let realm: URL;
     try {
-      // The token server usually shares the upstream's CA; pass TLS only when it is the same host.
-      const realmHost = challenge.params.realm ? new URL(challenge.params.realm).host : "";
-      const tls = realmHost === new URL(p.base).host ? p.tls : undefined;
-      return await tokens.obtain(upstream, challenge, scope, creds, tls);
+      realm = new URL(challenge.params.realm ?? "");
+      await guard.check(realm, p.base, "token realm points");
     } catch (err) {
-      const e = err as Error & { denied?: boolean };
-      if (e.denied) refused(new UpstreamError(upstream, "denied", e.message, 401));
-      throw new UpstreamError(upstream, "unreachable", e.message);
+      throw new UpstreamError(upstream, "policy", err instanceof GuardRefusal ? err.message : `sent a bearer challenge without a valid realm`);
     }
+    const mayHaveCreds = creds && credentialsMayGoTo(realm, p.base, p.settings.tokenHosts);
+    try {
+      return await tokens.obtain({
+        upstream, realm, service: challenge.params.service, scope,
+        credentials: mayHaveCreds ? creds : undefined,
+        // The token server usually shares the upstream's CA; pass TLS only when it is the same host.
+        tls: realm.host === p.base.host ? p.tls : undefined,
+      });
+    } catch (err) {
+      if (err instanceof UpstreamError && err.failure === "denied") refused(err);
+      throw err;
+    }
+  }
+
+  async function attempt(upstream: string, req: UpstreamRequest): Promise<Response> {
+    const p = settingsFor(upstream);
+    const url = new URL(`${p.base.origin}/v2/${req.repository}/${req.path}`);
+    const scope = `repository:${req.repository}:pull`;
+    const challengeKey = `${upstream} ${req.repository}`;
+    const headers: Record<string, string> = { ...req.headers };
+    let authorization = tokens.cached(upstream, scope);
+    const known = challenges.get(challengeKey);
+    if (!authorization && known) authorization = await authorize(upstream, p, known, scope);
+    const guess = !authorization && !known ? proven.get(upstream) : undefined;
+    // A guess that fails costs nothing but the 401 round trip it was meant to save.
+    if (guess) authorization = await authorize(upstream, p, guess, scope).catch(() => undefined);
+    if (authorization) headers.Authorization = authorization;
+
+    let res = await send(upstream, p, url, req.method, headers);
+    if (res.status !== 401) return res;
+
+    discardBody(res);
+    const challenge = parseChallenge(res.headers.get("www-authenticate"));
+    if (!challenge) refused(new UpstreamError(upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401));
+    challenges.set(challengeKey, challenge);
+    tokens.invalidate(upstream, scope);
+    authorization = await authorize(upstream, p, challenge, scope);
+    if (!authorization) {
+      refused(new UpstreamError(upstream, "denied", "requires credentials and none are configured", 401));
+    }
+    res = await send(upstream, p, url, req.method, { ...req.headers, Authorization: authorization });
+    if (res.status === 401 || res.status === 403) {
+      discardBody(res);
+      const what = p.settings.credentials ? "the configured credentials" : "an anonymous token";
+      refused(new UpstreamError(upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status));
+    }
+    proven.set(upstream, challenge);
+    return res;
   }
 
   return {
@@ -164,48 +235,23 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       if (!admitted.ok) {
         throw new UpstreamError(upstream, "unreachable", `is failing; not retrying for ${Math.ceil(admitted.retryInMs / 1000)} s (circuit open)`);
       }
+      const release = await limiter.acquire(upstream, opts.timeoutMs);
+      if (!release) {
+        breakers.release(upstream);
+        throw new UpstreamError(upstream, "busy", `already has the most requests open that one upstream may have; none finished within ${opts.timeoutMs} ms`);
+      }
       let res: Response;
       try {
         res = await attempt(upstream, req);
       } catch (err) {
+        release();
         if (err instanceof UpstreamError && (err.failure === "unreachable" || err.failure === "timeout")) breakers.failure(upstream);
         else breakers.success(upstream);
         throw err;
       }
       if (res.status >= 500 || res.status === 429) breakers.failure(upstream);
       else breakers.success(upstream);
-      return res;
+      return releaseWhenDone(res, release);
     },
   };
-
-  async function attempt(upstream: string, req: UpstreamRequest): Promise<Response> {
-    const p = settingsFor(upstream);
-    const url = new URL(`${p.base}/v2/${req.repository}/${req.path}`);
-    const scope = `repository:${req.repository}:pull`;
-    const headers: Record<string, string> = { ...req.headers };
-    const known = challenges.get(upstream);
-    let authorization = tokens.cached(upstream, scope);
-    if (!authorization && known) authorization = await authorize(upstream, p, known, scope);
-    if (authorization) headers.Authorization = authorization;
-
-    let res = await send(upstream, p, url, req.method, headers);
-    if (res.status !== 401) return res;
-
-    await res.body?.cancel();
-    const challenge = parseChallenge(res.headers.get("www-authenticate"));
-    if (!challenge) refused(new UpstreamError(upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401));
-    challenges.set(upstream, challenge);
-    tokens.invalidate(upstream, scope);
-    authorization = await authorize(upstream, p, challenge, scope);
-    if (!authorization) {
-      refused(new UpstreamError(upstream, "denied", "requires credentials and none are configured", 401));
-    }
-    res = await send(upstream, p, url, req.method, { ...req.headers, Authorization: authorization });
-    if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
-      const what = p.settings.credentials ? "the configured credentials" : "an anonymous token";
-      refused(new UpstreamError(upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status));
-    }
-    return res;
-  }
 }

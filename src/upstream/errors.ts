@@ -8,7 +8,13 @@ export type UpstreamFailure =
   /** The upstream refused our credentials or certificate. */
   | "denied"
   /** The upstream answered with something a registry should not. */
-  | "protocol";
+  | "protocol"
+  /** A body was larger than the cache accepts for its kind. */
+  | "too-large"
+  /** The upstream pointed us somewhere we do not go: another scheme, a downgrade, an internal address. */
+  | "policy"
+  /** This upstream already has as many requests open as it may; none freed up in time. */
+  | "busy";
 
 export class UpstreamError extends Error {
   constructor(

@@ -12,6 +12,7 @@ import { startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 import { makeImage, pushImage } from "../helpers/images.ts";
 import { run } from "../helpers/procs.ts";
 import { digestOf } from "../../src/oci/digest.ts";
+import { tempFiles, largestTempFile } from "../helpers/store-files.ts";
 
 const UPSTREAM = "127.0.0.10";
 const PROXY = "127.0.0.11";
@@ -89,14 +90,13 @@ describe("crashes and shutdown", () => {
     // Wait until the big layer is partly downloaded, then kill the process without warning.
     const until = Date.now() + 20_000;
     while (Date.now() < until) {
-      const tmp = readdirSync(join(store, "tmp"));
-      if (tmp.some((f) => Bun.file(join(store, "tmp", f)).size > 5 * 1024 * 1024)) break;
+      if (largestTempFile(store) > 5 * 1024 * 1024) break;
       await Bun.sleep(50);
     }
     await cache.stop("SIGKILL");
     await Promise.all(pulls);
     proxy.faults = {};
-    expect(readdirSync(join(store, "tmp")).length).toBeGreaterThan(0);
+    expect(tempFiles(store).length).toBeGreaterThan(0);
     expect(readdirSync(join(store, "blobs/sha256"))).not.toContain(bigLayer.digest.slice(7));
     // Every visible file is complete and correct.
     const check = await run([BINARY, "verify", "--image-path", store]);
@@ -105,7 +105,7 @@ describe("crashes and shutdown", () => {
     const again = await startCache(["--config-file", config, "--image-path", store]);
     try {
       expect(again.output()).toMatch(/removed \d+ leftover temp file/);
-      expect(readdirSync(join(store, "tmp"))).toEqual([]);
+      expect(tempFiles(store)).toEqual([]);
       expect((await skopeoCopy(`127.0.0.1:${again.port}/${PROXY}/big:v1`)).digest).toBe(big.digest);
       expect((await skopeoCopy(`127.0.0.1:${again.port}/${PROXY}/small:v1`)).digest).toBe(small.digest);
     } finally {
@@ -126,7 +126,7 @@ describe("crashes and shutdown", () => {
     await cache.stop("SIGTERM");
     proxy.faults = {};
     expect(await body).toBe(bigLayer.digest);
-    expect(readdirSync(join(store, "tmp"))).toEqual([]);
+    expect(tempFiles(store)).toEqual([]);
     expect(readdirSync(join(store, "blobs/sha256"))).toContain(bigLayer.digest.slice(7));
     expect(cache.proc.exitCode).toBe(0);
     const rec = JSON.parse(await Bun.file(join(store, "repositories", PROXY, "small/_tags/v1.json")).text());

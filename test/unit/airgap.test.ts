@@ -6,10 +6,11 @@ import { join } from "node:path";
 import tar from "tar-stream";
 import { pruneStore } from "../../src/cache/prune.ts";
 import { parseImageList } from "../../src/config/image-list.ts";
-import { exportArchive, importArchive } from "../../src/store/archive.ts";
+import { exportArchive, importArchive } from "../../src/cache/archive.ts";
 import { createFsStore } from "../../src/store/fs.ts";
 import { makeImage } from "../helpers/images.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
+import { tempFiles } from "../helpers/store-files.ts";
 
 describe("image lists", () => {
   test("comments, blank lines, docker.io defaults, digests", () => {
@@ -25,12 +26,13 @@ describe("image lists", () => {
   });
 });
 
+/** A registry whose store holds `names` (tag v1), each pulled whole: manifest, config and layers. */
 async function cached(names: string[]) {
   const r = await createTestRegistry();
   const shared = makeImage({ content: "same" });
   for (const n of names) {
     r.upstream.add(n, "v1", n === "twin" ? makeImage({ content: "same", docker: true }) : n === "base" ? shared : makeImage({ content: n }));
-    await r.request(`/v2/${n}/manifests/v1`);
+    await r.cache.pullImage({ upstream: "up.test", repository: n }, "v1", "all");
   }
   return r;
 }
@@ -123,6 +125,6 @@ describe("archives", () => {
     await target.init();
     await expect(importArchive(target, await tarOf(entries as Array<[string, string]>))).rejects.toThrow(message);
     expect(readdirSync(join(target.location, "blobs/sha256"))).toEqual([]);
-    expect(readdirSync(join(target.location, "tmp"))).toEqual([]);
+    expect(tempFiles(target.location)).toEqual([]);
   });
 });

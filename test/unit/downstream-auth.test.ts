@@ -36,4 +36,27 @@ describe("downstream basic auth", () => {
     await auth.check(basic("a", "bad")).catch(() => {});
     expect(hashed).toBe(4);
   });
+
+  test("a password longer than bcrypt's 72 bytes works in full, as with Apache's htpasswd", async () => {
+    const long = "p".repeat(100);
+    // htpasswd -B hashes the first 72 bytes; Bun.password.hash would pre-hash a longer one instead.
+    const hash = await Bun.password.hash(long.slice(0, 72), { algorithm: "bcrypt", cost: 4 });
+    const auth = createBasicAuth([{ user: "a", password: hash }]);
+    await auth.check(basic("a", long));
+    expect(await auth.check(basic("a", "p".repeat(71))).catch((e) => e)).toBeInstanceOf(RegistryError);
+  });
+
+  test("an unknown user costs a bcrypt verification, like a wrong password", async () => {
+    const hash = await Bun.password.hash("pw", { algorithm: "bcrypt", cost: 4 });
+    const verified: string[] = [];
+    const auth = createBasicAuth([{ user: "a", password: hash }], Date.now, (p, h) => {
+      verified.push(h);
+      return Bun.password.verify(p, h, "bcrypt");
+    });
+    await auth.check(basic("nobody", "pw")).catch(() => {});
+    await auth.check(basic("a", "wrong")).catch(() => {});
+    expect(verified).toHaveLength(2);
+    expect(verified[0]).toMatch(/^\$2[aby]\$04\$/);
+    expect(verified[0]).not.toBe(hash);
+  });
 });

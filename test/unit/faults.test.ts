@@ -7,6 +7,7 @@ import { digestOf } from "../../src/oci/digest.ts";
 import { createBreakers } from "../../src/upstream/breaker.ts";
 import { makeImage } from "../helpers/images.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
+import { tempFiles } from "../helpers/store-files.ts";
 
 async function errorOf(res: Response) {
   return { status: res.status, ...((await res.json()) as { errors: Array<{ code: string; message: string }> }).errors[0]! };
@@ -144,10 +145,10 @@ describe("shutdown", () => {
     r.upstream.intercept = () =>
       new Response(new ReadableStream({ start(c) { c.enqueue(data.subarray(0, 10)); } }), { headers: { "Content-Length": "1000" } });
     const res = await r.request(`/v2/app/blobs/${digestOf(data)}`);
-    expect(readdirSync(join(r.root, "tmp")).length).toBe(1);
+    expect(tempFiles(r.root).length).toBe(1);
     await r.cache.drain(50);
     await expect(res.arrayBuffer()).rejects.toThrow();
-    expect(readdirSync(join(r.root, "tmp"))).toEqual([]);
+    expect(tempFiles(r.root)).toEqual([]);
   });
 
   test("flush never resurrects a record pruned by another process, nor undoes a newer digest", async () => {

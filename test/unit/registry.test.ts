@@ -158,7 +158,10 @@ describe("hostile and malformed requests", () => {
     // URL parsing resolves dot segments (as Bun.serve does) before routing: they cannot escape.
     ["/v2/a/%2e%2e/%2e%2e/%2e%2e/etc/passwd", 404, "NAME_UNKNOWN"],
     ["/v2/app/manifests/bad:tag:x", 400, "DIGEST_INVALID"],
-    ["/v2/app/manifests/.hidden", 400, "MANIFEST_INVALID"],
+    // An invalid tag names no manifest: 404, as distribution and the conformance suite answer.
+    ["/v2/app/manifests/.hidden", 404, "MANIFEST_UNKNOWN"],
+    ["/v2/app/manifests/-bad", 404, "MANIFEST_UNKNOWN"],
+    [`/v2/app/manifests/${"t".repeat(129)}`, 404, "MANIFEST_UNKNOWN"],
     ["/v2/app/blobs/sha256:xyz", 400, "DIGEST_INVALID"],
     ["/v2/app/blobs/notadigest", 400, "DIGEST_INVALID"],
     ["/v2/app/manifests/v1?ns=evil%2Fhost", 400, "NAME_INVALID"],
@@ -169,6 +172,7 @@ describe("hostile and malformed requests", () => {
     const r = await createTestRegistry();
     const res = await r.request(path);
     expect(res.status).toBe(status);
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
     expect(await errorCode(res)).toBe(code);
     expect(r.upstream.log).toEqual([]);
     expect(readdirSync(join(r.root, "repositories"))).toEqual([]);

@@ -1,10 +1,11 @@
 // The directory store: layout, verification, atomic writes, startup cleanup.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestOf } from "../../src/oci/digest.ts";
 import { createFsStore } from "../../src/store/fs.ts";
+import { processOwner } from "../../src/store/owner.ts";
 import type { TagRecord } from "../../src/store/types.ts";
 
 async function fresh() {
@@ -53,11 +54,22 @@ describe("directory store", () => {
     await expect(store.readManifest("sha256:../../x")).rejects.toThrow("not a digest");
   });
 
-  test("leftover temp files are removed at startup and nothing half-written is visible", async () => {
+  test("only temp files of processes that are gone are removed at startup; nothing half-written is visible", async () => {
     const { root, store } = await fresh();
-    writeFileSync(join(root, "tmp", "partial"), "half");
-    expect(await createFsStore(root).init()).toBe(1);
-    expect(readdirSync(join(root, "tmp"))).toEqual([]);
+    const dead = join(root, "tmp", "deadbeef-999999-1");
+    const reusedPid = join(root, "tmp", processOwner().replace(/-\d+$/, "-1")); // same boot and PID, other start time: gone
+    const mine = join(root, "tmp", processOwner());
+    const legacyOld = join(root, "tmp", "partial-old");
+    const legacyNew = join(root, "tmp", "partial-new");
+    for (const d of [dead, reusedPid, mine]) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "half"), "half");
+    }
+    writeFileSync(legacyOld, "half");
+    utimesSync(legacyOld, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+    writeFileSync(legacyNew, "half");
+    expect(await createFsStore(root).init()).toBe(3);
+    expect(readdirSync(join(root, "tmp")).sort()).toEqual([processOwner(), "partial-new"].sort());
     const spool = await store.spool();
     writeFileSync(spool.path, "blob");
     expect(await store.statBlob(digestOf(enc("blob")))).toBeNull();

@@ -4,6 +4,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../src/oci/digest.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
+import { tempFiles } from "../helpers/store-files.ts";
 
 /** An upstream body that sends `first`, then waits for `release` before sending `rest`. */
 function gatedBody(first: Uint8Array, rest: Uint8Array) {
@@ -62,7 +63,7 @@ describe("cold blob streaming", () => {
     expect(failed).toBe(true);
     expect(received).toBeLessThan(lie.byteLength);
     expect(readdirSync(join(r.root, "blobs/sha256"))).toEqual([]);
-    expect(readdirSync(join(r.root, "tmp"))).toEqual([]);
+    expect(tempFiles(r.root)).toEqual([]);
   });
 
   test("a body cut short is aborted, not committed, and the next request downloads afresh", async () => {

@@ -3,7 +3,7 @@
 import { defineCommand } from "citty";
 import { ConfigError } from "../../config/error.ts";
 import { loadConfig } from "../../config/load.ts";
-import { exportArchive } from "../../store/archive.ts";
+import { exportArchive } from "../../cache/archive.ts";
 import { createFsStore } from "../../store/fs.ts";
 import { exitWithError } from "../fail.ts";
 import { globalArgs, globalFlags } from "../globals.ts";
@@ -34,6 +34,7 @@ export default defineCommand({
     }
     try {
       const s = await exportArchive(createFsStore(imagePath), args.out, { pattern, format });
+      for (const line of s.skipped) process.stderr.write(`skipped ${line}\n`);
       process.stderr.write(`exported ${s.images} image(s): ${s.manifests} manifest(s), ${s.blobs} blob(s), ${formatBytes(s.bytes)}\n`);
     } catch (err) {
       return exitWithError(err);

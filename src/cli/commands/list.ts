@@ -3,9 +3,9 @@ import { defineCommand } from "citty";
 import pLimit from "p-limit";
 import { loadConfig } from "../../config/load.ts";
 import { ConfigError } from "../../config/error.ts";
-import { parseManifest } from "../../oci/mediatypes.ts";
+import { childrenOf } from "../../oci/walk.ts";
 import { parseDigest } from "../../oci/digest.ts";
-import { recordName } from "../../store/archive.ts";
+import { recordName } from "../../store/record.ts";
 import { createFsStore } from "../../store/fs.ts";
 import type { Store, TagRecord } from "../../store/types.ts";
 import { exitWithError } from "../fail.ts";
@@ -32,22 +32,18 @@ function storedSize(store: Store, digest: string, memo: Map<string, Promise<numb
 
 async function computeSize(store: Store, digest: string, memo: Map<string, Promise<number>>): Promise<number> {
   const bytes = await store.readManifest(digest);
-  let size = 0;
-  if (bytes) {
-    size = bytes.byteLength;
-    const m = parseManifest(bytes);
-    for (const child of m?.manifests ?? []) size += await storedSize(store, child.digest, memo);
-    for (const b of [...(m?.config ? [m.config] : []), ...(m?.layers ?? [])]) {
-      if (await store.statBlob(b.digest)) size += b.size;
-    }
-  }
+  if (!bytes) return 0;
+  let size = bytes.byteLength;
+  const c = childrenOf(bytes);
+  for (const child of c.manifests) size += await storedSize(store, child.digest, memo);
+  for (const b of c.blobs) size += (await store.contentInfo("blobs", b.digest))?.size ?? 0;
   return size;
 }
 
-export async function listImages(store: Store, pattern?: RegExp): Promise<ListedImage[]> {
+export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (where: string) => void): Promise<ListedImage[]> {
   const memo = new Map<string, Promise<number>>();
   const records: TagRecord[] = [];
-  for await (const r of store.allTags()) if (!pattern || pattern.test(recordName(r))) records.push(r);
+  for await (const r of store.allTags(onDamaged)) if (!pattern || pattern.test(recordName(r))) records.push(r);
   const limit = pLimit(32);
   const out = await Promise.all(records.map((r) => limit(async (): Promise<ListedImage> => {
     const pinned = !!parseDigest(r.tag);
@@ -90,7 +86,7 @@ export default defineCommand({
     } catch (err) {
       return exitWithError(err);
     }
-    const images = await listImages(createFsStore(imagePath), pattern);
+    const images = await listImages(createFsStore(imagePath), pattern, (where) => process.stderr.write(`skipped unreadable tag record ${where} (ociregistry verify reports it)\n`));
     if (args.json) {
       console.log(JSON.stringify(images, null, 2));
       return;

@@ -9,7 +9,7 @@ import { parseImageList } from "../../config/image-list.ts";
 import type { Config } from "../../config/schema.ts";
 import { createLogger, type Logger } from "../../log.ts";
 import type { Platform } from "../../oci/mediatypes.ts";
-import { importArchive } from "../../store/archive.ts";
+import { importArchive } from "../../cache/archive.ts";
 import { exitWithError } from "../fail.ts";
 import { globalArgs, globalFlags, upstreamArgs } from "../globals.ts";
 import { createProgressLine, formatBytes } from "../progress.ts";

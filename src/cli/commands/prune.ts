@@ -42,6 +42,7 @@ export default defineCommand({
     const r = await pruneStore(store, { olderThanMs, by, pattern, dryRun: !!args["dry-run"] });
     const verb = r.dryRun ? "would remove" : "removed";
     for (const i of r.images) console.log(`${verb} ${i}`);
+    for (const s of r.skipped) process.stderr.write(`skipped ${s}\n`);
     console.log(`${verb} ${r.images.length} image(s), ${r.manifests} manifest(s), ${r.blobs} blob(s): ${formatBytes(r.bytes)}${r.dryRun ? "" : " freed"}`);
   },
 });

@@ -3,12 +3,11 @@ import { defineCommand } from "citty";
 import { loadConfig } from "../../config/load.ts";
 import type { Config } from "../../config/schema.ts";
 import { createLogger, type Logger } from "../../log.ts";
-import { canonicalUpstream } from "../../oci/names.ts";
 import { createRegistry } from "../../registry/router.ts";
 import { readFileSync } from "node:fs";
 import { hostPlatform } from "../../cache/index.ts";
 import { parseImageList } from "../../config/image-list.ts";
-import { createRuntime } from "../runtime.ts";
+import { createRuntime, listedUpstreams } from "../runtime.ts";
 import { globalArgs, globalFlags, upstreamArgs } from "../globals.ts";
 import { exitWithError } from "../fail.ts";
 
@@ -19,7 +18,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(cfg: Config, log: Logger) {
   const { cache } = await createRuntime(cfg, log);
-  const listed = new Set([canonicalUpstream(cfg.defaultNs), ...cfg.registries.map((r) => r.name)]);
+  const listed = listedUpstreams(cfg);
   const handler = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
     users: cfg.users,

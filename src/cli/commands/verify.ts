@@ -1,6 +1,6 @@
 // `ociregistry verify [--repair]`: re-hash the store, report (and optionally remove) bad content.
 import { defineCommand } from "citty";
-import { verifyStore } from "../../cache/verify.ts";
+import { problemCount, verifyStore } from "../../cache/verify.ts";
 import { loadConfig } from "../../config/load.ts";
 import { createFsStore } from "../../store/fs.ts";
 import { exitWithError } from "../fail.ts";
@@ -25,7 +25,10 @@ export default defineCommand({
     for (const c of r.corrupt) console.log(`corrupt: ${c}${r.repaired ? " (removed)" : ""}`);
     for (const d of r.dangling) console.log(`missing manifest: ${d}${r.repaired ? " (tag record removed)" : ""}`);
     for (const d of r.damaged) console.log(`unreadable tag record: ${d}${r.repaired ? " (removed)" : ""}`);
-    const problems = r.corrupt.length + r.dangling.length + r.damaged.length;
+    for (const i of r.incomplete) console.log(`incomplete image: ${i} (pull or load it again to complete it)`);
+    for (const i of r.invalid) console.log(`invalid reference in manifest ${i}`);
+    for (const u of r.unreferenced) console.log(`unreferenced: ${u} (no record needs it; prune removes it once an hour old)`);
+    const problems = problemCount(r);
     console.log(`checked ${r.blobs} blobs, ${r.manifests} manifests, ${r.tags} tags in ${imagePath}: ${problems} problem(s) ${verb}`);
     if (problems && !r.repaired) {
       console.log("run `ociregistry verify --repair` to remove them; the next pull fetches them again");

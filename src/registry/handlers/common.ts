@@ -2,7 +2,8 @@
 import { RegistryError } from "../errors.ts";
 import { resolveTarget, type Target } from "../../upstream/resolve.ts";
 
-export const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0" } as const;
+/** Headers of every registry response; nosniff keeps browsers from reading an upstream's bytes as a page. */
+export const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff" } as const;
 
 export interface RequestContext {
   req: Request;

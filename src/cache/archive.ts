@@ -8,10 +8,10 @@ import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { createDigester, digestOf, parseDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, detectMediaType, parseManifest } from "../oci/mediatypes.ts";
-import { isHost, isRepositoryName, isTag } from "../oci/names.ts";
-import { formatReference } from "../oci/reference.ts";
-import { closureOf } from "./closure.ts";
-import type { Store, TagRecord } from "./types.ts";
+import { isHost, isRepositoryName } from "../oci/names.ts";
+import { isRecordTag, isValidTagRecord, recordName, serializeTagRecord } from "../store/record.ts";
+import type { Store, TagRecord } from "../store/types.ts";
+import { closureOf, missingContent } from "./closure.ts";
 
 export interface ExportOptions {
   /** Only tag records whose `<upstream>/<repository>:<tag>` matches. */
@@ -24,14 +24,11 @@ export interface ExportSummary {
   manifests: number;
   blobs: number;
   bytes: number;
+  /** Images left out because the store does not hold all they need, and malformed references skipped. */
+  skipped: string[];
 }
 
 const MTIME = new Date(0);
-
-/** `upstream/repository:tag`, or `upstream/repository@digest` for an image pinned by digest. */
-export function recordName(r: TagRecord): string {
-  return formatReference({ upstream: r.upstream, repository: r.repository, reference: r.tag });
-}
 
 async function addEntry(pack: tar.Pack, name: string, body: Uint8Array | Blob, size: number) {
   await new Promise<void>((resolve, reject) => {
@@ -47,12 +44,21 @@ async function addEntry(pack: tar.Pack, name: string, body: Uint8Array | Blob, s
 /** Streams a tar of the selected images to `out` (a path, or "-" for stdout). */
 export async function exportArchive(store: Store, out: string, opts: ExportOptions): Promise<ExportSummary> {
   const records: TagRecord[] = [];
-  for await (const r of store.allTags()) if (!opts.pattern || opts.pattern.test(recordName(r))) records.push(r);
+  const skipped: string[] = [];
+  const memo = new Map<string, Promise<string[]>>();
+  for await (const r of store.allTags((where) => skipped.push(`unreadable tag record ${where}`))) {
+    if (opts.pattern && !opts.pattern.test(recordName(r))) continue;
+    // An image that cannot be pulled on the far side is not carried there.
+    const missing = await missingContent(store, r.digest, memo);
+    if (missing.length) skipped.push(`${recordName(r)}: incomplete (missing ${missing[0]}${missing.length > 1 ? ` and ${missing.length - 1} more` : ""})`);
+    else records.push(r);
+  }
   const needed = await closureOf(store, records.map((r) => r.digest));
+  skipped.push(...needed.invalid.map((i) => `invalid reference in manifest ${i}`));
   const pack = tar.pack();
   const sink = out === "-" ? process.stdout : createWriteStream(out);
   const done = pipeline(pack, sink as Writable);
-  const summary: ExportSummary = { images: records.length, manifests: 0, blobs: 0, bytes: 0 };
+  const summary: ExportSummary = { images: records.length, manifests: 0, blobs: 0, bytes: 0, skipped };
   // The OCI layout keeps manifests among the blobs; the store keeps them apart.
   const manifestDir = opts.format === "oci" ? "blobs" : "manifests";
 
@@ -88,7 +94,7 @@ export async function exportArchive(store: Store, out: string, opts: ExportOptio
   } else {
     // Tag records last: whoever extracts a partial archive never gets a record without its content.
     for (const r of records) {
-      const bytes = new TextEncoder().encode(JSON.stringify(r, null, 2) + "\n");
+      const bytes = serializeTagRecord(r);
       await addEntry(pack, `repositories/${r.upstream}/${r.repository}/_tags/${r.tag}.json`, bytes, bytes.byteLength);
     }
   }
@@ -106,13 +112,6 @@ export interface ImportSummary {
 
 const BLOB_RE = /^(?:\.\/)?(blobs|manifests)\/(sha256|sha512)\/([a-f0-9]+)$/;
 const TAG_RE = /^(?:\.\/)?repositories\/(.+)\/_tags\/([^/]+)\.json$/;
-
-function validRecord(r: unknown, upstream: string, repository: string, tag: string): r is TagRecord {
-  const x = r as TagRecord;
-  return !!x && x.upstream === upstream && x.repository === repository && x.tag === tag &&
-    !!parseDigest(x.digest) && typeof x.mediaType === "string" && Number.isFinite(x.size) &&
-    [x.created, x.lastPulled, x.checked].every((t) => typeof t === "string" && !Number.isNaN(Date.parse(t)));
-}
 
 async function readAll(stream: AsyncIterable<Buffer>, limit: number): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
@@ -163,7 +162,7 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
         const upstream = parts[0]!;
         const repository = parts.slice(1).join("/");
         const tag = tagm[2]!;
-        if (!isHost(upstream) || !isRepositoryName(repository) || !(isTag(tag) || parseDigest(tag))) {
+        if (!isHost(upstream) || !isRepositoryName(repository) || !isRecordTag(tag)) {
           throw new Error(`${file}: ${name} is not a valid tag record path`);
         }
         let rec: unknown;
@@ -172,7 +171,9 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
         } catch {
           throw new Error(`${file}: ${name} is not a JSON tag record`);
         }
-        if (!validRecord(rec, upstream, repository, tag)) throw new Error(`${file}: ${name} is not a valid tag record`);
+        if (!isValidTagRecord(rec, { upstream, repository, tag })) {
+          throw new Error(`${file}: ${name} is not a valid tag record of ${recordName({ upstream, repository, tag })} (a record named by a digest must point at that digest)`);
+        }
         records.push(rec);
       } else if (name === "index.json" || name === "oci-layout") {
         throw new Error(`${file} is an OCI image-layout archive; load --archive takes the default export format`);

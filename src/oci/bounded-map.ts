@@ -1,0 +1,83 @@
+// A map with a cap on entries (and optionally on their total weight) that forgets the least
+// recently used entry first. Every map keyed by something a client or an upstream chooses is one
+// of these, so no request pattern can grow the process without bound.
+export class BoundedMap<K, V> {
+  private entries = new Map<K, { value: V; weight: number }>();
+  private total = 0;
+  constructor(
+    private readonly maxEntries: number,
+    private readonly maxWeight = Infinity,
+    private readonly weigh: (v: V) => number = () => 0,
+  ) {}
+
+  get(key: K): V | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    return e.value;
+  }
+
+  has(key: K): boolean {
+    return this.entries.has(key);
+  }
+
+  set(key: K, value: V): this {
+    this.delete(key);
+    const weight = this.weigh(value);
+    if (weight > this.maxWeight) return this;
+    this.entries.set(key, { value, weight });
+    this.total += weight;
+    for (const [k, e] of this.entries) {
+      if (this.entries.size <= this.maxEntries && this.total <= this.maxWeight) break;
+      this.entries.delete(k);
+      this.total -= e.weight;
+    }
+    return this;
+  }
+
+  delete(key: K): boolean {
+    const e = this.entries.get(key);
+    if (!e) return false;
+    this.entries.delete(key);
+    this.total -= e.weight;
+    return true;
+  }
+
+  /** Removes every entry for which `drop` is true (e.g. expired ones). */
+  sweep(drop: (v: V, k: K) => boolean) {
+    for (const [k, e] of this.entries) if (drop(e.value, k)) this.delete(k);
+  }
+
+  clear() {
+    this.entries.clear();
+    this.total = 0;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get weight(): number {
+    return this.total;
+  }
+
+  values(): IterableIterator<V> {
+    return [...this.entries.values()].map((e) => e.value)[Symbol.iterator]();
+  }
+}
+
+/**
+ * `true` the first time a key is seen in each `intervalMs` window, `false` otherwise: for log
+ * lines said once per upstream and reason per minute. Remembers at most 10,000 keys.
+ */
+export function createOncePer(intervalMs: number, now: () => number = Date.now): (key: string) => boolean {
+  const seen = new BoundedMap<string, number>(10_000);
+  return (key) => {
+    const t = now();
+    const last = seen.get(key);
+    if (last !== undefined && t - last < intervalMs) return false;
+    seen.set(key, t);
+    return true;
+  };
+}

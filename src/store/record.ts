@@ -1,0 +1,50 @@
+// Tag records: the one validator every reader of a record uses (the store, an archive being
+// loaded) and the one spelling of a record's name.
+import { isDigest } from "../oci/digest.ts";
+import { isHost, isRepositoryName, isTag } from "../oci/names.ts";
+import { formatReference } from "../oci/reference.ts";
+import type { TagRecord } from "./types.ts";
+
+/** `upstream/repository:tag`, or `upstream/repository@digest` for an image pinned by digest. */
+export function recordName(r: Pick<TagRecord, "upstream" | "repository" | "tag">): string {
+  return formatReference({ upstream: r.upstream, repository: r.repository, reference: r.tag });
+}
+
+/** A record's tag is a tag, or for an image pinned by digest the digest it points at. */
+export function isRecordTag(tag: string): boolean {
+  return isTag(tag) || isDigest(tag);
+}
+
+const isTime = (t: unknown) => typeof t === "string" && !Number.isNaN(Date.parse(t));
+
+/**
+ * Whether a parsed value is a complete, well-formed tag record; with `at`, also that it is the
+ * record of that upstream, repository and tag (the place it was found). A pinned record's name
+ * is its digest, so it must point at that digest.
+ */
+export function isValidTagRecord(v: unknown, at?: Pick<TagRecord, "upstream" | "repository" | "tag">): v is TagRecord {
+  const r = v as TagRecord | null;
+  if (!r || typeof r !== "object") return false;
+  if (typeof r.upstream !== "string" || !isHost(r.upstream)) return false;
+  if (typeof r.repository !== "string" || !isRepositoryName(r.repository)) return false;
+  if (typeof r.tag !== "string" || !isRecordTag(r.tag)) return false;
+  if (typeof r.digest !== "string" || !isDigest(r.digest)) return false;
+  if (isDigest(r.tag) && r.tag !== r.digest) return false;
+  if (typeof r.mediaType !== "string" || typeof r.size !== "number" || !Number.isFinite(r.size)) return false;
+  if (![r.created, r.lastPulled, r.checked].every(isTime)) return false;
+  return !at || (r.upstream === at.upstream && r.repository === at.repository && r.tag === at.tag);
+}
+
+/** Parses a record file's bytes; null when they are not a valid record (of `at`, when given). */
+export function parseTagRecord(bytes: Uint8Array, at?: Pick<TagRecord, "upstream" | "repository" | "tag">): TagRecord | null {
+  try {
+    const r: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    return isValidTagRecord(r, at) ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+export function serializeTagRecord(r: TagRecord): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(r, null, 2) + "\n");
+}

@@ -1,0 +1,60 @@
+// Reading an upstream body into memory, bounded in size and time: manifests, tag lists,
+// referrers, token responses. A tarpit or an endless body ends in an UpstreamError, never in a
+// socket held for ever or a process that grows without bound.
+import { UpstreamError } from "./errors.ts";
+
+export interface BodyLimits {
+  /** Most bytes accepted. */
+  maxBytes: number;
+  /** Longest wait for the next chunk. */
+  idleMs: number;
+  /** Longest time for the whole body. */
+  deadlineMs: number;
+}
+
+function contentLengthOf(res: Response): number | null {
+  const v = res.headers.get("content-length");
+  return v !== null && /^\d+$/.test(v) ? Number(v) : null;
+}
+
+/** Reads a whole body within `limits`; throws UpstreamError (`too-large` or `timeout`) and cancels the body otherwise. */
+export async function readBody(res: Response, upstream: string, what: string, limits: BodyLimits): Promise<Uint8Array> {
+  const declared = contentLengthOf(res);
+  if (declared !== null && declared > limits.maxBytes) {
+    res.body?.cancel().catch(() => {});
+    throw new UpstreamError(upstream, "too-large", `${what} is ${declared} bytes, more than the ${limits.maxBytes} allowed`);
+  }
+  if (!res.body) return new Uint8Array();
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const deadline = Date.now() + limits.deadlineMs;
+  try {
+    for (;;) {
+      const wait = Math.min(limits.idleMs, deadline - Date.now());
+      if (wait <= 0) throw new UpstreamError(upstream, "timeout", `${what} not complete within ${limits.deadlineMs} ms`);
+      let timer: Timer | undefined;
+      const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), wait)));
+      const chunk = await Promise.race([reader.read(), timeout]).finally(() => clearTimeout(timer));
+      if (chunk === "timeout") {
+        throw new UpstreamError(upstream, "timeout", Date.now() >= deadline
+          ? `${what} not complete within ${limits.deadlineMs} ms`
+          : `no data for ${what} within ${limits.idleMs} ms`);
+      }
+      if (chunk.done) break;
+      size += chunk.value.byteLength;
+      if (size > limits.maxBytes) throw new UpstreamError(upstream, "too-large", `${what} is more than the ${limits.maxBytes} bytes allowed`);
+      chunks.push(chunk.value);
+    }
+  } catch (err) {
+    reader.cancel().catch(() => {});
+    if (err instanceof UpstreamError) throw err;
+    throw new UpstreamError(upstream, "unreachable", `${what} broke off: ${(err as Error).message}`);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/** Drops a body we do not need, without waiting on an upstream that never finishes it. */
+export function discardBody(res: Response): void {
+  res.body?.cancel().catch(() => {});
+}
