@@ -34,9 +34,13 @@ async function hashMatches(file: Blob, digest: string): Promise<boolean> {
   return h.digest() === digest;
 }
 
-/** Problems that make `verify` fail; unreferenced content is only reported. */
+/**
+ * Damage that makes `verify` fail. Incomplete images (a pull that was interrupted, a manifest
+ * only inspected) and unreferenced content are reported but are not damage: the next pull
+ * completes the one, the next prune removes the other.
+ */
 export function problemCount(r: VerifyReport): number {
-  return r.corrupt.length + r.dangling.length + r.incomplete.length + r.invalid.length + r.damaged.length;
+  return r.corrupt.length + r.dangling.length + r.invalid.length + r.damaged.length;
 }
 
 export async function verifyStore(store: Store, opts: { repair: boolean; concurrency?: number }): Promise<VerifyReport> {

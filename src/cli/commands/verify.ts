@@ -29,7 +29,8 @@ export default defineCommand({
     for (const i of r.invalid) console.log(`invalid reference in manifest ${i}`);
     for (const u of r.unreferenced) console.log(`unreferenced: ${u} (no record needs it; prune removes it once an hour old)`);
     const problems = problemCount(r);
-    console.log(`checked ${r.blobs} blobs, ${r.manifests} manifests, ${r.tags} tags in ${imagePath}: ${problems} problem(s) ${verb}`);
+    const notes = [r.incomplete.length && `${r.incomplete.length} incomplete image(s)`, r.unreferenced.length && `${r.unreferenced.length} unreferenced file(s)`].filter(Boolean);
+    console.log(`checked ${r.blobs} blobs, ${r.manifests} manifests, ${r.tags} tags in ${imagePath}: ${problems} problem(s) ${verb}${notes.length ? `; ${notes.join(", ")}` : ""}`);
     if (problems && !r.repaired) {
       console.log("run `ociregistry verify --repair` to remove them; the next pull fetches them again");
       process.exit(1);
