@@ -25,7 +25,8 @@ export async function createTestRegistry(opts: TestRegistryOptions = {}) {
   const store = createFsStore(root);
   await store.init();
   const upstream = createFakeUpstream();
-  let now = Date.parse("2026-01-01T00:00:00Z");
+  // The fake clock starts at the real time, so records it stamps compare sensibly with file times.
+  let now = Date.now();
   const clock = { now: () => now, advance: (ms: number) => (now += ms) };
   const warnings: string[] = [];
   const upstreams = createUpstreams({

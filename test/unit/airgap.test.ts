@@ -49,8 +49,9 @@ describe("prune", () => {
     const blobsBefore = readdirSync(join(r.root, "blobs/sha256")).length;
     expect(blobsBefore).toBe(4); // base and twin share config and layer bytes
     const rec = (await store.readTag("up.test", "base", "v1"))!;
-    await store.writeTag({ ...rec, lastPulled: new Date(Date.now()).toISOString() });
+    // An hour later, only base was pulled a second ago.
     const now = Date.parse(rec.lastPulled) + 3_600_000;
+    await store.writeTag({ ...rec, lastPulled: new Date(now - 1000).toISOString() });
     const dry = await pruneStore(store, { olderThanMs: 60_000, by: "lastPulled", dryRun: true, now });
     expect(dry.images).toEqual(["up.test/solo:v1", "up.test/twin:v1"]);
     expect(readdirSync(join(r.root, "blobs/sha256"))).toHaveLength(4);
