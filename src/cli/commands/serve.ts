@@ -43,7 +43,8 @@ export async function startServer(cfg: Config, log: Logger) {
           olderThanMs: pc.olderThanMs, by: pc.type === "created" ? "created" : "lastPulled", dryRun: pc.dryRun,
           limit: pc.count === -1 ? undefined : pc.count,
         }).catch((err) => void log.withTag("prune").error((err as Error).message));
-        if (r && r.images.length) {
+        for (const s of r ? r.skipped : []) log.withTag("prune").warn(`skipped ${s}`);
+        if (r && (r.images.length || r.unreferenced)) {
           log.withTag("prune").info(`${r.dryRun ? "would remove" : "removed"} ${r.images.length} image(s), ${r.blobs} blob(s), ${r.bytes} bytes: ${r.images.join(", ")}`);
         }
       }, pc.frequencyMs)
