@@ -2,9 +2,10 @@
 // blobs downloaded once and streamed to every client that asks while the download runs. A
 // download is keyed by (upstream, digest): until its bytes are verified and committed they are
 // only that upstream's word, and never handed to a client of another upstream.
-import { RegistryError } from "../oci/errors.ts";
-import type { Target } from "../upstream/resolve.ts";
-import { contentLength, upstreamFailure, upstreamStatusError, type CacheContext } from "./context.ts";
+import type { Target } from "../oci/reference.ts";
+import { contentLength } from "../upstream/body.ts";
+import type { CacheContext } from "./context.ts";
+import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import { Download } from "./download.ts";
 
 /** What the handler needs to answer a blob request. */
@@ -27,11 +28,11 @@ export function createBlobs(ctx: CacheContext) {
     try {
       res = await ctx.upstreams.request(target.upstream, { method, repository: target.repository, path: `blobs/${digest}` });
     } catch (err) {
-      throw upstreamFailure(err, "BLOB_UNKNOWN");
+      throw fromUpstream(err, "blob");
     }
     if (res.status === 200) return res;
     res.body?.cancel().catch(() => {});
-    throw upstreamStatusError(res.status, target.upstream, `${target.upstream}/${target.repository}@${digest}`, "BLOB_UNKNOWN");
+    throw fromUpstreamStatus(res.status, target.upstream, `${target.upstream}/${target.repository}@${digest}`, "blob");
   }
 
   async function startDownload(key: string, target: Target, digest: string): Promise<Download> {
@@ -40,7 +41,7 @@ export function createBlobs(ctx: CacheContext) {
     const declared = ctx.declaredSizes.get(`${target.upstream} ${digest}`) ?? null;
     if (announced !== null && declared !== null && announced !== declared) {
       res.body?.cancel().catch(() => {});
-      throw new RegistryError("BLOB_UNKNOWN", `upstream ${target.upstream} announced ${announced} bytes for ${digest}, its manifest declares ${declared}`, { status: 502 });
+      throw new CacheError("invalid", "blob", `upstream ${target.upstream} announced ${announced} bytes for ${digest}, its manifest declares ${declared}`);
     }
     // The download is held to the declared size even when the upstream announces none.
     const total = announced ?? declared;
@@ -88,7 +89,7 @@ export function createBlobs(ctx: CacheContext) {
       const stored = await storedSource(digest);
       if (stored) return stored;
       if (ctx.airGapped) {
-        throw new RegistryError("BLOB_UNKNOWN", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
+        throw new CacheError("air-gapped", "blob", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
       }
       if (!fetch) {
         const res = await openUpstream(target, digest, "HEAD");
@@ -100,7 +101,7 @@ export function createBlobs(ctx: CacheContext) {
         const s = await ctx.store.statBlob(digest);
         if (s) return { kind: "stored", size: s.size, file: s.file };
       }
-      if (!d) throw new RegistryError("BLOB_UNKNOWN", `${target.upstream}/${target.repository}@${digest} was removed from the store while it was asked for`);
+      if (!d) throw new CacheError("not-found", "blob", `${target.upstream}/${target.repository}@${digest} was removed from the store while it was asked for`);
       return { kind: "download", size: d.total, download: d };
     },
     /** Makes sure a blob is stored, downloading it if needed; returns the bytes this call downloaded. */
@@ -109,7 +110,7 @@ export function createBlobs(ctx: CacheContext) {
       if (source.kind !== "download") return 0;
       await source.download.settled();
       if (source.download.error) {
-        throw new RegistryError("BLOB_UNKNOWN", `download of ${target.upstream}/${target.repository}@${digest} failed: ${source.download.error.message}`, { status: 502 });
+        throw new CacheError("unreachable", "blob", `download of ${target.upstream}/${target.repository}@${digest} failed: ${source.download.error.message}`);
       }
       return source.download.written;
     },

@@ -1,16 +1,18 @@
-// The pull-through cache: one object the registry handlers and the CLI commands share.
+// The pull-through cache: one object the registry handlers and the server share.
 import { BoundedMap } from "../oci/bounded-map.ts";
 import { createBlobs } from "./blobs.ts";
-import { tagKey, type CacheContext, type CacheOptions } from "./context.ts";
+import type { CacheContext, CacheOptions } from "./context.ts";
 import { createManifests } from "./manifests.ts";
 import { ManifestMemory } from "./memory.ts";
 import { pruneStore, type PruneOptions } from "./prune.ts";
 import { createPuller } from "./pull.ts";
+import { createTagBook } from "./records.ts";
 import { createReferrers } from "./referrers.ts";
 import { createTags } from "./tags.ts";
 
 export type { BlobSource } from "./blobs.ts";
 export type { CacheOptions, CacheLogger } from "./context.ts";
+export { CacheError, type CacheFailure, type CacheSubject } from "./errors.ts";
 export type { ManifestResult } from "./manifests.ts";
 export type { TagList } from "./tags.ts";
 export { hostPlatform, parsePlatform, type PlatformChoice, type PullResult } from "./pull.ts";
@@ -22,20 +24,20 @@ const DEFAULT_MANIFEST_MEMORY = 64 * 1024 * 1024;
 const DECLARED_SIZES = 100_000;
 
 export function createCache(opts: CacheOptions) {
+  const now = opts.now ?? Date.now;
   const ctx: CacheContext = {
     ...opts,
-    now: opts.now ?? Date.now,
+    now,
     tagPolicies: opts.tagPolicies ?? [],
     declaredSizes: new BoundedMap(DECLARED_SIZES),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
-    tags: new Map(),
-    dirty: new Set(),
+    records: createTagBook(opts.store, now, (m) => opts.log.warn(m)),
   };
   const manifests = createManifests(ctx);
   const blobs = createBlobs(ctx);
   const tags = createTags(ctx);
   const referrers = createReferrers(ctx);
-  const pullImage = createPuller(manifests, blobs);
+  const pullImage = createPuller(manifests, blobs, ctx.records);
 
   return {
     manifests,
@@ -43,44 +45,13 @@ export function createCache(opts: CacheOptions) {
     tags,
     referrers,
     pullImage,
-    /**
-     * Writes tag records whose last-pulled or checked time changed; batched off the hot path.
-     * Another process (prune, load) may have changed the store meanwhile: a record removed on disk
-     * is forgotten rather than written back, and one that moved to another digest keeps the new
-     * digest, gaining only the later times.
-     */
-    async flush(): Promise<number> {
-      const keys = [...ctx.dirty];
-      ctx.dirty.clear();
-      let written = 0;
-      for (const key of keys) {
-        const rec = ctx.tags.get(key);
-        if (!rec) continue;
-        try {
-          const disk = await ctx.store.readTag(rec.upstream, rec.repository, rec.tag);
-          if (!disk) {
-            ctx.tags.delete(key);
-            continue;
-          }
-          const later = (a: string, b: string) => (a > b ? a : b);
-          const merged = disk.digest === rec.digest
-            ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
-            : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
-          await ctx.store.writeTag(merged);
-          ctx.tags.set(key, merged);
-          written++;
-        } catch (err) {
-          ctx.log.warn(`cannot record access to ${key}: ${(err as Error).message}`);
-          ctx.dirty.add(key);
-        }
-      }
-      return written;
-    },
+    /** Writes batched last-pulled times (see TagBook.flush). */
+    flush: () => ctx.records.flush(),
     /** Prunes the store this cache serves: pending access times are written first, pruned tags forgotten. */
     async prune(opts: PruneOptions) {
-      await this.flush();
+      await ctx.records.flush();
       return pruneStore(ctx.store, opts, (r) => {
-        if (!opts.dryRun) ctx.tags.delete(tagKey(r.upstream, r.repository, r.tag));
+        if (!opts.dryRun) ctx.records.forget(r);
       });
     },
     /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
@@ -94,4 +65,3 @@ export function createCache(opts: CacheOptions) {
     },
   };
 }
-

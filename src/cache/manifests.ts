@@ -2,15 +2,15 @@
 // from the tag record, revalidated with HEAD after `revalidateAfterMs`, fetched when cold or moved.
 import { BoundedMap } from "../oci/bounded-map.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
-import { RegistryError } from "../oci/errors.ts";
 import {
   MANIFEST_TYPES, MAX_MANIFEST_BYTES, bareMediaType, detectMediaType, isSchema1, isServableManifestType, parseManifest, type ManifestShape,
 } from "../oci/mediatypes.ts";
+import { recordName } from "../store/record.ts";
 import type { TagRecord } from "../store/types.ts";
 import { readBody } from "../upstream/body.ts";
-import { UpstreamError } from "../upstream/errors.ts";
-import type { Target } from "../upstream/resolve.ts";
-import { tagKey, upstreamFailure, upstreamStatusError, type CacheContext } from "./context.ts";
+import type { Target } from "../oci/reference.ts";
+import type { CacheContext } from "./context.ts";
+import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
@@ -54,7 +54,7 @@ export function createManifests(ctx: CacheContext) {
   }
 
   function revalidateAfter(target: Target, tag: string): number {
-    const key = `${target.upstream}/${target.repository}:${tag}`;
+    const key = recordName({ upstream: target.upstream, repository: target.repository, tag });
     return ctx.tagPolicies.find((p) => p.match.test(key))?.revalidateAfterMs ?? ctx.revalidateAfterMs;
   }
 
@@ -76,12 +76,12 @@ export function createManifests(ctx: CacheContext) {
         method: "GET", repository: target.repository, path: `manifests/${reference}`, headers: { Accept: accept },
       });
     } catch (err) {
-      throw upstreamFailure(err, "MANIFEST_UNKNOWN");
+      throw fromUpstream(err, "manifest");
     }
     const where = `${target.upstream}/${target.repository}:${reference}`;
     if (!res.ok) {
       res.body?.cancel().catch(() => {});
-      throw upstreamStatusError(res.status, target.upstream, where, "MANIFEST_UNKNOWN");
+      throw fromUpstreamStatus(res.status, target.upstream, where, "manifest");
     }
     let bytes: Uint8Array;
     try {
@@ -89,59 +89,30 @@ export function createManifests(ctx: CacheContext) {
         maxBytes: MAX_MANIFEST_BYTES, idleMs: ctx.pullTimeoutMs, deadlineMs: ctx.pullTimeoutMs,
       });
     } catch (err) {
-      throw upstreamFailure(err, err instanceof UpstreamError && err.failure === "too-large" ? "MANIFEST_INVALID" : "MANIFEST_UNKNOWN");
+      throw fromUpstream(err, "manifest");
     }
     const headerDigest = res.headers.get("docker-content-digest");
     const wanted = isDigest(reference) ? reference : headerDigest && isDigest(headerDigest) ? headerDigest : null;
     const algorithm = wanted ? parseDigest(wanted)!.algorithm : "sha256";
     const digest = digestOf(bytes, algorithm);
     if (wanted && digest !== wanted) {
-      throw new RegistryError("MANIFEST_INVALID", `upstream manifest for ${where} does not match digest ${wanted}`, { status: 502 });
+      throw new CacheError("invalid", "manifest", `upstream manifest for ${where} does not match digest ${wanted}`);
     }
     const parsed = parseManifest(bytes);
     const m = fromBytes(digest, bytes, res.headers.get("content-type"), parsed);
     if (isSchema1(m.mediaType)) {
-      throw new RegistryError("UNSUPPORTED", `${where} is a Docker schema 1 manifest, which is obsolete and not supported`, { status: 415 });
+      throw new CacheError("unsupported", "manifest", `${where} is a Docker schema 1 manifest, which is obsolete and not supported`);
     }
     if (!parsed || !m.mediaType) {
-      throw new RegistryError("MANIFEST_INVALID", `upstream sent a manifest for ${where} that is not a JSON manifest`, { status: 502 });
+      throw new CacheError("invalid", "manifest", `upstream sent a manifest for ${where} that is not a JSON manifest`);
     }
     if (!isServableManifestType(m.mediaType)) {
-      throw new RegistryError("MANIFEST_INVALID", `upstream sent a manifest for ${where} whose media type ${JSON.stringify(m.mediaType.slice(0, 100))} is not a manifest type`, { status: 502 });
+      throw new CacheError("invalid", "manifest", `upstream sent a manifest for ${where} whose media type ${JSON.stringify(m.mediaType.slice(0, 100))} is not a manifest type`);
     }
     await ctx.store.writeManifest(digest, bytes);
     ctx.memory.set(m);
     remember(target.upstream, m);
     return m;
-  }
-
-  async function tagRecord(target: Target, tag: string): Promise<TagRecord | null> {
-    const key = tagKey(target.upstream, target.repository, tag);
-    let rec = ctx.tags.get(key);
-    if (!rec) {
-      rec = (await ctx.store.readTag(target.upstream, target.repository, tag)) ?? undefined;
-      if (rec) ctx.tags.set(key, rec);
-    }
-    return rec ?? null;
-  }
-
-  async function recordTag(target: Target, tag: string, m: ManifestResult, previous: TagRecord | null) {
-    const now = new Date(ctx.now()).toISOString();
-    const rec: TagRecord = {
-      upstream: target.upstream, repository: target.repository, tag,
-      digest: m.digest, mediaType: m.mediaType, size: m.bytes.byteLength,
-      created: previous?.digest === m.digest ? previous.created : now,
-      lastPulled: now, checked: now,
-    };
-    await ctx.store.writeTag(rec);
-    const key = tagKey(target.upstream, target.repository, tag);
-    ctx.tags.set(key, rec);
-    ctx.dirty.delete(key);
-  }
-
-  function touch(rec: TagRecord, fields: Partial<Pick<TagRecord, "lastPulled" | "checked">>) {
-    Object.assign(rec, fields);
-    ctx.dirty.add(tagKey(rec.upstream, rec.repository, rec.tag));
   }
 
   /** Asks upstream (HEAD) whether a cached tag still points where it did. */
@@ -164,7 +135,7 @@ export function createManifests(ctx: CacheContext) {
   }
 
   async function byTag(target: Target, tag: string, accept: string): Promise<ManifestResult> {
-    const rec = await tagRecord(target, tag);
+    const rec = await ctx.records.get(target, tag);
     const nowMs = ctx.now();
     if (rec) {
       const m = await stored(rec.digest);
@@ -172,23 +143,22 @@ export function createManifests(ctx: CacheContext) {
         remember(target.upstream, m);
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
-          touch(rec, { lastPulled: new Date(nowMs).toISOString() });
+          ctx.records.pulled(rec, false);
           return m;
         }
         const current = await stillCurrent(target, rec, accept);
         if (current !== false) {
-          const now = new Date(nowMs).toISOString();
-          touch(rec, current === true ? { lastPulled: now, checked: now } : { lastPulled: now });
+          ctx.records.pulled(rec, current === true);
           return m;
         }
         ctx.log.info(`tag ${target.upstream}/${target.repository}:${tag} moved upstream; fetching it again`);
       }
     }
     if (ctx.airGapped) {
-      throw new RegistryError("MANIFEST_UNKNOWN", `${target.upstream}/${target.repository}:${tag} is not cached and the cache is air-gapped`);
+      throw new CacheError("air-gapped", "manifest", `${target.upstream}/${target.repository}:${tag} is not cached and the cache is air-gapped`);
     }
     const m = await fetchAndStore(target, tag, accept);
-    await recordTag(target, tag, m, rec);
+    await ctx.records.record(target, tag, m, rec);
     ctx.log.info(`cached ${target.upstream}/${target.repository}:${tag} (${m.digest})`);
     return m;
   }
@@ -197,32 +167,13 @@ export function createManifests(ctx: CacheContext) {
     const m = await stored(digest);
     if (m) return m;
     if (ctx.airGapped) {
-      throw new RegistryError("MANIFEST_UNKNOWN", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
+      throw new CacheError("air-gapped", "manifest", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
     }
     const fetched = await fetchAndStore(target, digest, accept);
     // A pull by digest alone (how Kubernetes pulls pinned images) gets a record of its own, so
     // list, prune and export know it; a platform manifest of an index is part of that index.
-    if (!knownChildren.has(digest)) await recordTag(target, digest, fetched, null);
+    if (!knownChildren.has(digest)) await ctx.records.record(target, digest, fetched, null);
     return fetched;
-  }
-
-  /** Digest-pinned records known to be absent, so a by-digest pull reads the disk at most once. */
-  const unpinned = new Set<string>();
-
-  /** Marks a digest-pinned image as pulled, if there is a record for it. */
-  function touchPinned(target: Target, digest: string) {
-    const key = tagKey(target.upstream, target.repository, digest);
-    const rec = ctx.tags.get(key);
-    if (rec) return touch(rec, { lastPulled: new Date(ctx.now()).toISOString() });
-    if (unpinned.has(key)) return;
-    if (unpinned.size > 200_000) unpinned.clear();
-    unpinned.add(key);
-    void ctx.store.readTag(target.upstream, target.repository, digest).then((r) => {
-      if (!r) return;
-      unpinned.delete(key);
-      ctx.tags.set(key, r);
-      touch(r, { lastPulled: new Date(ctx.now()).toISOString() });
-    }, () => {});
   }
 
   return {
@@ -230,11 +181,11 @@ export function createManifests(ctx: CacheContext) {
     get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
       const accept = upstreamAccept(clientAccept);
       if (isDigest(reference)) {
-        touchPinned(target, reference);
+        ctx.records.pulledPin(target, reference);
         const hot = ctx.memory.get(reference);
         if (hot) return Promise.resolve(hot);
       }
-      const key = `${target.upstream}/${target.repository}:${reference}`;
+      const key = `${target.upstream} ${target.repository} ${reference}`;
       let p = inflight.get(key);
       if (!p) {
         p = (isDigest(reference) ? byDigest(target, reference, accept) : byTag(target, reference, accept))
@@ -242,14 +193,6 @@ export function createManifests(ctx: CacheContext) {
         inflight.set(key, p);
       }
       return p;
-    },
-    tagRecord,
-    /** Records an image pulled by digest so that list, prune and export know it (used by load). */
-    async pin(target: Target, m: ManifestResult): Promise<void> {
-      const key = tagKey(target.upstream, target.repository, m.digest);
-      unpinned.delete(key);
-      if (await tagRecord(target, m.digest)) return;
-      await recordTag(target, m.digest, m, null);
     },
   };
 }

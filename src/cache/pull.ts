@@ -2,11 +2,13 @@
 // manifest or index as the upstream serves it, the platform manifests asked for, and their
 // config and layer blobs. It goes through the same cache functions as a client's pull.
 import pLimit from "p-limit";
-import { INDEX_TYPES, parseManifest, type Platform } from "../oci/mediatypes.ts";
 import { isDigest } from "../oci/digest.ts";
-import type { Target } from "../upstream/resolve.ts";
+import { INDEX_TYPES, type Platform } from "../oci/mediatypes.ts";
+import type { Target } from "../oci/reference.ts";
+import { childrenOf } from "../oci/walk.ts";
 import type { createBlobs } from "./blobs.ts";
 import type { createManifests } from "./manifests.ts";
+import type { TagBook } from "./records.ts";
 
 export type PlatformChoice = Platform[] | "all";
 
@@ -36,17 +38,16 @@ function matches(p: Platform | undefined, wanted: Platform): boolean {
   return !!p && p.os === wanted.os && p.architecture === wanted.architecture && (!wanted.variant || p.variant === wanted.variant);
 }
 
-export function createPuller(manifests: ReturnType<typeof createManifests>, blobs: ReturnType<typeof createBlobs>, blobConcurrency = 4) {
+export function createPuller(manifests: ReturnType<typeof createManifests>, blobs: ReturnType<typeof createBlobs>, records: TagBook, blobConcurrency = 4) {
   const limit = pLimit(blobConcurrency);
 
   return async function pullImage(target: Target, reference: string, platforms: PlatformChoice, onBytes?: (n: number) => void): Promise<PullResult> {
     const top = await manifests.get(target, reference, null);
-    if (isDigest(reference)) await manifests.pin(target, top);
+    if (isDigest(reference)) await records.pin(target, top);
     const result: PullResult = { digest: top.digest, images: 0, blobs: 0, downloaded: 0 };
-    const shape = parseManifest(top.bytes)!;
     let images = [top];
     if (INDEX_TYPES.has(top.mediaType)) {
-      const children = (shape.manifests ?? []).filter((m) =>
+      const children = childrenOf(top.bytes).manifests.filter((m) =>
         platforms === "all" || platforms.some((p) => matches(m.platform, p)));
       if (children.length === 0) {
         const wanted = platforms === "all" ? "any" : platforms.map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join("/")).join(", ");
@@ -55,11 +56,7 @@ export function createPuller(manifests: ReturnType<typeof createManifests>, blob
       images = await Promise.all(children.map((c) => manifests.get(target, c.digest, null)));
     }
     const digests = new Set<string>();
-    for (const img of images) {
-      const m = parseManifest(img.bytes);
-      if (m?.config?.digest) digests.add(m.config.digest);
-      for (const l of m?.layers ?? []) digests.add(l.digest);
-    }
+    for (const img of images) for (const b of childrenOf(img.bytes).blobs) digests.add(b.digest);
     result.images = images.length;
     result.blobs = digests.size;
     await Promise.all([...digests].map((d) => limit(async () => {

@@ -2,7 +2,7 @@
 // empty index, which the spec defines as "no referrers known".
 import { MAX_MANIFEST_BYTES, OCI_INDEX } from "../oci/mediatypes.ts";
 import { readBody } from "../upstream/body.ts";
-import type { Target } from "../upstream/resolve.ts";
+import type { Target } from "../oci/reference.ts";
 import type { CacheContext } from "./context.ts";
 
 export const EMPTY_REFERRERS = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });

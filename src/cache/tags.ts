@@ -1,8 +1,8 @@
 // Tag lists: from the upstream when it answers, from the cached tag records when it does not.
-import { RegistryError } from "../oci/errors.ts";
 import { readBody } from "../upstream/body.ts";
-import type { Target } from "../upstream/resolve.ts";
+import type { Target } from "../oci/reference.ts";
 import type { CacheContext } from "./context.ts";
+import { CacheError } from "./errors.ts";
 
 export interface TagList {
   name: string;
@@ -25,7 +25,7 @@ export function paginate(tags: string[], n: number | null, last: string | null):
 export function createTags(ctx: CacheContext) {
   async function cached(target: Target, name: string, n: number | null, last: string | null, why: string): Promise<TagList> {
     const all = await ctx.store.listTags(target.upstream, target.repository);
-    if (all.length === 0) throw new RegistryError("NAME_UNKNOWN", `${target.upstream}/${target.repository}: ${why}, and no tags are cached`, { status: why.includes("unknown") ? 404 : 502 });
+    if (all.length === 0) throw new CacheError(why.includes("unknown") ? "not-found" : "unreachable", "repository", `${target.upstream}/${target.repository}: ${why}, and no tags are cached`);
     const page = paginate(all, n, last);
     return { name, tags: page.tags, next: page.more ? { last: page.tags.at(-1)!, n: n! } : undefined };
   }

@@ -13,6 +13,20 @@ export interface ImageReference {
 
 export type ParsedReference = { ok: true; ref: ImageReference } | { ok: false; reason: string };
 
+/** A repository on an upstream: what the cache keys records and pulls by. */
+export type Target = Pick<ImageReference, "upstream" | "repository">;
+
+/**
+ * The one normaliser of an (upstream, repository) pair, for references users write and paths
+ * clients request alike: Docker Hub's aliases become `docker.io`, its one-part names get
+ * `library/`, other hosts are lower-cased; the repository must follow the spec's grammar.
+ */
+export function normalizeRepository(host: string, repository: string): { ok: true; target: Target } | { ok: false; reason: string } {
+  const upstream = canonicalUpstream(host);
+  if (!isRepositoryName(repository)) return { ok: false, reason: `invalid repository name ${JSON.stringify(repository)}` };
+  return { ok: true, target: { upstream, repository: upstream === "docker.io" && !repository.includes("/") ? `library/${repository}` : repository } };
+}
+
 export function parseImageReference(text: string): ParsedReference {
   const s = text.trim();
   if (!s) return { ok: false, reason: "empty reference" };
@@ -39,10 +53,9 @@ export function parseImageReference(text: string): ParsedReference {
     rest = rest.slice(slash + 1);
     if (!isHost(upstream)) return { ok: false, reason: `"${upstream}" is not a registry host` };
   }
-  upstream = canonicalUpstream(upstream);
-  if (!isRepositoryName(rest)) return { ok: false, reason: `"${rest}" is not a valid repository name` };
-  if (upstream === "docker.io" && !rest.includes("/")) rest = `library/${rest}`;
-  return { ok: true, ref: { upstream, repository: rest, reference: digest ?? tag ?? "latest" } };
+  const normal = normalizeRepository(upstream, rest);
+  if (!normal.ok) return { ok: false, reason: `"${rest}" is not a valid repository name` };
+  return { ok: true, ref: { ...normal.target, reference: digest ?? tag ?? "latest" } };
 }
 
 export function formatReference(r: ImageReference): string {

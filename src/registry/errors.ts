@@ -1,3 +1,87 @@
-// The registry's error type lives in oci/ so the cache can throw it too; re-exported here for
-// the HTTP layer.
-export { ERROR_CODES, RegistryError, type ErrorCode } from "../oci/errors.ts";
+// The one place that turns failures into HTTP: the distribution spec's error codes, the one error
+// type every failed request ends in, and the mapping from the cache's typed errors to statuses.
+import { CacheError, type CacheSubject } from "../cache/index.ts";
+
+export const ERROR_CODES = {
+  BLOB_UNKNOWN: 404,
+  BLOB_UPLOAD_INVALID: 400,
+  BLOB_UPLOAD_UNKNOWN: 404,
+  DIGEST_INVALID: 400,
+  MANIFEST_BLOB_UNKNOWN: 404,
+  MANIFEST_INVALID: 400,
+  MANIFEST_UNKNOWN: 404,
+  NAME_INVALID: 400,
+  NAME_UNKNOWN: 404,
+  SIZE_INVALID: 400,
+  UNAUTHORIZED: 401,
+  DENIED: 403,
+  UNSUPPORTED: 405,
+  TOOMANYREQUESTS: 429,
+  /** Not one of the spec's codes: distribution's answer to an unexpected failure. */
+  UNKNOWN: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class RegistryError extends Error {
+  readonly status: number;
+  readonly headers: Record<string, string> | undefined;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    opts: { status?: number; headers?: Record<string, string> } = {},
+  ) {
+    super(message);
+    this.name = "RegistryError";
+    this.status = opts.status ?? ERROR_CODES[code];
+    this.headers = opts.headers;
+  }
+
+  toResponse(method = "GET"): Response {
+    const body = JSON.stringify({ errors: [{ code: this.code, message: this.message, detail: null }] });
+    return new Response(method === "HEAD" ? null : body, {
+      status: this.status,
+      headers: {
+        "Content-Type": "application/json",
+        "Docker-Distribution-API-Version": "registry/2.0",
+        "X-Content-Type-Options": "nosniff",
+        ...(method === "HEAD" ? {} : { "Content-Length": String(Buffer.byteLength(body)) }),
+        ...this.headers,
+      },
+    });
+  }
+}
+
+const UNKNOWN_CODE: Record<CacheSubject, ErrorCode> = { manifest: "MANIFEST_UNKNOWN", blob: "BLOB_UNKNOWN", repository: "NAME_UNKNOWN" };
+
+/**
+ * The error a client sees for a cache failure. The spec has no code for "upstream down", so the
+ * code names what could not be had and the status says why: 404 when nobody has it, 401/403 when
+ * the upstream refused us, 429 when it rate-limits, 502 for an upstream that failed or
+ * misbehaved, 503 when it is saturated, 504 for a timeout. Anything else is null: unexpected.
+ */
+export function toRegistryError(err: unknown): RegistryError | null {
+  if (err instanceof RegistryError) return err;
+  if (!(err instanceof CacheError)) return null;
+  const code = UNKNOWN_CODE[err.subject];
+  switch (err.failure) {
+    case "not-found":
+    case "air-gapped":
+      return new RegistryError(code, err.message);
+    case "refused":
+      return err.status === 403 ? new RegistryError("DENIED", err.message) : new RegistryError("UNAUTHORIZED", err.message);
+    case "rate-limited":
+      return new RegistryError("TOOMANYREQUESTS", err.message);
+    case "unsupported":
+      return new RegistryError("UNSUPPORTED", err.message, { status: 415 });
+    case "invalid":
+      return new RegistryError(err.subject === "manifest" ? "MANIFEST_INVALID" : code, err.message, { status: 502 });
+    case "timeout":
+      return new RegistryError(code, err.message, { status: 504 });
+    case "busy":
+      return new RegistryError(code, err.message, { status: 503 });
+    case "unreachable":
+    case "policy":
+      return new RegistryError(code, err.message, { status: 502 });
+  }
+}

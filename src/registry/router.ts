@@ -2,7 +2,7 @@
 import type { Cache } from "../cache/index.ts";
 import { createOncePer } from "../oci/bounded-map.ts";
 import { createBasicAuth, type DownstreamUser } from "./auth.ts";
-import { RegistryError } from "./errors.ts";
+import { RegistryError, toRegistryError } from "./errors.ts";
 import { handleBase } from "./handlers/base.ts";
 import { handleBlob } from "./handlers/blobs.ts";
 import { resolveOrThrow, type RequestContext } from "./handlers/common.ts";
@@ -96,9 +96,10 @@ export function createRegistry(opts: RegistryOptions): Handler {
       url = new URL(req.url);
       res = await route(req, url);
     } catch (err) {
-      if (err instanceof RegistryError) {
-        if (err.status >= 502 && err.status <= 504) logUpstreamFailure(err, `${req.method} ${url?.pathname ?? req.url}`);
-        res = err.toResponse(req.method);
+      const known = toRegistryError(err);
+      if (known) {
+        if (known.status >= 502 && known.status <= 504) logUpstreamFailure(known, `${req.method} ${url?.pathname ?? req.url}`);
+        res = known.toResponse(req.method);
       } else {
         // The detail is for the operator, not for whoever sent the request.
         log.error(`${req.method} ${url?.pathname ?? req.url}: ${(err as Error)?.stack ?? String(err)}`);

@@ -12,14 +12,15 @@ export interface BodyLimits {
   deadlineMs: number;
 }
 
-function contentLengthOf(res: Response): number | null {
+/** Content-Length of a response, or null when it is absent or not a number. */
+export function contentLength(res: Response): number | null {
   const v = res.headers.get("content-length");
   return v !== null && /^\d+$/.test(v) ? Number(v) : null;
 }
 
 /** Reads a whole body within `limits`; throws UpstreamError (`too-large` or `timeout`) and cancels the body otherwise. */
 export async function readBody(res: Response, upstream: string, what: string, limits: BodyLimits): Promise<Uint8Array> {
-  const declared = contentLengthOf(res);
+  const declared = contentLength(res);
   if (declared !== null && declared > limits.maxBytes) {
     res.body?.cancel().catch(() => {});
     throw new UpstreamError(upstream, "too-large", `${what} is ${declared} bytes, more than the ${limits.maxBytes} allowed`);

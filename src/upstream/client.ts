@@ -10,7 +10,7 @@ import { createBreakers, type BreakerOptions } from "./breaker.ts";
 import { UpstreamError } from "./errors.ts";
 import { createGuard, credentialsMayGoTo, GuardRefusal, type GuardOptions } from "./guard.ts";
 import { createLimiter, releaseWhenDone } from "./limiter.ts";
-import { upstreamEndpoint } from "./resolve.ts";
+import { upstreamEndpoint } from "./endpoint.ts";
 
 export interface UpstreamTls {
   /** PEM text of extra CAs to trust (in addition to the system store). */

@@ -5,7 +5,7 @@ import { detectMediaType, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, parseManifes
 import { isHost, isRepositoryName, isTag } from "../../src/oci/names.ts";
 import { parseImageReference } from "../../src/oci/reference.ts";
 import { parseRange } from "../../src/registry/handlers/blobs.ts";
-import { resolveTarget } from "../../src/upstream/resolve.ts";
+import { resolveTarget } from "../../src/registry/target.ts";
 
 const HEX = "a".repeat(64);
 

@@ -1,6 +1,7 @@
 // Headers and request parsing shared by the resource handlers.
 import { RegistryError } from "../errors.ts";
-import { resolveTarget, type Target } from "../../upstream/resolve.ts";
+import type { Target } from "../../oci/reference.ts";
+import { resolveTarget } from "../target.ts";
 
 /** Headers of every registry response; nosniff keeps browsers from reading an upstream's bytes as a page. */
 export const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff" } as const;

@@ -1,21 +1,9 @@
 // Decides which upstream and repository a client request means: `?ns=` (containerd), an in-path
 // host (CRI-O, Podman, skopeo), or the default namespace (Docker's registry-mirrors).
-import { canonicalUpstream, isHost, isRepositoryName, looksLikeHost } from "../oci/names.ts";
-
-export interface Target {
-  /** Upstream namespace as clients name it: `docker.io`, `registry.k8s.io`, `127.0.0.2`. */
-  upstream: string;
-  repository: string;
-}
+import { normalizeRepository, type Target } from "../oci/reference.ts";
+import { isHost, looksLikeHost } from "../oci/names.ts";
 
 export type ResolveResult = { ok: true; target: Target } | { ok: false; reason: string };
-
-export { canonicalUpstream };
-
-/** The host:port to connect to for an upstream namespace. */
-export function upstreamEndpoint(upstream: string): string {
-  return upstream === "docker.io" ? "registry-1.docker.io" : upstream;
-}
 
 /**
  * Resolves the `<name>` of a `/v2/<name>/...` request. Precedence: `ns` query parameter, then a
@@ -36,10 +24,6 @@ export function resolveTarget(name: string, ns: string | null, defaultNs: string
     repository = name;
   }
   if (!isHost(upstream)) return { ok: false, reason: `invalid upstream host ${JSON.stringify(upstream)}` };
-  upstream = canonicalUpstream(upstream);
-  if (!isRepositoryName(repository)) {
-    return { ok: false, reason: `invalid repository name ${JSON.stringify(repository)}` };
-  }
-  if (upstream === "docker.io" && !repository.includes("/")) repository = `library/${repository}`;
-  return { ok: true, target: { upstream, repository } };
+  const normal = normalizeRepository(upstream, repository);
+  return normal.ok ? { ok: true, target: normal.target } : normal;
 }

@@ -1,0 +1,63 @@
+// The cache's own failures, in its own words: what could not be had and why. The registry layer
+// alone turns them into HTTP statuses and the spec's error codes (registry/errors.ts).
+import { UpstreamError } from "../upstream/errors.ts";
+
+export type CacheFailure =
+  /** Neither the store nor the upstream has it (an upstream 404). */
+  | "not-found"
+  /** Not in the store, and the cache may not ask an upstream. */
+  | "air-gapped"
+  /** The upstream refused our credentials or certificate (`status` 401 or 403). */
+  | "refused"
+  /** Could not connect, the connection broke, or the upstream answered with an error. */
+  | "unreachable"
+  | "timeout"
+  /** The upstream has as many requests open as it may. */
+  | "busy"
+  | "rate-limited"
+  /** The upstream sent content that is not what was asked for: wrong digest, size or type, too large, not a manifest. */
+  | "invalid"
+  /** The upstream pointed somewhere the cache does not go (another scheme, a downgrade, an internal address). */
+  | "policy"
+  /** Content the cache refuses to serve on purpose (Docker schema 1). */
+  | "unsupported";
+
+/** What a failed request was about, so the registry can pick the spec's code. */
+export type CacheSubject = "manifest" | "blob" | "repository";
+
+export class CacheError extends Error {
+  constructor(
+    readonly failure: CacheFailure,
+    readonly subject: CacheSubject,
+    message: string,
+    /** The upstream's HTTP status, when it sent one. */
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = "CacheError";
+  }
+}
+
+/** An upstream client failure (or anything unexpected from it) as the cache's failure. */
+export function fromUpstream(err: unknown, subject: CacheSubject): CacheError {
+  if (err instanceof CacheError) return err;
+  if (err instanceof UpstreamError) {
+    const failure: CacheFailure = err.failure === "denied" ? "refused"
+      : err.failure === "timeout" ? "timeout"
+      : err.failure === "busy" ? "busy"
+      : err.failure === "policy" ? "policy"
+      : err.failure === "too-large" || err.failure === "protocol" ? "invalid"
+      : "unreachable";
+    return new CacheError(failure, subject, err.message, err.status);
+  }
+  return new CacheError("unreachable", subject, `upstream request failed: ${(err as Error)?.message ?? String(err)}`);
+}
+
+/** An upstream's non-success answer to a manifest or blob request. */
+export function fromUpstreamStatus(status: number, upstream: string, where: string, subject: CacheSubject): CacheError {
+  if (status === 404) return new CacheError("not-found", subject, `${subject} unknown to upstream: ${where}`, status);
+  if (status === 429) return new CacheError("rate-limited", subject, `upstream ${upstream} is rate limiting requests`, status);
+  const message = `upstream ${upstream} answered HTTP ${status} for ${where}`;
+  if (status === 401 || status === 403) return new CacheError("refused", subject, message, status);
+  return new CacheError("unreachable", subject, message, status);
+}

@@ -1,0 +1,126 @@
+// The one owner of tag records in a running cache: records read once and kept in memory, the
+// last-pulled and checked times that changed since the last write (the dirty set), the batched
+// flush that merges them with the records on disk, and pins for images pulled by digest.
+import type { Target } from "../oci/reference.ts";
+import { recordName } from "../store/record.ts";
+import type { Store, TagRecord } from "../store/types.ts";
+
+export interface RecordedManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Uint8Array;
+}
+
+/** Pinned-record look-ups remembered as absent, so a by-digest pull reads the disk at most once. */
+const MAX_ABSENT = 200_000;
+
+export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void) {
+  const records = new Map<string, TagRecord>();
+  const dirty = new Set<string>();
+  const absent = new Set<string>();
+  const nameOf = (t: Target, tag: string) => recordName({ upstream: t.upstream, repository: t.repository, tag });
+  const iso = () => new Date(now()).toISOString();
+
+  function touch(rec: TagRecord, fields: Partial<Pick<TagRecord, "lastPulled" | "checked">>) {
+    Object.assign(rec, fields);
+    dirty.add(recordName(rec));
+  }
+
+  return {
+    /** The record of a tag (or pin), from memory or the store. */
+    async get(target: Target, tag: string): Promise<TagRecord | null> {
+      const key = nameOf(target, tag);
+      let rec = records.get(key);
+      if (!rec) {
+        rec = (await store.readTag(target.upstream, target.repository, tag)) ?? undefined;
+        if (rec) records.set(key, rec);
+      }
+      return rec ?? null;
+    },
+
+    /** Writes the record of a tag just fetched: created stays when the digest did not change. */
+    async record(target: Target, tag: string, m: RecordedManifest, previous: TagRecord | null): Promise<void> {
+      const t = iso();
+      const rec: TagRecord = {
+        upstream: target.upstream, repository: target.repository, tag,
+        digest: m.digest, mediaType: m.mediaType, size: m.bytes.byteLength,
+        created: previous?.digest === m.digest ? previous.created : t,
+        lastPulled: t, checked: t,
+      };
+      await store.writeTag(rec);
+      const key = recordName(rec);
+      records.set(key, rec);
+      dirty.delete(key);
+      absent.delete(key);
+    },
+
+    /** Records an image pulled by digest so that list, prune and export know it (load does this). */
+    async pin(target: Target, m: RecordedManifest): Promise<void> {
+      if (!(await this.get(target, m.digest))) await this.record(target, m.digest, m, null);
+    },
+
+    /** A pull of a record: written later, by flush. `checked` when the upstream confirmed it. */
+    pulled(rec: TagRecord, checked: boolean) {
+      const t = iso();
+      touch(rec, checked ? { lastPulled: t, checked: t } : { lastPulled: t });
+    },
+
+    /** Marks a digest-pinned image as pulled, if it has a record; costs at most one disk read per pin. */
+    pulledPin(target: Target, digest: string) {
+      const key = nameOf(target, digest);
+      const rec = records.get(key);
+      if (rec) return touch(rec, { lastPulled: iso() });
+      if (absent.has(key)) return;
+      if (absent.size >= MAX_ABSENT) absent.clear();
+      absent.add(key);
+      void store.readTag(target.upstream, target.repository, digest).then((r) => {
+        if (!r) return;
+        absent.delete(key);
+        records.set(key, r);
+        touch(r, { lastPulled: iso() });
+      }, () => {});
+    },
+
+    /** Forgets a record another command removed (prune). */
+    forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag">) {
+      const key = recordName(rec);
+      records.delete(key);
+      dirty.delete(key);
+    },
+
+    /**
+     * Writes records whose last-pulled or checked time changed. Another process (prune, load) may
+     * have changed the store meanwhile: a record removed on disk is forgotten rather than written
+     * back, and one that moved to another digest keeps the new digest, gaining only the later times.
+     */
+    async flush(): Promise<number> {
+      const keys = [...dirty];
+      dirty.clear();
+      let written = 0;
+      for (const key of keys) {
+        const rec = records.get(key);
+        if (!rec) continue;
+        try {
+          const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
+          if (!disk) {
+            records.delete(key);
+            continue;
+          }
+          const later = (a: string, b: string) => (a > b ? a : b);
+          const merged = disk.digest === rec.digest
+            ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
+            : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
+          await store.writeTag(merged);
+          records.set(key, merged);
+          written++;
+        } catch (err) {
+          warn(`cannot record access to ${key}: ${(err as Error).message}`);
+          dirty.add(key);
+        }
+      }
+      return written;
+    },
+  };
+}
+
+export type TagBook = ReturnType<typeof createTagBook>;
