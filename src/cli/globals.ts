@@ -1,7 +1,7 @@
 // Flags every subcommand accepts, and the argv rewrite that lets users put them before the
 // subcommand (`ociregistry --config-file F serve`) as the seed project's users do.
 import type { ArgsDef } from "citty";
-import type { ConfigFlags } from "../config/load.ts";
+import type { ConfigFlags } from "../config/resolve.ts";
 
 export const globalArgs = {
   "config-file": { type: "string", description: "YAML configuration file", valueHint: "FILE" },

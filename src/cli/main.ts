@@ -1,11 +1,15 @@
 #!/usr/bin/env bun
 // The `ociregistry` command: a lazy map of subcommands, each a thin shell over library code.
-import { defineCommand, runMain } from "citty";
+import { defineCommand, runCommand, runMain } from "citty";
 import pkg from "../../package.json" with { type: "json" };
+import { reportError } from "./command.ts";
 import { globalArgs, hoistGlobalFlags } from "./globals.ts";
 
 const main = defineCommand({
-  meta: { name: "ociregistry", version: pkg.version, description: "Pull-through OCI registry cache and air-gap image tool" },
+  meta: {
+    name: "ociregistry", version: pkg.version,
+    description: "Pull-through OCI registry cache and air-gap image tool (example: ociregistry --image-path ./data serve)",
+  },
   args: { ...globalArgs },
   subCommands: {
     serve: () => import("./commands/serve.ts").then((m) => m.default),
@@ -18,4 +22,18 @@ const main = defineCommand({
   },
 });
 
-await runMain(main, { rawArgs: hoistGlobalFlags(process.argv.slice(2)) });
+const argv = hoistGlobalFlags(process.argv.slice(2));
+if (argv.length === 0 || argv.some((a) => a === "--help" || a === "-h") || (argv.length === 1 && ["--version", "-v"].includes(argv[0]!))) {
+  // citty prints usage and versions.
+  await runMain(main, { rawArgs: argv });
+} else {
+  try {
+    await runCommand(main, { rawArgs: argv });
+  } catch (err) {
+    // Unknown commands, missing or invalid arguments: a usage error, exit 2.
+    const code = reportError(err);
+    const unknown = /^Unknown command/.test((err as Error)?.message ?? "");
+    if (code === 2) process.stderr.write(`run \`ociregistry${unknown ? "" : ` ${argv[0]}`} --help\` for usage\n`);
+    process.exit(code);
+  }
+}

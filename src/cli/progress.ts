@@ -1,6 +1,6 @@
 // Progress for long commands: one redrawn line on a terminal, nothing extra otherwise (the
 // per-image log lines carry the story for logs and CI).
-import type { LoadProgress } from "../cache/load.ts";
+import type { PullProgress } from "../cache/pull-images.ts";
 
 export function formatBytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -14,7 +14,7 @@ export function formatBytes(n: number): string {
 
 export function createProgressLine(stream: NodeJS.WriteStream = process.stderr) {
   const started = Date.now();
-  let last: LoadProgress | null = null;
+  let last: PullProgress | null = null;
   const draw = () => {
     if (!last) return;
     const secs = Math.max(0.001, (Date.now() - started) / 1000);
@@ -22,7 +22,7 @@ export function createProgressLine(stream: NodeJS.WriteStream = process.stderr) 
   };
   const timer = stream.isTTY ? setInterval(draw, 200) : null;
   return {
-    update(p: LoadProgress) {
+    update(p: PullProgress) {
       last = { ...p };
     },
     /** Clears the line so log output is not interleaved with it. */

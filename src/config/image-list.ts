@@ -1,7 +1,19 @@
 // Image list files for `load` / `--preload-images`: one reference per line, blank lines and
 // `#` comments allowed. Every malformed line is reported, with its number, before anything runs.
+import { readFileSync } from "node:fs";
 import { parseImageReference, type ImageReference } from "../oci/reference.ts";
 import { ConfigError } from "./error.ts";
+
+/** Reads and parses an image list file; a missing file or a bad line is a ConfigError naming it. */
+export function readImageList(file: string, key = file): ImageReference[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(key, `cannot read the image list ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseImageList(text, `image list ${file}`);
+}
 
 export function parseImageList(text: string, source: string): ImageReference[] {
   const refs: ImageReference[] = [];

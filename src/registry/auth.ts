@@ -4,14 +4,10 @@
 // longer one instead, so it is cut to 72 bytes here and the full password works as with Apache.
 // An unknown user costs a bcrypt verification too, so timing does not tell which users exist.
 import { timingSafeEqual as cryptoEqual } from "node:crypto";
+import type { DownstreamUser } from "../config/schema.ts";
 import { BoundedMap } from "../oci/bounded-map.ts";
 import { RegistryError } from "./errors.ts";
 
-export interface DownstreamUser {
-  user: string;
-  /** bcrypt hash or plain password. */
-  password: string;
-}
 
 const REMEMBER_MS = 5 * 60_000;
 const MAX_REMEMBERED = 10_000;

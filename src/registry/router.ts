@@ -1,7 +1,8 @@
 // Maps a request to its resource handler; every failure leaves through one catch as spec JSON.
 import type { Cache } from "../cache/index.ts";
 import { createOncePer } from "../oci/bounded-map.ts";
-import { createBasicAuth, type DownstreamUser } from "./auth.ts";
+import type { DownstreamUser } from "../config/schema.ts";
+import { createBasicAuth } from "./auth.ts";
 import { RegistryError, toRegistryError } from "./errors.ts";
 import { handleBase } from "./handlers/base.ts";
 import { handleBlob } from "./handlers/blobs.ts";

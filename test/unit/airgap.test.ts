@@ -79,16 +79,16 @@ describe("prune inside serve", () => {
   });
 
   test("pruneConfig is validated", async () => {
-    const { loadConfig } = await import("../../src/config/load.ts");
+    const { resolveConfig } = await import("../../src/config/resolve.ts");
     const f = join(mkdtempSync(join(tmpdir(), "ocireg-pc-")), "c.yml");
     await Bun.write(f, "pruneConfig:\n  enabled: true\n  duration: 30d\n  type: accessed\n  frequency: 1d\n  count: -1\n  dryRun: false\n");
-    expect(loadConfig({ configFile: f }, {}).pruneConfig).toEqual({
+    expect(resolveConfig({ configFile: f }, {}).pruneConfig).toEqual({
       enabled: true, olderThanMs: 30 * 86_400_000, type: "accessed", frequencyMs: 86_400_000, count: -1, dryRun: false,
     });
     await Bun.write(f, "pruneConfig:\n  type: visited\n");
-    expect(() => loadConfig({ configFile: f }, {})).toThrow("pruneConfig.type: must be accessed or created");
+    expect(() => resolveConfig({ configFile: f }, {})).toThrow("pruneConfig.type: must be accessed or created");
     await Bun.write(f, "pruneConfig:\n  frequency: 10s\n");
-    expect(() => loadConfig({ configFile: f }, {})).toThrow("pruneConfig.frequency: must be at least 1m");
+    expect(() => resolveConfig({ configFile: f }, {})).toThrow("pruneConfig.frequency: must be at least 1m");
   });
 });
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hoistGlobalFlags } from "../../src/cli/globals.ts";
 import { parseDuration } from "../../src/config/duration.ts";
-import { ConfigError, loadConfig } from "../../src/config/load.ts";
+import { ConfigError, resolveConfig } from "../../src/config/resolve.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ocireg-config-"));
 function file(text: string, name = `c${Math.random()}.yml`) {
@@ -15,13 +15,13 @@ function file(text: string, name = `c${Math.random()}.yml`) {
 
 describe("config", () => {
   test("defaults match the seed project", () => {
-    const c = loadConfig({}, {});
+    const c = resolveConfig({}, {});
     expect(c).toMatchObject({ imagePath: "/var/lib/ociregistry", port: 8080, defaultNs: "docker.io", pullTimeoutMs: 60000, airGapped: false });
   });
 
   test("the file overrides defaults and flags override the file", () => {
     const f = file("imagePath: /data\nport: 9000\nlogLevel: debug\nregistries:\n  - name: localhost:5000\n    scheme: http\n");
-    const c = loadConfig({ configFile: f, port: "9100" }, {});
+    const c = resolveConfig({ configFile: f, port: "9100" }, {});
     expect(c.imagePath).toBe("/data");
     expect(c.port).toBe(9100);
     expect(c.logLevel).toBe("debug");
@@ -40,19 +40,19 @@ describe("config", () => {
     ["port: [\n", "not valid YAML"],
     ["- a\n", "must be a YAML mapping"],
   ])("rejects %p naming the key", (text, message) => {
-    expect(() => loadConfig({ configFile: file(text) }, {})).toThrow(message);
+    expect(() => resolveConfig({ configFile: file(text) }, {})).toThrow(message);
   });
 
   test("flag errors name the flag", () => {
-    expect(() => loadConfig({ port: "http" }, {})).toThrow("--port: must be a port number");
-    expect(() => loadConfig({ logLevel: "loud" }, {})).toThrow("--log-level: must be one of");
-    expect(() => loadConfig({ pullTimeout: "-1" }, {})).toThrow(ConfigError);
-    expect(() => loadConfig({ configFile: "/nonexistent.yml" }, {})).toThrow("--config-file: cannot read /nonexistent.yml");
+    expect(() => resolveConfig({ port: "http" }, {})).toThrow("--port: must be a port number");
+    expect(() => resolveConfig({ logLevel: "loud" }, {})).toThrow("--log-level: must be one of");
+    expect(() => resolveConfig({ pullTimeout: "-1" }, {})).toThrow(ConfigError);
+    expect(() => resolveConfig({ configFile: "/nonexistent.yml" }, {})).toThrow("--config-file: cannot read /nonexistent.yml");
   });
 
   test("passwordFromEnv reads the environment", () => {
     const f = file("registries:\n  - name: r.io\n    auth:\n      user: u\n      passwordFromEnv: PW\n");
-    expect(loadConfig({ configFile: f }, { PW: "s3cret" }).registries[0]!.auth).toEqual({ user: "u", password: "s3cret" });
+    expect(resolveConfig({ configFile: f }, { PW: "s3cret" }).registries[0]!.auth).toEqual({ user: "u", password: "s3cret" });
   });
 
   test("durations", () => {
@@ -82,7 +82,7 @@ describe("credentials and TLS settings", () => {
       "own.example": { auth: Buffer.from("other:other").toString("base64") },
     } }), "config.json");
     const f = file("registries:\n  - name: own.example\n    auth: { user: mine, password: mine }\n");
-    const c = loadConfig({ configFile: f, dockerConfig: dc }, {});
+    const c = resolveConfig({ configFile: f, dockerConfig: dc }, {});
     const by = Object.fromEntries(c.registries.map((r) => [r.name, r.auth]));
     expect(by["docker.io"]).toEqual({ user: "hubuser", password: "hubpass" });
     expect(by["harbor.example"]).toEqual({ user: "robot", password: "tok:en" });
@@ -90,24 +90,24 @@ describe("credentials and TLS settings", () => {
   });
 
   test("a broken Docker config names the flag", () => {
-    expect(() => loadConfig({ dockerConfig: file("{nope") }, {})).toThrow("--docker-config:");
+    expect(() => resolveConfig({ dockerConfig: file("{nope") }, {})).toThrow("--docker-config:");
   });
 
   test("htpasswd accepts bcrypt entries only", () => {
     const ok = file("alice:$2y$05$qvNvM47gv78Ec1QVH2eO0Ova1Eb0WRuFT85SozSsld3Zk.t3v4G.q\n");
-    expect(loadConfig({ configFile: file(`htpasswd: ${ok}\n`) }, {}).users).toEqual([
+    expect(resolveConfig({ configFile: file(`htpasswd: ${ok}\n`) }, {}).users).toEqual([
       { user: "alice", password: "$2y$05$qvNvM47gv78Ec1QVH2eO0Ova1Eb0WRuFT85SozSsld3Zk.t3v4G.q" },
     ]);
     const md5 = file("bob:$apr1$abc$def\n");
-    expect(() => loadConfig({ configFile: file(`htpasswd: ${md5}\n`) }, {})).toThrow("line 1: only bcrypt entries");
+    expect(() => resolveConfig({ configFile: file(`htpasswd: ${md5}\n`) }, {})).toThrow("line 1: only bcrypt entries");
   });
 
   test("serverTlsConfig errors name the key", () => {
-    expect(() => loadConfig({ configFile: file("serverTlsConfig:\n  cert: /nope.pem\n  key: /nope.key\n") }, {}))
+    expect(() => resolveConfig({ configFile: file("serverTlsConfig:\n  cert: /nope.pem\n  key: /nope.key\n") }, {}))
       .toThrow("serverTlsConfig.cert: cannot read /nope.pem");
-    expect(() => loadConfig({ configFile: file(`serverTlsConfig:\n  cert: ${file("x")}\n  key: ${file("y")}\n  clientAuth: verify\n`) }, {}))
+    expect(() => resolveConfig({ configFile: file(`serverTlsConfig:\n  cert: ${file("x")}\n  key: ${file("y")}\n  clientAuth: verify\n`) }, {}))
       .toThrow("serverTlsConfig.ca: is required when clientAuth is verify");
-    expect(() => loadConfig({ configFile: file(`serverTlsConfig:\n  cert: ${file("x")}\n  key: ${file("y")}\n  clientAuth: maybe\n`) }, {}))
+    expect(() => resolveConfig({ configFile: file(`serverTlsConfig:\n  cert: ${file("x")}\n  key: ${file("y")}\n  clientAuth: maybe\n`) }, {}))
       .toThrow("serverTlsConfig.clientAuth: must be none or verify");
   });
 });

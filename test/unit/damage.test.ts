@@ -9,7 +9,7 @@ import tar from "tar-stream";
 import { exportArchive, importArchive } from "../../src/cache/archive.ts";
 import { pruneStore } from "../../src/cache/prune.ts";
 import { problemCount, verifyStore } from "../../src/cache/verify.ts";
-import { listImages } from "../../src/cli/commands/list.ts";
+import { listImages } from "../../src/cache/list.ts";
 import { digestOf } from "../../src/oci/digest.ts";
 import { createFsStore } from "../../src/store/fs.ts";
 import { serializeTagRecord } from "../../src/store/record.ts";

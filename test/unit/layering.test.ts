@@ -10,9 +10,10 @@ const ALLOWED: Record<string, string[]> = {
   store: ["oci"],
   upstream: ["oci"],
   cache: ["oci", "store", "upstream"],
-  registry: ["oci", "cache", "upstream"],
+  registry: ["oci", "cache", "upstream", "config"],
   config: ["oci"],
-  cli: ["oci", "store", "upstream", "cache", "registry", "config", "log.ts"],
+  server: ["oci", "store", "upstream", "cache", "registry", "config", "log.ts"],
+  cli: ["oci", "store", "upstream", "cache", "registry", "config", "server", "log.ts"],
   "log.ts": ["config"],
 };
 

@@ -1,39 +1,27 @@
 // `ociregistry verify [--repair]`: re-hash the store, report (and optionally remove) bad content.
-import { defineCommand } from "citty";
 import { problemCount, verifyStore } from "../../cache/verify.ts";
-import { loadConfig } from "../../config/load.ts";
-import { createFsStore } from "../../store/fs.ts";
-import { exitWithError } from "../fail.ts";
-import { globalArgs, globalFlags } from "../globals.ts";
+import { command, existingStore } from "../command.ts";
 
-export default defineCommand({
-  meta: { name: "verify", description: "Re-hash every blob and manifest; report corrupt or missing content" },
+export default command({
+  meta: { name: "verify", description: "Re-hash every blob and manifest; report corrupt or missing content (example: ociregistry verify --repair)" },
   args: {
-    ...globalArgs,
     repair: { type: "boolean", description: "Remove corrupt content and dangling tag records so the next pull re-fetches them (default: false)" },
   },
-  async run({ args }) {
-    let imagePath: string;
-    try {
-      imagePath = loadConfig(globalFlags(args)).imagePath;
-    } catch (err) {
-      return exitWithError(err);
-    }
-    const store = createFsStore(imagePath);
-    const r = await verifyStore(store, { repair: !!args.repair });
+  async run({ args, cfg }) {
+    const r = await verifyStore(existingStore(cfg), { repair: !!args.repair });
     const verb = r.repaired ? "removed" : "found";
     for (const c of r.corrupt) console.log(`corrupt: ${c}${r.repaired ? " (removed)" : ""}`);
     for (const d of r.dangling) console.log(`missing manifest: ${d}${r.repaired ? " (tag record removed)" : ""}`);
     for (const d of r.damaged) console.log(`unreadable tag record: ${d}${r.repaired ? " (removed)" : ""}`);
-    for (const i of r.incomplete) console.log(`incomplete image: ${i} (pull or load it again to complete it)`);
     for (const i of r.invalid) console.log(`invalid reference in manifest ${i}`);
+    for (const i of r.incomplete) console.log(`incomplete image: ${i} (pull or load it again to complete it)`);
     for (const u of r.unreferenced) console.log(`unreferenced: ${u} (no record needs it; prune removes it once an hour old)`);
     const problems = problemCount(r);
     const notes = [r.incomplete.length && `${r.incomplete.length} incomplete image(s)`, r.unreferenced.length && `${r.unreferenced.length} unreferenced file(s)`].filter(Boolean);
-    console.log(`checked ${r.blobs} blobs, ${r.manifests} manifests, ${r.tags} tags in ${imagePath}: ${problems} problem(s) ${verb}${notes.length ? `; ${notes.join(", ")}` : ""}`);
+    console.log(`checked ${r.blobs} blobs, ${r.manifests} manifests, ${r.tags} tags in ${cfg.imagePath}: ${problems} problem(s) ${verb}${notes.length ? `; ${notes.join(", ")}` : ""}`);
     if (problems && !r.repaired) {
       console.log("run `ociregistry verify --repair` to remove them; the next pull fetches them again");
-      process.exit(1);
+      return 1;
     }
   },
 });

@@ -1,17 +1,17 @@
-// Loads a list of images into the store, several at a time; every failure is collected, every
-// success kept.
+// Pulls a list of images into the store (load and serve --preload-images), several at a time;
+// every failure is collected, every success kept.
 import pLimit from "p-limit";
 import { formatReference, type ImageReference } from "../oci/reference.ts";
 import type { PlatformChoice, PullResult } from "./pull.ts";
 
-export interface LoadProgress {
+export interface PullProgress {
   total: number;
   done: number;
   failed: number;
   bytes: number;
 }
 
-export interface LoadOutcome {
+export interface PullOutcome {
   pulled: Array<{ ref: string; result: PullResult }>;
   failed: Array<{ ref: string; error: string }>;
   bytes: number;
@@ -19,14 +19,14 @@ export interface LoadOutcome {
 
 type PullImage = (t: { upstream: string; repository: string }, reference: string, p: PlatformChoice, onBytes?: (n: number) => void) => Promise<PullResult>;
 
-export async function loadImages(
+export async function pullImages(
   pullImage: PullImage,
   refs: ImageReference[],
-  opts: { platforms: PlatformChoice; concurrency: number; onProgress?: (p: LoadProgress) => void; onImage?: (ref: string, r: PullResult | Error) => void },
-): Promise<LoadOutcome> {
+  opts: { platforms: PlatformChoice; concurrency: number; onProgress?: (p: PullProgress) => void; onImage?: (ref: string, r: PullResult | Error) => void },
+): Promise<PullOutcome> {
   const limit = pLimit(opts.concurrency);
-  const progress: LoadProgress = { total: refs.length, done: 0, failed: 0, bytes: 0 };
-  const outcome: LoadOutcome = { pulled: [], failed: [], bytes: 0 };
+  const progress: PullProgress = { total: refs.length, done: 0, failed: 0, bytes: 0 };
+  const outcome: PullOutcome = { pulled: [], failed: [], bytes: 0 };
   // The same reference twice in a list is pulled once.
   const unique = [...new Map(refs.map((r) => [formatReference(r), r])).entries()];
   progress.total = unique.length;

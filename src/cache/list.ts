@@ -1,0 +1,49 @@
+// What the store holds, image by image, as `list` prints it and the admin API returns it.
+import pLimit from "p-limit";
+import { parseDigest } from "../oci/digest.ts";
+import { childrenOf } from "../oci/walk.ts";
+import { recordName } from "../store/record.ts";
+import type { Store, TagRecord } from "../store/types.ts";
+
+/** A row of `list`: the tag record (tag `<none>` for an image pinned by digest) plus its size. */
+export type ListedImage = Pick<TagRecord, "tag" | "digest" | "mediaType" | "created" | "lastPulled"> & {
+  /** `<upstream>/<repository>` */
+  image: string;
+  /** Bytes of the stored manifests, configs and layers the image uses. */
+  size: number;
+};
+
+/** Size on disk of what an image uses; shared blobs count in every image that uses them. */
+function storedSize(store: Store, digest: string, memo: Map<string, Promise<number>>): Promise<number> {
+  let p = memo.get(digest);
+  if (!p) {
+    p = computeSize(store, digest, memo);
+    memo.set(digest, p);
+  }
+  return p;
+}
+
+async function computeSize(store: Store, digest: string, memo: Map<string, Promise<number>>): Promise<number> {
+  const bytes = await store.readManifest(digest);
+  if (!bytes) return 0;
+  let size = bytes.byteLength;
+  const c = childrenOf(bytes);
+  for (const child of c.manifests) size += await storedSize(store, child.digest, memo);
+  for (const b of c.blobs) size += (await store.contentInfo("blobs", b.digest))?.size ?? 0;
+  return size;
+}
+
+export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (where: string) => void): Promise<ListedImage[]> {
+  const memo = new Map<string, Promise<number>>();
+  const records: TagRecord[] = [];
+  for await (const r of store.allTags(onDamaged)) if (!pattern || pattern.test(recordName(r))) records.push(r);
+  const limit = pLimit(32);
+  const out = await Promise.all(records.map((r) => limit(async (): Promise<ListedImage> => {
+    const pinned = !!parseDigest(r.tag);
+    return {
+      image: `${r.upstream}/${r.repository}`, tag: pinned ? "<none>" : r.tag, digest: r.digest, mediaType: r.mediaType,
+      size: await storedSize(store, r.digest, memo), created: r.created, lastPulled: r.lastPulled,
+    };
+  })));
+  return out.sort((a, b) => (a.image === b.image ? a.tag.localeCompare(b.tag) : a.image < b.image ? -1 : 1));
+}

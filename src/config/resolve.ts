@@ -1,0 +1,143 @@
+// Builds the effective Config: defaults, then the YAML file, then command-line flags. Every
+// problem is reported with the key it concerns, e.g. `registries[0].scheme: must be http or https`.
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { isHost } from "../oci/names.ts";
+import { readDockerConfig } from "./docker-config.ts";
+import { ConfigError } from "./error.ts";
+import { DEFAULTS, type Config } from "./schema.ts";
+import { htpasswd, pruneConfig, registry, serverTls, tagPolicies, users } from "./sections.ts";
+import { bool, duration, isObject, logLevel, millis, port, str, type Raw } from "./values.ts";
+
+export { ConfigError };
+
+/** Flag values as the CLI parsed them; undefined means "not given". */
+export interface ConfigFlags {
+  configFile?: string;
+  imagePath?: string;
+  logLevel?: string;
+  logFormat?: string;
+  host?: string;
+  port?: string;
+  defaultNs?: string;
+  pullTimeout?: string;
+  airGapped?: boolean;
+  revalidateAfter?: string;
+  dockerConfig?: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
+  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections"]);
+
+/** Applies one layer of settings (file or flags) onto a config. */
+function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
+  if (raw.imagePath !== undefined) cfg.imagePath = str(raw.imagePath, where("imagePath"));
+  if (raw.host !== undefined) {
+    const h = str(raw.host, where("host"));
+    if (!isHost(h) || h.includes(":") && !h.startsWith("[")) throw new ConfigError(where("host"), `must be an IP address or host name, got ${JSON.stringify(h)}`);
+    cfg.host = h;
+  }
+  if (raw.port !== undefined) cfg.port = port(raw.port, where("port"));
+  if (raw.logLevel !== undefined) cfg.logLevel = logLevel(raw.logLevel, where("logLevel"));
+  if (raw.logFormat !== undefined) {
+    if (raw.logFormat !== "text" && raw.logFormat !== "json") throw new ConfigError(where("logFormat"), "must be text or json");
+    cfg.logFormat = raw.logFormat;
+  }
+  if (raw.defaultNs !== undefined) {
+    const ns = str(raw.defaultNs, where("defaultNs"));
+    if (!isHost(ns)) throw new ConfigError(where("defaultNs"), `must be a registry host, got ${JSON.stringify(ns)}`);
+    cfg.defaultNs = ns.toLowerCase();
+  }
+  if (raw.pullTimeout !== undefined) cfg.pullTimeoutMs = millis(raw.pullTimeout, where("pullTimeout"));
+  if (raw.airGapped !== undefined) cfg.airGapped = bool(raw.airGapped, where("airGapped"));
+  if (raw.revalidateAfter !== undefined) cfg.revalidateAfterMs = duration(raw.revalidateAfter, where("revalidateAfter"));
+  if (raw.tagPolicies !== undefined) cfg.tagPolicies = tagPolicies(raw.tagPolicies, where("tagPolicies"));
+  if (raw.alwaysPullLatest !== undefined && bool(raw.alwaysPullLatest, where("alwaysPullLatest"))) {
+    // The seed's switch, expressed as a freshness rule: `latest` is checked upstream on every pull.
+    cfg.tagPolicies = [{ match: ":latest$", revalidateAfterMs: 0 }, ...cfg.tagPolicies];
+  }
+  if (raw.pruneConfig !== undefined) cfg.pruneConfig = pruneConfig(raw.pruneConfig, where("pruneConfig"));
+  if (raw.upstreams !== undefined) {
+    if (raw.upstreams !== "any" && raw.upstreams !== "listed") throw new ConfigError(where("upstreams"), "must be any or listed");
+    cfg.upstreams = raw.upstreams;
+  }
+  if (raw.maxUpstreamConnections !== undefined) {
+    const n = raw.maxUpstreamConnections;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(where("maxUpstreamConnections"), "must be a whole number from 1 to 1024");
+    cfg.maxUpstreamConnections = n;
+  }
+  if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
+  if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];
+  if (raw.htpasswd !== undefined) cfg.users = [...cfg.users, ...htpasswd(raw.htpasswd, where("htpasswd"))];
+  if (raw.serverTlsConfig !== undefined) cfg.serverTlsConfig = serverTls(raw.serverTlsConfig, where("serverTlsConfig"));
+  if (raw.registries !== undefined) {
+    if (!Array.isArray(raw.registries)) throw new ConfigError(where("registries"), "must be a list");
+    cfg.registries = raw.registries.map((r, i) => registry(r, `${where("registries")}[${i}]`, env));
+    const seen = new Set<string>();
+    cfg.registries.forEach((r, i) => {
+      if (seen.has(r.name)) throw new ConfigError(`registries[${i}].name`, `${r.name} is listed twice`);
+      seen.add(r.name);
+    });
+  }
+}
+
+/** Credentials from a Docker config.json fill registries that have none of their own. */
+function mergeDockerCredentials(cfg: Config, key: string) {
+  for (const [name, auth] of readDockerConfig(cfg.dockerConfig!, key)) {
+    const entry = cfg.registries.find((r) => r.name === name);
+    if (!entry) cfg.registries.push({ name, scheme: "https", auth });
+    else if (!entry.auth) entry.auth = auth;
+  }
+}
+
+/** Parses YAML config text; `source` names the file in errors. */
+export function parseConfigText(text: string, source: string): Raw {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(source, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (raw === null || raw === undefined) return {};
+  if (!isObject(raw)) throw new ConfigError(source, "must be a YAML mapping of keys");
+  for (const k of Object.keys(raw)) {
+    if (!TOP_KEYS.has(k)) throw new ConfigError(k, "unknown key");
+  }
+  return raw;
+}
+
+export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Config {
+  const cfg: Config = { ...DEFAULTS, registries: [], users: [] };
+  if (flags.configFile) {
+    let text: string;
+    try {
+      text = readFileSync(flags.configFile, "utf8");
+    } catch (err) {
+      throw new ConfigError("--config-file", `cannot read ${flags.configFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    apply(cfg, parseConfigText(text, flags.configFile), (k) => k, env);
+  }
+  const flagRaw: Raw = {};
+  const flagName: Record<string, string> = {};
+  const set = (key: string, flag: string, v: unknown) => {
+    if (v !== undefined) {
+      flagRaw[key] = v;
+      flagName[key] = flag;
+    }
+  };
+  set("imagePath", "--image-path", flags.imagePath);
+  set("logLevel", "--log-level", flags.logLevel);
+  set("logFormat", "--log-format", flags.logFormat);
+  set("host", "--host", flags.host);
+  set("port", "--port", flags.port);
+  set("defaultNs", "--default-ns", flags.defaultNs);
+  set("pullTimeout", "--pull-timeout", flags.pullTimeout);
+  set("airGapped", "--air-gapped", flags.airGapped);
+  set("revalidateAfter", "--revalidate-after", flags.revalidateAfter);
+  set("dockerConfig", "--docker-config", flags.dockerConfig);
+  apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
+  if (cfg.dockerConfig) mergeDockerCredentials(cfg, flagName.dockerConfig ?? "dockerConfig");
+  return cfg;
+}
