@@ -10,6 +10,7 @@ import { startCache, type RunningCache } from "../helpers/binary.ts";
 import { startDistribution, type Distribution } from "../helpers/distribution.ts";
 import { startDockerd, type Dockerd } from "../helpers/docker.ts";
 import { configOf, makeImage, makeIndex, pushImage, type Image } from "../helpers/images.ts";
+import { stopAll } from "../helpers/procs.ts";
 
 /** The cache's default namespace: where Docker's registry-mirrors requests (no upstream named) go. */
 const UP = "127.0.1.2";
@@ -56,21 +57,14 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await dockerd?.stop();
-  await cache?.stop();
-  await up?.stop();
-  await hub?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopAll(() => dockerd?.stop(), () => cache?.stop(), () => up?.stop(), () => hub?.stop(), () => {
+    for (const d of [up?.dir, hub?.dir, dir]) if (d) rmSync(d, { recursive: true, force: true });
+  });
 }, 120_000);
 
 /** Requests the cache logged (debug) for a repository path such as `library/hello`, in order. */
 async function cacheRequests(repoPath: string) {
-  // The log reaches us through a pipe: wait until it has been quiet for a moment.
-  for (let len = -1; len !== cache.output().length;) {
-    len = cache.output().length;
-    await Bun.sleep(100);
-  }
-  return [...cache.output().matchAll(/\b(GET|HEAD) (\/v2\/\S+) (\d{3}) [\d.]+ms/g)]
+  return [...(await cache.settledOutput()).matchAll(/\b(GET|HEAD) (\/v2\/\S+) (\d{3}) [\d.]+ms/g)]
     .map((m) => ({ method: m[1]!, path: m[2]!, status: Number(m[3]) }))
     .filter((r) => r.path.startsWith(`/v2/${repoPath}/`));
 }

@@ -62,3 +62,16 @@ export async function unmountUnder(dir: string) {
     if (r.code !== 0) await run(["umount", "-l", m], { allowFail: true });
   }
 }
+
+/** Runs every stop function, even after one failed; then throws the first failure. */
+export async function stopAll(...stops: Array<() => unknown>) {
+  const errors: unknown[] = [];
+  for (const stop of stops) {
+    try {
+      await stop();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length) throw errors[0];
+}
