@@ -28,6 +28,7 @@ const images: Record<string, Image> = {
   multilist: makeIndex(["amd64", "arm64"], { docker: true }),
   offline: makeImage({ docker: true }),
   classicbase: makeImage({ docker: true }),
+  classicpath: makeImage(),
   bkbase: makeImage(),
 };
 const hubbase = makeImage();
@@ -148,6 +149,13 @@ describe("docker build FROM the cache", () => {
     const reqs = await cacheRequests("library/classicbase");
     expect(reqs.map((r) => `${r.method} ${r.path} ${r.status}`)).toContain("HEAD /v2/library/classicbase/manifests/v1 200");
     expect(reqs.filter((r) => r.path.includes("ns="))).toEqual([]);
+  });
+
+  test("the classic builder pulls an in-path FROM through the cache", async () => {
+    const info = await build("built-classic-inpath:v1", `${cacheHost}/${UP}/library/classicpath:v1`, "classic");
+    expect(info.RootFS.Layers[0]).toBe(configOf(images.classicpath!).rootfs.diff_ids[0]!);
+    const reqs = await cacheRequests(`${UP}/library/classicpath`);
+    expect(reqs.map((r) => `${r.method} ${r.path} ${r.status}`)).toContain(`HEAD /v2/${UP}/library/classicpath/manifests/v1 200`);
   });
 
   test("BuildKit pulls an in-path FROM through the cache, with no ns", async () => {
