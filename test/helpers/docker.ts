@@ -33,8 +33,9 @@ export async function startDockerd(mirrorUrl: string, opts: { insecure?: string[
   const execRoot = join(dir, "exec");
   const cliConfig = join(dir, "cli");
   mkdirSync(cliConfig);
-  // An empty daemon.json of its own: the host's /etc/docker/daemon.json must not apply.
-  writeFileSync(join(dir, "daemon.json"), "{}\n");
+  // A daemon.json of its own: the host's /etc/docker/daemon.json must not apply, and dockerd 20.10
+  // would write its identity key to /etc/docker/key.json (no command-line flag for it).
+  writeFileSync(join(dir, "daemon.json"), JSON.stringify({ "deprecated-key-path": join(dir, "key.json") }) + "\n");
   const logPath = join(dir, "dockerd.log");
   const logFd = openSync(logPath, "a");
   const insecure = [new URL(mirrorUrl).host, ...(opts.insecure ?? [])];
