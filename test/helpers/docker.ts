@@ -5,7 +5,7 @@
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { requireTool, run, stopProcess, track, unmountUnder, waitFor } from "./procs.ts";
+import { requireTool, run, stopProcess, track, unmountUnder } from "./procs.ts";
 
 export const DOCKERD = "/usr/sbin/dockerd";
 export const DOCKER = "/usr/bin/docker";
@@ -30,7 +30,6 @@ export async function startDockerd(mirrorUrl: string, opts: { insecure?: string[
   // A short path: the sockets under it must fit in sun_path (108 bytes).
   const dir = mkdtempSync("/tmp/ocireg-docker-");
   const sock = join(dir, "docker.sock");
-  const execRoot = join(dir, "exec");
   const cliConfig = join(dir, "cli");
   mkdirSync(cliConfig);
   // A daemon.json of its own: the host's /etc/docker/daemon.json must not apply, and dockerd 20.10
@@ -41,7 +40,7 @@ export async function startDockerd(mirrorUrl: string, opts: { insecure?: string[
   const insecure = [new URL(mirrorUrl).host, ...(opts.insecure ?? [])];
   const proc: Subprocess = track(Bun.spawn([
     DOCKERD, "--config-file", join(dir, "daemon.json"),
-    "--data-root", join(dir, "data"), "--exec-root", execRoot, "--pidfile", join(dir, "docker.pid"),
+    "--data-root", join(dir, "data"), "--exec-root", join(dir, "exec"), "--pidfile", join(dir, "docker.pid"),
     "-H", `unix://${sock}`,
     "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false", "--ip-masq=false",
     "--storage-driver=vfs",
@@ -55,13 +54,7 @@ export async function startDockerd(mirrorUrl: string, opts: { insecure?: string[
 
   const stop = async () => {
     await stopProcess(proc);
-    // dockerd starts its own containerd; it stops it on SIGTERM, but not when it was killed.
-    const ctrPid = Number(readIfExists(join(execRoot, "containerd", "containerd.pid")));
-    if (ctrPid > 0 && readIfExists(`/proc/${ctrPid}/cmdline`).includes(execRoot)) {
-      process.kill(ctrPid, "SIGTERM");
-      await waitFor("dockerd's containerd to exit", async () => /\) [ZX] /.test(readIfExists(`/proc/${ctrPid}/stat`) || ") X "), 10_000)
-        .catch(() => process.kill(ctrPid, "SIGKILL"));
-    }
+    // The containerd dockerd started stops with it (on SIGTERM, and by parent-death signal if killed).
     await unmountUnder(dir);
     rmSync(dir, { recursive: true, force: true });
   };
@@ -76,12 +69,4 @@ export async function startDockerd(mirrorUrl: string, opts: { insecure?: string[
     await Bun.sleep(100);
   }
   return { dir, sock, docker, log, stop };
-}
-
-function readIfExists(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return "";
-  }
 }
