@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Installs the real peers the e2e tests run against (Debian packages): the CNCF distribution
-# registry, skopeo, containerd, podman, openssl, htpasswd. Needs root; skips what is present.
+# registry, skopeo, containerd, podman, Docker Engine (docker.io), buildah, openssl, htpasswd,
+# then builds crane (scripts/build-crane.sh). Needs root; skips what is present.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v containerd >/dev/null || need+=(containerd)
 command -v podman >/dev/null || need+=(podman)
+# Debian's dockerd and CLI by path: a newer docker CLI elsewhere on PATH does not count.
+{ [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || need+=(docker.io)
+[ -x /usr/bin/buildah ] || need+=(buildah)
 command -v openssl >/dev/null || need+=(openssl)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
-[ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" != 0 ]; then
-  echo "install-test-deps: missing ${need[*]}; run as root (or install them) for the e2e tests" >&2
-  exit 1
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-test-deps: missing ${need[*]}; run as root (or install them) for the e2e tests" >&2
+    exit 1
+  fi
+  echo "install-test-deps: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-echo "install-test-deps: installing ${need[*]}"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+bash scripts/build-crane.sh

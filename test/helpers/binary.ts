@@ -12,6 +12,8 @@ export interface RunningCache {
   proc: Subprocess;
   /** Everything the process has logged so far. */
   output(): string;
+  /** The log once it has been quiet for 100 ms: lines logged before a reply may still be in the pipe. */
+  settledOutput(): Promise<string>;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -45,6 +47,13 @@ export async function startCache(args: string[], env: Record<string, string> = {
   return {
     port, url: `http://127.0.0.1:${port}`, proc,
     output: () => out,
+    async settledOutput() {
+      for (let len = -1; len !== out.length;) {
+        len = out.length;
+        await Bun.sleep(100);
+      }
+      return out;
+    },
     stop: (signal = "SIGTERM") => stopProcess(proc, signal),
   };
 }

@@ -1,10 +1,11 @@
 // Real registry clients driven the way users set them up: skopeo (in-path form), containerd's
-// ctr with a hosts.toml mirror (?ns= form), podman with a registries.conf mirror.
+// ctr with a hosts.toml mirror (?ns= form), podman with a registries.conf mirror, buildah and
+// crane. Docker Engine has its own helper (docker.ts).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { requireTool, run, stopProcess, track, waitFor } from "./procs.ts";
+import { requireTool, run, stopProcess, track, unmountUnder, waitFor } from "./procs.ts";
 
 function tmp(prefix: string) {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -94,4 +95,38 @@ export async function podmanPull(ref: string, upstreamHost: string, mirror: stri
     await run([...base, "system", "reset", "--force"], { env, allowFail: true });
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+export interface Buildah {
+  dir: string;
+  /** `buildah --root R --runroot RR --storage-driver vfs --registries-conf C ...args`. */
+  run(args: string[]): Promise<{ stdout: string; stderr: string; code: number }>;
+  cleanup(): Promise<void>;
+}
+
+/** A buildah with storage and a registries.conf (`registriesConf`, TOML text) of its own. */
+export function makeBuildah(registriesConf: string): Buildah {
+  requireTool("/usr/bin/buildah");
+  const dir = tmp("ocireg-buildah-");
+  const conf = join(dir, "registries.conf");
+  writeFileSync(conf, registriesConf);
+  const base = ["buildah", "--root", join(dir, "root"), "--runroot", join(dir, "run"), "--storage-driver", "vfs",
+    "--registries-conf", conf];
+  return {
+    dir,
+    run: (args) => run([...base, ...args]),
+    async cleanup() {
+      await run([...base, "rmi", "--all", "--force"], { allowFail: true });
+      await unmountUnder(dir);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** crane (go-containerregistry), as scripts/build-crane.sh installs it. */
+export const CRANE = process.env.CRANE ?? "/usr/local/bin/crane";
+
+export function crane(args: string[], opts: { cwd?: string } = {}) {
+  requireTool(CRANE);
+  return run([CRANE, ...args], opts);
 }

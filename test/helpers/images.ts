@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { digestOf } from "../../src/oci/digest.ts";
 import { parseChallenge } from "../../src/upstream/auth.ts";
 import {
-  DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+  DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 } from "../../src/oci/mediatypes.ts";
 
 export interface Blob {
@@ -90,16 +90,23 @@ export function makeImage(opts: ImageOptions = {}): Image {
   return { mediaType, manifest, digest: digestOf(manifest), blobs: [config, layer], children: [] };
 }
 
-export function makeIndex(arches: string[]): Image {
-  const children = arches.map((arch) => makeImage({ arch }));
+/** An OCI image index, or a Docker manifest list of Docker images with `docker: true`. */
+export function makeIndex(arches: string[], opts: { docker?: boolean } = {}): Image {
+  const children = arches.map((arch) => makeImage({ arch, docker: opts.docker }));
+  const mediaType = opts.docker ? DOCKER_MANIFEST_LIST : OCI_INDEX;
   const manifest = json({
-    schemaVersion: 2, mediaType: OCI_INDEX,
+    schemaVersion: 2, mediaType,
     manifests: children.map((c, i) => ({
       mediaType: c.mediaType, digest: c.digest, size: c.manifest.byteLength,
       platform: { architecture: arches[i], os: "linux" },
     })),
   });
-  return { mediaType: OCI_INDEX, manifest, digest: digestOf(manifest), blobs: [], children };
+  return { mediaType, manifest, digest: digestOf(manifest), blobs: [], children };
+}
+
+/** The config blob of an image (not an index), parsed. */
+export function configOf(img: Image): { architecture: string; rootfs: { diff_ids: string[] } } {
+  return JSON.parse(new TextDecoder().decode(img.blobs[0]!.bytes));
 }
 
 export interface PushTarget {

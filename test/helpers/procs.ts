@@ -1,5 +1,6 @@
 // Starting and stopping test processes; every process a test starts is stopped by it.
 import type { Subprocess } from "bun";
+import { readFileSync } from "node:fs";
 
 const started = new Set<Subprocess>();
 // A test that times out never reaches its afterAll: kill what it started when the runner exits.
@@ -47,4 +48,30 @@ export function requireTool(path: string) {
   if (!Bun.which(path) && !require("node:fs").existsSync(path)) {
     throw new Error(`${path} is required for the e2e tests; run scripts/install-test-deps.sh (as root) first`);
   }
+}
+
+/** Unmounts everything mounted under `dir` (deepest first), as daemons may leave mounts behind. */
+export async function unmountUnder(dir: string) {
+  const prefix = dir.endsWith("/") ? dir : `${dir}/`;
+  const points = readFileSync("/proc/self/mounts", "utf8").split("\n")
+    .map((l) => l.split(" ")[1]?.replace(/\\040/g, " "))
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(prefix)))
+    .sort((a, b) => b.length - a.length);
+  for (const m of points) {
+    const r = await run(["umount", m], { allowFail: true });
+    if (r.code !== 0) await run(["umount", "-l", m], { allowFail: true });
+  }
+}
+
+/** Runs every stop function, even after one failed; then throws the first failure. */
+export async function stopAll(...stops: Array<() => unknown>) {
+  const errors: unknown[] = [];
+  for (const stop of stops) {
+    try {
+      await stop();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length) throw errors[0];
 }
