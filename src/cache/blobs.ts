@@ -81,8 +81,8 @@ export function createBlobs(ctx: CacheContext) {
   }
 
   return {
-    /** Where a blob's bytes come from. `fetch: false` (HEAD) only asks upstream for the size. */
-    async get(target: Target, digest: string, fetch: boolean): Promise<BlobSource> {
+    /** Where a blob's bytes come from. `sizeOnly` (a HEAD) asks upstream for the size and downloads nothing. */
+    async get(target: Target, digest: string, opts: { sizeOnly?: boolean } = {}): Promise<BlobSource> {
       const running = flights.get(`${target.upstream} ${digest}`);
       const joined = running ? await running.catch(() => null) : null;
       if (joined && !joined.done) return { kind: "download", size: joined.total, download: joined };
@@ -91,7 +91,7 @@ export function createBlobs(ctx: CacheContext) {
       if (ctx.airGapped) {
         throw new CacheError("air-gapped", "blob", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
       }
-      if (!fetch) {
+      if (opts.sizeOnly) {
         const res = await openUpstream(target, digest, "HEAD");
         res.body?.cancel().catch(() => {});
         return { kind: "remote", size: contentLength(res) };
@@ -106,7 +106,7 @@ export function createBlobs(ctx: CacheContext) {
     },
     /** Makes sure a blob is stored, downloading it if needed; returns the bytes this call downloaded. */
     async ensure(target: Target, digest: string): Promise<number> {
-      const source = await this.get(target, digest, true);
+      const source = await this.get(target, digest);
       if (source.kind !== "download") return 0;
       await source.download.settled();
       if (source.download.error) {

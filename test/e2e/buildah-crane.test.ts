@@ -10,7 +10,7 @@ import { crane, makeBuildah, type Buildah } from "../helpers/clients.ts";
 import { startDistribution, type Distribution } from "../helpers/distribution.ts";
 import { configOf, makeImage, makeIndex, pushImage, type Image } from "../helpers/images.ts";
 import { run, stopAll } from "../helpers/procs.ts";
-import { DEFAULT_ACCEPT } from "../../src/oci/mediatypes.ts";
+import { MANIFEST_TYPES } from "../../src/oci/mediatypes.ts";
 
 const UP = "127.0.1.4";
 const CONTENT = "exported through the cache\n";
@@ -44,7 +44,7 @@ afterAll(async () => {
 
 /** The digest the upstream itself gives `repository:reference`. */
 async function upstreamDigest(repository: string, reference: string) {
-  const res = await fetch(`${up.base}/v2/${repository}/manifests/${reference}`, { method: "HEAD", headers: { Accept: DEFAULT_ACCEPT } });
+  const res = await fetch(`${up.base}/v2/${repository}/manifests/${reference}`, { method: "HEAD", headers: { Accept: MANIFEST_TYPES.join(", ") } });
   expect(res.status).toBe(200);
   return res.headers.get("docker-content-digest");
 }

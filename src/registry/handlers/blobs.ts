@@ -33,7 +33,7 @@ export function parseRange(header: string | null, size: number): ByteRange | nul
 
 export async function handleBlob(cache: Cache, rc: RequestContext, digest: string): Promise<Response> {
   if (!isDigest(digest)) throw new RegistryError("DIGEST_INVALID", `invalid digest ${JSON.stringify(digest)}`);
-  const source = await cache.blobs.get(rc.target, digest, rc.method === "GET");
+  const source = await cache.blobs.get(rc.target, digest, { sizeOnly: rc.method === "HEAD" });
   const headers: Record<string, string> = {
     ...API_VERSION,
     "Content-Type": "application/octet-stream",
