@@ -209,6 +209,7 @@ describe("far side", () => {
   });
 
   test("prune --older-than removes exactly the untouched images and their unshared blobs", async () => {
+    // The cut-off below is 2 s: let the images loaded earlier become that old (time is what is tested).
     await Bun.sleep(2500);
     // Touch two images; shutdown writes their last-pulled times.
     for (const n of ["big", "pinned"] as const) {

@@ -10,7 +10,7 @@ import { skopeoCopy } from "../helpers/clients.ts";
 import { startDistribution, type Distribution } from "../helpers/distribution.ts";
 import { startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
 import { makeImage, pushImage } from "../helpers/images.ts";
-import { run } from "../helpers/procs.ts";
+import { run, waitFor } from "../helpers/procs.ts";
 import { digestOf } from "../../src/oci/digest.ts";
 import { tempFiles, largestTempFile } from "../helpers/store-files.ts";
 
@@ -55,13 +55,14 @@ async function sha256Of(res: Response) {
 
 describe("single flight", () => {
   test("32 clients on one cold 50 MiB blob, half joining late and one by range, cause one upstream fetch", async () => {
-    const { cache } = await freshCache();
+    const { store, cache } = await freshCache();
     proxy.faults = { throttle: 25 * 1024 * 1024 };
     try {
       const before = blobGets(bigLayer.digest);
       const url = `${cache.url}/v2/${PROXY}/big/blobs/${bigLayer.digest}`;
       const early = Array.from({ length: 16 }, () => fetch(url).then(sha256Of));
-      await Bun.sleep(700);
+      // Late joiners arrive once part of the blob is downloaded.
+      await waitFor("part of the blob to be downloaded", async () => largestTempFile(store) > 8 * 1024 * 1024);
       const late = Array.from({ length: 15 }, () => fetch(url).then(sha256Of));
       const ranged = fetch(url, { headers: { Range: "bytes=1000000-1999999" } }).then(async (r) => ({
         status: r.status, bytes: new Uint8Array(await r.arrayBuffer()),
@@ -116,13 +117,12 @@ describe("crashes and shutdown", () => {
   test("SIGTERM lets a running download finish, records last-pulled times and leaves no temp files", async () => {
     const { store, cache } = await freshCache();
     expect((await skopeoCopy(`127.0.0.1:${cache.port}/${PROXY}/small:v1`)).digest).toBe(small.digest);
-    await Bun.sleep(20);
     // A warm pull only updates the in-memory record; shutdown must write it.
     expect((await skopeoCopy(`127.0.0.1:${cache.port}/${PROXY}/small:v1`)).digest).toBe(small.digest);
     proxy.faults = { throttle: 40 * 1024 * 1024 };
     const res = await fetch(`${cache.url}/v2/${PROXY}/big/blobs/${bigLayer.digest}`);
     const body = sha256Of(res);
-    await Bun.sleep(200);
+    await waitFor("the download to be under way", async () => largestTempFile(store) > 0);
     await cache.stop("SIGTERM");
     proxy.faults = {};
     expect(await body).toBe(bigLayer.digest);
@@ -151,7 +151,7 @@ describe("upstream faults through the binary", () => {
     const outcome = await fetch(`${cache.url}/v2/${PROXY}/small/blobs/${small.blobs[1]!.digest}`)
       .then(async (r) => (r.status === 200 ? (await r.arrayBuffer(), "complete") : `status ${r.status}`))
       .catch(() => "aborted");
-    expect(outcome).not.toBe("complete");
+    expect(["aborted", "status 502"]).toContain(outcome);
     proxy.faults = {};
     expect(readdirSync(join(store, "blobs/sha256"))).not.toContain(small.blobs[1]!.digest.slice(7));
     const ok = await fetch(`${cache.url}/v2/${PROXY}/small/blobs/${small.blobs[1]!.digest}`);

@@ -54,7 +54,14 @@ export function createFakeUpstream(): FakeUpstream {
       if (t) {
         const list = tags.get(t[1]!);
         if (!list) return Response.json({ errors: [{ code: "NAME_UNKNOWN", message: "unknown" }] }, { status: 404 });
-        return Response.json({ name: t[1], tags: list });
+        // Paginated as distribution does: `n` tags after `last`, and a Link when more remain.
+        const n = url.searchParams.get("n");
+        const last = url.searchParams.get("last");
+        const after = last ? list.filter((x) => x > last) : list;
+        const page = n === null ? after : after.slice(0, Number(n));
+        const more = page.length < after.length;
+        const link = more ? { Link: `</v2/${t[1]}/tags/list?n=${n}&last=${page.at(-1)}>; rel="next"` } : undefined;
+        return Response.json({ name: t[1], tags: page }, { headers: link });
       }
       if (url.pathname === "/v2/") return Response.json({});
       return new Response("not found", { status: 404 });

@@ -18,10 +18,12 @@ export interface TestRegistryOptions {
   defaultNs?: string;
   tagPolicies?: Array<{ match: RegExp; revalidateAfterMs: number }>;
   allowUpstream?: (upstream: string) => boolean;
+  /** An existing store to use (another test registry's `root`). */
+  root?: string;
 }
 
 export async function createTestRegistry(opts: TestRegistryOptions = {}) {
-  const root = mkdtempSync(join(tmpdir(), "ocireg-unit-"));
+  const root = opts.root ?? mkdtempSync(join(tmpdir(), "ocireg-unit-"));
   const store = createFsStore(root);
   await store.init();
   const upstream = createFakeUpstream();

@@ -6,6 +6,7 @@ import { isHost, isRepositoryName, isTag } from "../../src/oci/names.ts";
 import { parseImageReference } from "../../src/oci/reference.ts";
 import { parseRange } from "../../src/registry/handlers/blobs.ts";
 import { resolveTarget } from "../../src/registry/target.ts";
+import { recordName } from "../../src/store/record.ts";
 
 const HEX = "a".repeat(64);
 
@@ -54,10 +55,14 @@ describe("resolveTarget: which upstream a request means", () => {
     expect(resolveTarget(name, ns, "docker.io")).toEqual({ ok: true, target: { upstream, repository } });
   });
 
-  test("docker.io and quay.io nginx never share a cache key", () => {
-    const a = resolveTarget("nginx", "docker.io", "docker.io");
-    const b = resolveTarget("library/nginx", "quay.io", "docker.io");
-    expect(a.ok && b.ok && a.target.upstream !== b.target.upstream).toBe(true);
+  test("a one-part name gets library/ on Docker Hub only, so records on two upstreams never collide", () => {
+    const hub = resolveTarget("nginx", "index.docker.io", "docker.io");
+    const quay = resolveTarget("nginx", "quay.io", "docker.io");
+    expect(hub).toEqual({ ok: true, target: { upstream: "docker.io", repository: "library/nginx" } });
+    expect(quay).toEqual({ ok: true, target: { upstream: "quay.io", repository: "nginx" } });
+    const name = (r: typeof hub) => (r.ok ? recordName({ ...r.target, tag: "1" }) : "");
+    expect(name(hub)).toBe("docker.io/library/nginx:1");
+    expect(name(quay)).toBe("quay.io/nginx:1");
   });
 
   test.each([["..", null], ["x", "evil/host"], ["x", "a b"], ["UPPER", null], ["quay.io/", null]])(

@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { makeImage, makeIndex } from "../helpers/images.ts";
+import { waitFor } from "../helpers/procs.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
 
 async function errorCode(res: Response) {
@@ -133,8 +134,16 @@ describe("manifests", () => {
   });
 
   test("air-gapped: cached tags are served, nothing else is fetched", async () => {
-    const r = await createTestRegistry({ airGapped: true });
-    const res = await r.request("/v2/app/manifests/v1");
+    const online = await createTestRegistry();
+    const img = makeImage();
+    online.upstream.add("app", "v1", img);
+    expect((await online.request("/v2/app/manifests/v1")).status).toBe(200);
+    const r = await createTestRegistry({ airGapped: true, root: online.root, revalidateAfterMs: 0 });
+    r.upstream.add("app", "v1", makeImage()); // the upstream moved on; an air-gapped cache never asks
+    const cached = await r.request("/v2/app/manifests/v1");
+    expect(cached.status).toBe(200);
+    expect(cached.headers.get("docker-content-digest")).toBe(img.digest);
+    const res = await r.request("/v2/app/manifests/v2");
     expect(res.status).toBe(404);
     expect(await errorCode(res)).toBe("MANIFEST_UNKNOWN");
     expect(r.upstream.log).toEqual([]);
@@ -193,7 +202,6 @@ describe("blobs", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-length")).toBe(String(blob.bytes.byteLength));
     expect(new Uint8Array(await res.arrayBuffer())).toEqual(blob.bytes);
-    await Bun.sleep(10);
     r.upstream.log.length = 0;
     const warm = await r.request(`/v2/app/blobs/${blob.digest}`);
     expect(new Uint8Array(await warm.arrayBuffer())).toEqual(blob.bytes);
@@ -208,7 +216,7 @@ describe("blobs", () => {
       expect(res.status).toBe(206);
       expect(res.headers.get("content-range")).toBe(`bytes 10-19/${size}`);
       expect(new Uint8Array(await res.arrayBuffer())).toEqual(blob.bytes.subarray(10, 20));
-      await Bun.sleep(10);
+      await waitFor("the blob to be stored", async () => !!(await r.store.statBlob(blob.digest)));
     }
     const bad = await r.request(`/v2/app/blobs/${blob.digest}`, { headers: { Range: `bytes=${size}-` } });
     expect(bad.status).toBe(416);
@@ -247,8 +255,16 @@ describe("tags/list", () => {
   test("from upstream, paginated with a Link header", async () => {
     const r = await createTestRegistry();
     for (const t of ["a", "b", "c"]) r.upstream.add("app", t, makeImage());
-    const res = await r.request("/v2/app/tags/list");
-    expect(await res.json()).toEqual({ name: "app", tags: ["a", "b", "c"] });
+    const all = await r.request("/v2/app/tags/list");
+    expect(await all.json()).toEqual({ name: "app", tags: ["a", "b", "c"] });
+    expect(all.headers.get("link")).toBeNull();
+    const page = await r.request("/v2/app/tags/list?n=2");
+    expect(await page.json()).toEqual({ name: "app", tags: ["a", "b"] });
+    expect(page.headers.get("link")).toBe('</v2/app/tags/list?n=2&last=b>; rel="next"');
+    expect(r.upstream.log.at(-1)).toBe("GET /v2/app/tags/list?n=2");
+    const next = await r.request("/v2/app/tags/list?n=2&last=b");
+    expect(await next.json()).toEqual({ name: "app", tags: ["c"] });
+    expect(next.headers.get("link")).toBeNull();
   });
 
   test("from the cached tags when the upstream is unreachable", async () => {

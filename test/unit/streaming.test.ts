@@ -4,7 +4,8 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../src/oci/digest.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
-import { tempFiles } from "../helpers/store-files.ts";
+import { waitFor } from "../helpers/procs.ts";
+import { largestTempFile, tempFiles } from "../helpers/store-files.ts";
 
 /** An upstream body that sends `first`, then waits for `release` before sending `rest`. */
 function gatedBody(first: Uint8Array, rest: Uint8Array) {
@@ -81,7 +82,6 @@ describe("cold blob streaming", () => {
     };
     const res = await r.request(`/v2/app/blobs/${digest}`);
     await expect(res.arrayBuffer()).rejects.toThrow();
-    await Bun.sleep(10);
     expect(readdirSync(join(r.root, "blobs/sha256"))).toEqual([]);
     const again = await r.request(`/v2/app/blobs/${digest}`);
     expect(new Uint8Array(await again.arrayBuffer())).toEqual(all);
@@ -102,7 +102,7 @@ describe("cold blob streaming", () => {
       return new Response(g.body, { headers: { "Content-Length": String(all.byteLength) } });
     };
     const early = await Promise.all(Array.from({ length: 4 }, () => r.request(`/v2/app/blobs/${digest}`)));
-    await Bun.sleep(20);
+    await waitFor("the first half to be downloaded", async () => largestTempFile(r.root) >= first.byteLength);
     const late = await r.request(`/v2/app/blobs/${digest}`, { headers: { Range: "bytes=150000-" } });
     g.release();
     const bodies = await Promise.all(early.map((x) => x.arrayBuffer()));
