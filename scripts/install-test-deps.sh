@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the e2e tests run against (Debian packages): the CNCF distribution
 # registry, skopeo, containerd, podman, Docker Engine (docker.io), buildah, openssl, htpasswd,
-# then builds crane (scripts/build-crane.sh). Needs root; skips what is present.
+# jq (image build), systemd-analyze (unit check), unzip; then builds crane
+# (scripts/build-crane.sh) and installs helm (scripts/get-helm.sh). Needs root; skips what is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -14,6 +15,9 @@ command -v podman >/dev/null || need+=(podman)
 [ -x /usr/bin/buildah ] || need+=(buildah)
 command -v openssl >/dev/null || need+=(openssl)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v jq >/dev/null || need+=(jq)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v unzip >/dev/null || need+=(unzip)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root (or install them) for the e2e tests" >&2
@@ -24,3 +28,4 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 bash scripts/build-crane.sh
+bash scripts/get-helm.sh
