@@ -48,11 +48,13 @@ export function createBlobs(ctx: CacheContext) {
     const spool = await ctx.store.spool();
     ctx.log.debug(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
     const started = ctx.now();
+    ctx.observe.downloadStarted?.();
     return Download.start({
       digest, total, spool, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
       idleTimeoutMs: ctx.pullTimeoutMs,
       onEnd: (d) => {
         flights.delete(key);
+        ctx.observe.downloadEnded?.(d.written, !d.error);
         if (d.error) ctx.log.warn(`download of ${target.upstream}/${target.repository}@${digest} failed: ${d.error.message}`);
         else ctx.log.info(`downloaded ${target.upstream}/${target.repository}@${digest}: ${d.written} bytes in ${ctx.now() - started} ms`);
       },
@@ -63,7 +65,8 @@ export function createBlobs(ctx: CacheContext) {
   function flight(target: Target, digest: string): Promise<Download | null> {
     const key = `${target.upstream} ${digest}`;
     let p = flights.get(key);
-    if (!p) {
+    if (p) ctx.observe.joined?.();
+    else {
       p = (async () => ((await ctx.store.statBlob(digest)) ? null : startDownload(key, target, digest)))();
       flights.set(key, p);
       p.then((d) => d ?? flights.delete(key), () => flights.delete(key));
@@ -85,9 +88,17 @@ export function createBlobs(ctx: CacheContext) {
     async get(target: Target, digest: string, opts: { sizeOnly?: boolean } = {}): Promise<BlobSource> {
       const running = flights.get(`${target.upstream} ${digest}`);
       const joined = running ? await running.catch(() => null) : null;
-      if (joined && !joined.done) return { kind: "download", size: joined.total, download: joined };
+      if (joined && !joined.done) {
+        ctx.observe.miss?.("blob");
+        ctx.observe.joined?.();
+        return { kind: "download", size: joined.total, download: joined };
+      }
       const stored = await storedSource(digest);
-      if (stored) return stored;
+      if (stored) {
+        ctx.observe.hit?.("blob");
+        return stored;
+      }
+      ctx.observe.miss?.("blob");
       if (ctx.airGapped) {
         throw new CacheError("air-gapped", "blob", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
       }

@@ -12,6 +12,18 @@ export interface CacheLogger {
   warn(msg: string): void;
 }
 
+/** What the cache reports for metrics; every hook is optional and must be cheap. */
+export interface CacheObserver {
+  /** Served from memory or the store. */
+  hit?(kind: "manifest" | "blob"): void;
+  /** Had to ask an upstream (or join a download that did). */
+  miss?(kind: "manifest" | "blob"): void;
+  downloadStarted?(): void;
+  downloadEnded?(bytes: number, ok: boolean): void;
+  /** A client joined a download another client started. */
+  joined?(): void;
+}
+
 export interface CacheOptions {
   store: Store;
   upstreams: Upstreams;
@@ -27,6 +39,7 @@ export interface CacheOptions {
   tagPolicies?: Array<{ match: RegExp; revalidateAfterMs: number }>;
   log: CacheLogger;
   now?: () => number;
+  observe?: CacheObserver;
 }
 
 export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes">> {

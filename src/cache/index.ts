@@ -11,7 +11,7 @@ import { createReferrers } from "./referrers.ts";
 import { createTags } from "./tags.ts";
 
 export type { BlobSource } from "./blobs.ts";
-export type { CacheOptions, CacheLogger } from "./context.ts";
+export type { CacheObserver, CacheOptions, CacheLogger } from "./context.ts";
 export { CacheError, type CacheFailure, type CacheSubject } from "./errors.ts";
 export type { ManifestResult } from "./manifests.ts";
 export type { TagList } from "./tags.ts";
@@ -28,6 +28,7 @@ export function createCache(opts: CacheOptions) {
   const ctx: CacheContext = {
     ...opts,
     now,
+    observe: opts.observe ?? {},
     tagPolicies: opts.tagPolicies ?? [],
     declaredSizes: new BoundedMap(DECLARED_SIZES),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),

@@ -112,6 +112,7 @@ export function createManifests(ctx: CacheContext) {
     await ctx.store.writeManifest(digest, bytes);
     ctx.memory.set(m);
     remember(target.upstream, m);
+    ctx.observe.miss?.("manifest");
     return m;
   }
 
@@ -144,11 +145,13 @@ export function createManifests(ctx: CacheContext) {
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           ctx.records.pulled(rec, false);
+          ctx.observe.hit?.("manifest");
           return m;
         }
         const current = await stillCurrent(target, rec, accept);
         if (current !== false) {
           ctx.records.pulled(rec, current === true);
+          ctx.observe.hit?.("manifest");
           return m;
         }
         ctx.log.info(`tag ${target.upstream}/${target.repository}:${tag} moved upstream; fetching it again`);
@@ -165,7 +168,10 @@ export function createManifests(ctx: CacheContext) {
 
   async function byDigest(target: Target, digest: string, accept: string): Promise<ManifestResult> {
     const m = await stored(digest);
-    if (m) return m;
+    if (m) {
+      ctx.observe.hit?.("manifest");
+      return m;
+    }
     if (ctx.airGapped) {
       throw new CacheError("air-gapped", "manifest", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
     }
@@ -183,7 +189,10 @@ export function createManifests(ctx: CacheContext) {
       if (isDigest(reference)) {
         ctx.records.pulledPin(target, reference);
         const hot = ctx.memory.get(reference);
-        if (hot) return Promise.resolve(hot);
+        if (hot) {
+          ctx.observe.hit?.("manifest");
+          return Promise.resolve(hot);
+        }
       }
       const key = `${target.upstream} ${target.repository} ${reference}`;
       let p = inflight.get(key);

@@ -12,6 +12,8 @@ export interface PruneOptions {
   olderThanMs: number;
   by: "lastPulled" | "created";
   pattern?: RegExp;
+  /** Only records this accepts (e.g. one image for the admin API's DELETE). */
+  select?: (r: TagRecord) => boolean;
   dryRun: boolean;
   /** At most this many images per run (all when undefined). */
   limit?: number;
@@ -49,7 +51,8 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
   for (const r of records) {
     const when = Date.parse(opts.by === "created" ? r.created : r.lastPulled);
     const old = !Number.isNaN(when) && now - when > opts.olderThanMs;
-    if (old && (!opts.pattern || opts.pattern.test(recordName(r))) && (opts.limit === undefined || remove.length < opts.limit)) remove.push(r);
+    if (!old || (opts.pattern && !opts.pattern.test(recordName(r))) || (opts.select && !opts.select(r))) continue;
+    if (opts.limit === undefined || remove.length < opts.limit) remove.push(r);
   }
   const report: PruneReport = { images: remove.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, unreferenced: 0, skipped: [], dryRun: opts.dryRun };
   for (const r of remove) {

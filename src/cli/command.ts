@@ -58,7 +58,9 @@ export function command<A extends ArgsDef>(def: {
       let code: number;
       try {
         const cfg = resolveConfig({ ...globalFlags(args), ...def.flags?.(args) });
-        const log = createLogger(cfg.logLevel, cfg.logFormat);
+        const { log, reopen } = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+        // logrotate moves the file, then sends SIGHUP: write to a new one from then on.
+        if (cfg.logFile) process.on("SIGHUP", reopen);
         code = (await def.run({ args, rawArgs, cfg, log })) ?? 0;
       } catch (err) {
         code = reportError(err);

@@ -8,6 +8,7 @@ export const globalArgs = {
   "image-path": { type: "string", description: "Image store directory (default: /var/lib/ociregistry)", valueHint: "DIR" },
   "log-level": { type: "string", description: "error, warn, info, debug or trace (default: info)", valueHint: "LEVEL" },
   "log-format": { type: "string", description: "text or json (default: text)", valueHint: "FORMAT" },
+  "log-file": { type: "string", description: "Append logs to this file (reopened on SIGHUP) instead of standard error", valueHint: "FILE" },
 } as const satisfies ArgsDef;
 
 const VALUE_FLAGS = new Set(Object.keys(globalArgs).map((k) => `--${k}`));
@@ -30,7 +31,7 @@ export function hoistGlobalFlags(argv: string[]): string[] {
 
 export function globalFlags(args: Record<string, unknown>): ConfigFlags {
   const s = (k: string) => (typeof args[k] === "string" ? (args[k] as string) : undefined);
-  return { configFile: s("config-file"), imagePath: s("image-path"), logLevel: s("log-level"), logFormat: s("log-format") };
+  return { configFile: s("config-file"), imagePath: s("image-path"), logLevel: s("log-level"), logFormat: s("log-format"), logFile: s("log-file") };
 }
 
 /** Flags of the commands that talk to upstreams (serve, load). */

@@ -6,7 +6,7 @@ import { isHost } from "../oci/names.ts";
 import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
 import { DEFAULTS, type Config } from "./schema.ts";
-import { htpasswd, pruneConfig, registry, serverTls, tagPolicies, users } from "./sections.ts";
+import { adminToken, htpasswd, pruneConfig, registry, serverTls, tagPolicies, users } from "./sections.ts";
 import { bool, duration, isObject, logLevel, millis, port, str, type Raw } from "./values.ts";
 
 export { ConfigError };
@@ -24,12 +24,14 @@ export interface ConfigFlags {
   airGapped?: boolean;
   revalidateAfter?: string;
   dockerConfig?: string;
+  logFile?: string;
 }
 
 type Env = Record<string, string | undefined>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
-  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections"]);
+  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections",
+  "metrics", "health", "admin", "logFile"]);
 
 /** Applies one layer of settings (file or flags) onto a config. */
 function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
@@ -68,6 +70,10 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
     if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(where("maxUpstreamConnections"), "must be a whole number from 1 to 1024");
     cfg.maxUpstreamConnections = n;
   }
+  if (raw.metrics !== undefined) cfg.metrics = typeof raw.metrics === "boolean" || raw.metrics === "true" || raw.metrics === "false" ? bool(raw.metrics, where("metrics")) : port(raw.metrics, where("metrics"));
+  if (raw.health !== undefined) cfg.healthPort = port(raw.health, where("health"));
+  if (raw.admin !== undefined) cfg.adminToken = adminToken(raw.admin, where("admin"), env);
+  if (raw.logFile !== undefined) cfg.logFile = str(raw.logFile, where("logFile"));
   if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
   if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];
   if (raw.htpasswd !== undefined) cfg.users = [...cfg.users, ...htpasswd(raw.htpasswd, where("htpasswd"))];
@@ -137,6 +143,7 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
   set("airGapped", "--air-gapped", flags.airGapped);
   set("revalidateAfter", "--revalidate-after", flags.revalidateAfter);
   set("dockerConfig", "--docker-config", flags.dockerConfig);
+  set("logFile", "--log-file", flags.logFile);
   apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
   if (cfg.dockerConfig) mergeDockerCredentials(cfg, flagName.dockerConfig ?? "dockerConfig");
   return cfg;

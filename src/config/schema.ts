@@ -79,6 +79,14 @@ export interface Config {
   users: DownstreamUser[];
   serverTlsConfig?: ServerTls;
   pruneConfig?: PruneConfig;
+  /** `/metrics` on the main port (true), off (false), or on a port of its own. */
+  metrics: boolean | number;
+  /** `/healthz` and `/readyz` also on a port of their own. */
+  healthPort?: number;
+  /** The admin API's bearer token; the admin API is off without one. */
+  adminToken?: string;
+  /** Log to this file (reopened on SIGHUP) instead of standard error. */
+  logFile?: string;
 }
 
 export const DEFAULTS: Config = {
@@ -96,4 +104,5 @@ export const DEFAULTS: Config = {
   upstreams: "any",
   maxUpstreamConnections: 32,
   users: [],
+  metrics: true,
 };

@@ -130,3 +130,19 @@ export function htpasswd(path: unknown, key: string): DownstreamUser[] {
   });
   return out;
 }
+
+/** `admin: {token | tokenFromEnv}`: the admin API's bearer token (at least 16 characters). */
+export function adminToken(v: unknown, key: string, env: Env): string {
+  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with token or tokenFromEnv");
+  keysOf(v, key, ["token", "tokenFromEnv"]);
+  if ((v.token === undefined) === (v.tokenFromEnv === undefined)) throw new ConfigError(key, "give exactly one of token or tokenFromEnv");
+  let token: string;
+  if (v.tokenFromEnv !== undefined) {
+    const name = str(v.tokenFromEnv, `${key}.tokenFromEnv`);
+    const value = env[name];
+    if (!value) throw new ConfigError(`${key}.tokenFromEnv`, `environment variable ${name} is not set`);
+    token = value;
+  } else token = str(v.token, `${key}.token`);
+  if (token.length < 16) throw new ConfigError(key, "the token must be at least 16 characters");
+  return token;
+}

@@ -2,7 +2,7 @@
 // recently used entry first. Every map keyed by something a client or an upstream chooses is one
 // of these, so no request pattern can grow the process without bound.
 export class BoundedMap<K, V> {
-  private entries = new Map<K, { value: V; weight: number }>();
+  private map = new Map<K, { value: V; weight: number }>();
   private total = 0;
   constructor(
     private readonly maxEntries: number,
@@ -11,51 +11,51 @@ export class BoundedMap<K, V> {
   ) {}
 
   get(key: K): V | undefined {
-    const e = this.entries.get(key);
+    const e = this.map.get(key);
     if (!e) return undefined;
-    this.entries.delete(key);
-    this.entries.set(key, e);
+    this.map.delete(key);
+    this.map.set(key, e);
     return e.value;
   }
 
   has(key: K): boolean {
-    return this.entries.has(key);
+    return this.map.has(key);
   }
 
   set(key: K, value: V): this {
     this.delete(key);
     const weight = this.weigh(value);
     if (weight > this.maxWeight) return this;
-    this.entries.set(key, { value, weight });
+    this.map.set(key, { value, weight });
     this.total += weight;
-    for (const [k, e] of this.entries) {
-      if (this.entries.size <= this.maxEntries && this.total <= this.maxWeight) break;
-      this.entries.delete(k);
+    for (const [k, e] of this.map) {
+      if (this.map.size <= this.maxEntries && this.total <= this.maxWeight) break;
+      this.map.delete(k);
       this.total -= e.weight;
     }
     return this;
   }
 
   delete(key: K): boolean {
-    const e = this.entries.get(key);
+    const e = this.map.get(key);
     if (!e) return false;
-    this.entries.delete(key);
+    this.map.delete(key);
     this.total -= e.weight;
     return true;
   }
 
   /** Removes every entry for which `drop` is true (e.g. expired ones). */
   sweep(drop: (v: V, k: K) => boolean) {
-    for (const [k, e] of this.entries) if (drop(e.value, k)) this.delete(k);
+    for (const [k, e] of this.map) if (drop(e.value, k)) this.delete(k);
   }
 
   clear() {
-    this.entries.clear();
+    this.map.clear();
     this.total = 0;
   }
 
   get size(): number {
-    return this.entries.size;
+    return this.map.size;
   }
 
   get weight(): number {
@@ -63,7 +63,11 @@ export class BoundedMap<K, V> {
   }
 
   values(): IterableIterator<V> {
-    return [...this.entries.values()].map((e) => e.value)[Symbol.iterator]();
+    return [...this.map.values()].map((e) => e.value)[Symbol.iterator]();
+  }
+
+  entries(): Array<[K, V]> {
+    return [...this.map].map(([k, e]) => [k, e.value]);
   }
 }
 

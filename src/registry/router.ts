@@ -30,7 +30,8 @@ export interface RegistryOptions {
   allowUpstream?: (upstream: string) => boolean;
 }
 
-export type Handler = (req: Request) => Promise<Response>;
+/** Answers a request; `url` is `req.url` parsed, when the caller already did that. */
+export type Handler = (req: Request, url?: URL) => Promise<Response>;
 
 const RESOURCE_RE = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
 const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
@@ -89,12 +90,12 @@ export function createRegistry(opts: RegistryOptions): Handler {
     throw new RegistryError("NAME_UNKNOWN", `no such registry API path: ${path}`, { status: 404 });
   }
 
-  return async (req) => {
+  return async (req, parsed) => {
     const started = opts.logRequests ? performance.now() : 0;
     let res: Response;
     let url: URL | undefined;
     try {
-      url = new URL(req.url);
+      url = parsed ?? new URL(req.url);
       res = await route(req, url);
     } catch (err) {
       const known = toRegistryError(err);

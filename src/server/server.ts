@@ -1,15 +1,24 @@
-// The registry cache as a library: createServer(config) builds the store, upstreams, cache and
-// registry; start() listens and starts the timers (flush, prune) and the preload; stop() is the
-// graceful stop (stop accepting, let downloads and responses finish for a while, flush).
-// `ociregistry serve` only maps flags to the config and calls these.
+// The registry cache as a library: createServer(config) builds the store, upstreams, cache,
+// registry, metrics, health and admin API; start() listens (plus the metrics and health ports
+// when configured) and starts the timers (flush, prune) and the preload; stop() is the graceful
+// stop: readiness turns 503 at once, no new connections, downloads and responses get a while to
+// finish, records are flushed. `ociregistry serve` only maps flags to the config and calls these.
 import type { Server } from "bun";
+import pkg from "../../package.json" with { type: "json" };
 import { hostPlatform } from "../cache/index.ts";
 import { pullImages } from "../cache/pull-images.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { ImageReference } from "../oci/reference.ts";
+import { createBasicAuth } from "../registry/auth.ts";
+import type { RegistryError } from "../registry/errors.ts";
 import { createRegistry } from "../registry/router.ts";
+import { createAdmin } from "./admin.ts";
+import { banner, clientHints } from "./banner.ts";
+import { createMetrics } from "./metrics.ts";
+import { statusPage } from "./page.ts";
 import { createRuntime, listedUpstreams } from "./runtime.ts";
+import { createStatus } from "./status.ts";
 
 /** How often batched last-pulled times are written. */
 const FLUSH_INTERVAL_MS = 30_000;
@@ -23,21 +32,97 @@ export interface ServerOptions {
   graceMs?: number;
   /** Flush interval for last-pulled times (default 30 s). */
   flushIntervalMs?: number;
+  /** Print how to point clients at the cache (a first run without a config file). */
+  clientHints?: boolean;
+}
+
+/** The route label of a request path, for metrics. */
+function routeOf(path: string): string {
+  if (path === "/v2/" || path === "/v2") return "base";
+  const m = path.match(/^\/v2\/.+\/(manifests|blobs|referrers)\/[^/]+$/) ?? path.match(/^\/v2\/.+\/(tags)\/list$/);
+  return m ? m[1]! : "other";
 }
 
 export async function createServer(cfg: Config, log: Logger, opts: ServerOptions = {}) {
-  const { store, cache } = await createRuntime(cfg, log);
   const listed = listedUpstreams(cfg);
-  const handler = createRegistry({
+  const metrics = createMetrics(listed);
+  // `metrics: false` turns the instrumentation off, not only the endpoint.
+  const instrumented = cfg.metrics !== false;
+  const hooks = instrumented ? { store: metrics.observeStore, cache: metrics.cache, upstream: metrics.upstream } : {};
+  const { store, cache, upstreams } = await createRuntime(cfg, log, hooks);
+  const registry = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
     users: cfg.users,
     allowUpstream: cfg.upstreams === "listed" ? (u) => listed.has(u) : undefined,
   });
+  const started = Date.now();
+  const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams });
+  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
+  const login = cfg.users.length ? createBasicAuth(cfg.users) : null;
   const grace = opts.graceMs ?? SHUTDOWN_GRACE_MS;
-  let server: Server<undefined> | null = null;
+  const servers: Server<undefined>[] = [];
   const timers: Timer[] = [];
   let stopping: Promise<void> | null = null;
   let preloading: Promise<unknown> = Promise.resolve();
+  let probed = { at: 0, problem: null as string | null };
+
+  /** 200 when the store can be read and written and no stop has begun; the probe runs at most every 2 s. */
+  async function readiness(): Promise<Response> {
+    if (stopping) return new Response("shutting down\n", { status: 503 });
+    if (Date.now() - probed.at > 2000) {
+      const problem = await store.probe().then(() => null, (err) => `store ${cfg.imagePath} is not usable: ${(err as Error).message}`);
+      probed = { at: Date.now(), problem };
+    }
+    return probed.problem ? new Response(`${probed.problem}\n`, { status: 503 }) : new Response("ready\n");
+  }
+
+  async function scrape(): Promise<Response> {
+    return new Response(await metrics.registry.metrics(), { headers: { "Content-Type": metrics.registry.contentType } });
+  }
+
+  /** Endpoints that need no credentials and never reach an upstream. */
+  function operational(path: string): Promise<Response> | Response | null {
+    if (path === "/healthz") return new Response("ok\n");
+    if (path === "/readyz") return readiness();
+    if (path === "/metrics" && cfg.metrics === true) return scrape();
+    return null;
+  }
+
+  /** Everything on the main port: operational endpoints, the admin API, the page, the registry. */
+  async function handle(req: Request): Promise<Response> {
+    const t0 = performance.now();
+    const url = new URL(req.url);
+    const path = url.pathname;
+    const op = operational(path);
+    if (op) return op;
+    let res: Response;
+    let route: string;
+    if (path.startsWith("/api/v1/") && admin) {
+      route = "admin";
+      res = await admin.handle(req, path.slice("/api/v1/".length));
+    } else if ((path === "/" || path === "/status.json") && req.method === "GET") {
+      route = "ui";
+      // The page is public without the admin API only when clients need no login; the figures it
+      // shows without the admin API are aggregates (no image names).
+      const refused = login ? await login.check(req.headers.get("authorization")).then(() => null, (e: RegistryError) => e.toResponse(req.method)) : null;
+      if (refused) res = refused;
+      else if (path === "/") res = statusPage(!!admin);
+      else res = admin ? new Response("the admin API is on: use /api/v1/status with the admin token\n", { status: 404 }) : Response.json(status.aggregate());
+    } else {
+      route = routeOf(path);
+      res = await registry(req, url);
+    }
+    if (!instrumented) return res;
+    const length = res.headers.get("content-length");
+    metrics.request(route, req.method, res.status, (performance.now() - t0) / 1000, req.method === "GET" && length ? Number(length) : null);
+    return res;
+  }
+
+  function listen(port: number, fetch: (req: Request) => Promise<Response> | Response): Server<undefined> {
+    const s = Bun.serve({ hostname: cfg.host, port, fetch });
+    servers.push(s);
+    return s;
+  }
 
   function startPruner() {
     const pc = cfg.pruneConfig;
@@ -49,6 +134,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
           olderThanMs: pc.olderThanMs, by: pc.type === "created" ? "created" : "lastPulled", dryRun: pc.dryRun,
           limit: pc.count === -1 ? undefined : pc.count,
         });
+        if (!r.dryRun) metrics.pruned(r.bytes);
         for (const s of r.skipped) plog.warn(`skipped ${s}`);
         if (r.images.length || r.unreferenced) {
           plog.info(`${r.dryRun ? "would remove" : "removed"} ${r.images.length} image(s), ${r.blobs} blob(s), ${r.bytes} bytes: ${r.images.join(", ")}`);
@@ -61,13 +147,13 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
 
   function startPreload(refs: ImageReference[]) {
     const plog = log.withTag("preload");
-    const started = Date.now();
+    const t0 = Date.now();
     preloading = pullImages(cache.pullImage, refs, {
       platforms: [hostPlatform()], concurrency: 4,
       onImage: (ref, r) => (r instanceof Error ? plog.error(`${ref}: ${r.message}`) : plog.info(`${ref} ${r.digest}`)),
     }).then(async (o) => {
       await cache.flush();
-      plog.info(`loaded ${o.pulled.length} of ${refs.length} images, ${o.bytes} bytes downloaded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      plog.info(`loaded ${o.pulled.length} of ${refs.length} images, ${o.bytes} bytes downloaded in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       if (o.failed.length) plog.warn(`${o.failed.length} image(s) failed to preload: ${o.failed.map((f) => f.ref).join(", ")}`);
     }).catch((err) => plog.error((err as Error).message));
   }
@@ -75,43 +161,61 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   return {
     cache,
     store,
-    /** The request handler, for in-process tests. */
-    handler,
-    /** Listens, starts the timers and the preload; resolves with the port (useful with port 0). */
-    start(): { port: number } {
+    metrics,
+    /** The main port's request handler, for in-process tests. */
+    handler: handle,
+    /** Listens, starts the timers and the preload; returns the ports (useful with port 0). */
+    start(): { port: number; metricsPort?: number; healthPort?: number } {
       const t = cfg.serverTlsConfig;
-      server = Bun.serve({
+      const main = Bun.serve({
         hostname: cfg.host,
         port: cfg.port,
         // Streaming a cold blob may wait on a slow upstream; Bun's limit is 255 s.
         idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
-        fetch: handler,
+        fetch: handle,
         tls: t ? { cert: t.cert, key: t.key, ca: t.ca, requestCert: t.clientAuth === "verify", rejectUnauthorized: t.clientAuth === "verify" } : undefined,
       });
+      servers.push(main);
+      const ports: { port: number; metricsPort?: number; healthPort?: number } = { port: main.port! };
+      const mp = typeof cfg.metrics === "number" ? cfg.metrics : undefined;
+      const sameAux = mp !== undefined && cfg.healthPort === mp;
+      if (mp !== undefined) {
+        ports.metricsPort = listen(mp, (req) => {
+          const p = new URL(req.url).pathname;
+          return p === "/metrics" ? scrape() : sameAux ? operational(p) ?? new Response("not found\n", { status: 404 }) : new Response("not found\n", { status: 404 });
+        }).port!;
+        if (sameAux) ports.healthPort = ports.metricsPort;
+      }
+      if (cfg.healthPort !== undefined && !sameAux) {
+        ports.healthPort = listen(cfg.healthPort, (req) => operational(new URL(req.url).pathname) ?? new Response("not found\n", { status: 404 })).port!;
+      }
       timers.push(setInterval(() => void cache.flush(), opts.flushIntervalMs ?? FLUSH_INTERVAL_MS));
       startPruner();
       if (opts.preload?.length) startPreload(opts.preload);
-      const notes = [`default namespace ${cfg.defaultNs}`];
-      if (cfg.airGapped) notes.push("air-gapped");
-      if (t) notes.push(t.clientAuth === "verify" ? "TLS, client certificates required" : "TLS");
-      if (cfg.users.length) notes.push(`basic auth for ${cfg.users.length} user(s)`);
-      log.info(`serving ${cfg.imagePath} on port ${server.port} (${notes.join(", ")})`);
-      return { port: server.port! };
+      if (instrumented) void metrics.countStore(store).catch((err) => log.warn(`cannot count the store for metrics: ${(err as Error).message}`));
+      log.info(banner(cfg, ports.port, ports).join("\n"));
+      if (opts.clientHints) log.info(clientHints(cfg.host, ports.port, !!t));
+      return ports;
     },
-    /** Graceful stop: no new connections; downloads and responses get `graceMs`, then are cut; records are flushed. */
+    /** Graceful stop: readiness 503 at once; no new connections; downloads and responses get `graceMs`, then are cut; records are flushed. */
     stop(): Promise<void> {
       stopping ??= (async () => {
         log.info("shutting down");
         for (const t of timers) clearInterval(t);
-        const s = server;
-        const inFlight = s ? s.stop(false) : Promise.resolve();
+        const [main, ...aux] = servers;
+        const inFlight = main ? main.stop(false) : Promise.resolve();
         await cache.drain(grace);
         await Promise.race([preloading, Bun.sleep(grace)]);
         await cache.flush();
         await Promise.race([inFlight, Bun.sleep(grace)]);
-        await s?.stop(true);
+        await main?.stop(true);
+        for (const s of aux) await s.stop(true);
       })();
       return stopping;
+    },
+    /** Whether a stop has begun (readiness is 503 from then on). */
+    get stopping() {
+      return stopping !== null;
     },
   };
 }

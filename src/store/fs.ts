@@ -129,6 +129,12 @@ export function createFsStore(root: string): Store {
       return removed;
     },
 
+    async probe() {
+      await readdir(join(root, "repositories"));
+      await writeAtomic(join(tmpDir, "probe"), new Uint8Array([1]));
+      await rm(join(tmpDir, "probe"), { force: true });
+    },
+
     async statBlob(digest) {
       const path = contentPath("blobs", digest);
       try {

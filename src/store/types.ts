@@ -40,6 +40,8 @@ export interface Store {
   /** Removes leftovers of interrupted writes by processes that are gone; returns how many were removed. */
   init(): Promise<number>;
   statBlob(digest: string): Promise<StoredBlob | null>;
+  /** Throws unless the store can be read and written now (readiness). */
+  probe(): Promise<void>;
   /** A fresh temp file inside the store, on the same filesystem as the blobs. */
   spool(): Promise<Spool>;
   readManifest(digest: string): Promise<Uint8Array | null>;

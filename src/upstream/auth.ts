@@ -60,6 +60,8 @@ export function createTokenCache(opts: {
   now: () => number;
   /** Headers, and each chunk and the whole of the body. */
   timeoutMs: number;
+  /** Told of every token fetch and whether it produced a token. */
+  onFetch?: (upstream: string, ok: boolean) => void;
 }) {
   const tokens = new BoundedMap<string, CachedToken>(MAX_TOKENS, MAX_TOKEN_BYTES, (t) => t.authorization.length);
   const pending = new Map<string, Promise<string>>();
@@ -124,7 +126,13 @@ export function createTokenCache(opts: {
       const key = `${t.upstream} ${t.scope}`;
       let p = pending.get(key);
       if (!p) {
-        p = fetchToken(key, t).finally(() => pending.delete(key));
+        p = fetchToken(key, t).then(
+          (a) => (opts.onFetch?.(t.upstream, true), a),
+          (err) => {
+            opts.onFetch?.(t.upstream, false);
+            throw err;
+          },
+        ).finally(() => pending.delete(key));
         pending.set(key, p);
       }
       return p;

@@ -11,6 +11,15 @@ export interface BreakerOptions {
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   now?: () => number;
+  /** Told when an upstream's circuit opens (true) or closes again (false). */
+  onChange?: (upstream: string, open: boolean) => void;
+}
+
+export interface BreakerState {
+  upstream: string;
+  state: "open" | "half-open";
+  failures: number;
+  retryInMs: number;
 }
 
 interface State {
@@ -58,15 +67,26 @@ export function createBreakers(opts: BreakerOptions = {}) {
       if (s) s.probing = false;
     },
     success(upstream: string) {
+      const s = states.get(upstream);
+      if (!s) return;
       states.delete(upstream);
+      if (s.failures >= threshold) opts.onChange?.(upstream, false);
     },
     failure(upstream: string) {
       const s = state(upstream);
       s.failures++;
       if (s.failures < threshold) return;
+      if (s.failures === threshold) opts.onChange?.(upstream, true);
       if (s.probing) s.backoffMs = Math.min(max, s.backoffMs * 2);
       s.probing = false;
       s.openUntil = now() + s.backoffMs;
+    },
+    /** Upstreams whose circuit is open now (or letting a probe through). */
+    open(): BreakerState[] {
+      const t = now();
+      return [...states.entries()].filter(([, s]) => s.failures >= threshold).map(([upstream, s]) => ({
+        upstream, failures: s.failures, retryInMs: Math.max(0, s.openUntil - t), state: t >= s.openUntil ? "half-open" as const : "open" as const,
+      }));
     },
   };
 }

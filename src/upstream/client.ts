@@ -6,7 +6,7 @@ import { rootCertificates } from "node:tls";
 import { BoundedMap, createOncePer } from "../oci/bounded-map.ts";
 import { basicAuthorization, createTokenCache, parseChallenge, type Challenge, type Credentials } from "./auth.ts";
 import { discardBody } from "./body.ts";
-import { createBreakers, type BreakerOptions } from "./breaker.ts";
+import { createBreakers, type BreakerOptions, type BreakerState } from "./breaker.ts";
 import { UpstreamError } from "./errors.ts";
 import { createGuard, credentialsMayGoTo, GuardRefusal, type GuardOptions } from "./guard.ts";
 import { createLimiter, releaseWhenDone } from "./limiter.ts";
@@ -39,7 +39,26 @@ export interface UpstreamRequest {
   headers?: Record<string, string>;
 }
 
+/** What the upstream client reports for metrics; every hook is optional and must be cheap. */
+export interface UpstreamObserver {
+  /** A request's answer (`status` as a number, or the failure) and the time to its headers. */
+  request?(upstream: string, outcome: number | UpstreamError["failure"], ms: number): void;
+  /** Body bytes read from an upstream. */
+  bytes?(upstream: string, n: number): void;
+  token?(upstream: string, ok: boolean): void;
+  breaker?(upstream: string, open: boolean): void;
+}
+
+export interface UpstreamStatus {
+  /** Upstreams whose circuit is open. */
+  open: BreakerState[];
+  /** Requests open now, per upstream. */
+  active: Record<string, number>;
+}
+
 export interface Upstreams {
+  /** Circuit breakers and open requests, for the status endpoint. */
+  status(): UpstreamStatus;
   /**
    * Sends a request to the upstream, authenticating as it asks. Throws UpstreamError when
    * unreachable or refused. The caller must read or cancel the body: it holds one of the
@@ -61,6 +80,7 @@ export interface UpstreamOptions {
   /** Told once per upstream and reason a minute when an upstream refuses our credentials or certificate. */
   onRefused?: (upstream: string, reason: string) => void;
   breaker?: BreakerOptions;
+  observe?: UpstreamObserver;
 }
 
 const MAX_REDIRECTS = 5;
@@ -87,13 +107,14 @@ function tlsOptions(t: UpstreamTls | undefined): Record<string, unknown> | undef
 export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const doFetch = opts.fetch ?? fetch;
   const now = opts.now ?? Date.now;
-  const tokens = createTokenCache({ fetch: doFetch, now, timeoutMs: opts.timeoutMs });
+  const observe = opts.observe ?? {};
+  const tokens = createTokenCache({ fetch: doFetch, now, timeoutMs: opts.timeoutMs, onFetch: observe.token });
   /** Challenges by `upstream repository`: one repository's broken challenge cannot break another's. */
   const challenges = new BoundedMap<string, Challenge>(MAX_CHALLENGES);
   /** Per upstream, the last challenge that led to an accepted request: a first guess for its other repositories. */
   const proven = new BoundedMap<string, Challenge>(MAX_CHALLENGES);
   const prepared = new Map<string, Prepared>();
-  const breakers = createBreakers({ now, ...opts.breaker });
+  const breakers = createBreakers({ now, onChange: observe.breaker, ...opts.breaker });
   const limiter = createLimiter({ perUpstream: opts.connectionsPerUpstream ?? 32 });
   const guard = createGuard({ listedOnly: false, ...opts.guard, listed: opts.guard?.listed ?? new Set(opts.registries.map((r) => r.name)) });
   const firstTime = createOncePer(60_000, now);
@@ -230,6 +251,9 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   }
 
   return {
+    status() {
+      return { open: breakers.open(), active: limiter.snapshot() };
+    },
     async request(upstream, req) {
       const admitted = breakers.admit(upstream);
       if (!admitted.ok) {
@@ -241,17 +265,21 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
         throw new UpstreamError(upstream, "busy", `already has the most requests open that one upstream may have; none finished within ${opts.timeoutMs} ms`);
       }
       let res: Response;
+      const started = performance.now();
       try {
         res = await attempt(upstream, req);
       } catch (err) {
         release();
-        if (err instanceof UpstreamError && (err.failure === "unreachable" || err.failure === "timeout")) breakers.failure(upstream);
+        const failure = err instanceof UpstreamError ? err.failure : "unreachable";
+        observe.request?.(upstream, failure, performance.now() - started);
+        if (failure === "unreachable" || failure === "timeout") breakers.failure(upstream);
         else breakers.success(upstream);
         throw err;
       }
+      observe.request?.(upstream, res.status, performance.now() - started);
       if (res.status >= 500 || res.status === 429) breakers.failure(upstream);
       else breakers.success(upstream);
-      return releaseWhenDone(res, release);
+      return releaseWhenDone(res, release, observe.bytes && ((n) => observe.bytes!(upstream, n)));
     },
   };
 }

@@ -59,11 +59,18 @@ export function createLimiter(opts: LimiterOptions) {
     active(upstream: string): number {
       return lanes.get(upstream)?.active ?? 0;
     },
+    /** Requests open now, per upstream with any. */
+    snapshot(): Record<string, number> {
+      return Object.fromEntries([...lanes].map(([u, l]) => [u, l.active]));
+    },
   };
 }
 
-/** Wraps a response so `release` runs once its body is finished, cancelled or broken (or at once if it has none). */
-export function releaseWhenDone(res: Response, release: () => void): Response {
+/**
+ * Wraps a response so `release` runs once its body is finished, cancelled or broken (or at once
+ * if it has none); `onBytes` hears of every chunk read.
+ */
+export function releaseWhenDone(res: Response, release: () => void, onBytes?: (n: number) => void): Response {
   if (!res.body) {
     release();
     return res;
@@ -76,7 +83,10 @@ export function releaseWhenDone(res: Response, release: () => void): Response {
         if (done) {
           release();
           controller.close();
-        } else controller.enqueue(value);
+        } else {
+          onBytes?.(value.byteLength);
+          controller.enqueue(value);
+        }
       } catch (err) {
         release();
         controller.error(err);

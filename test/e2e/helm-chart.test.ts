@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { loadConfig } from "../../src/config/load.ts";
+import { resolveConfig } from "../../src/config/resolve.ts";
 import { CHART, argValue, helmTemplate, helmTemplateError, mainContainer, only, podSpec, volumeAt, type K8sObject } from "../helpers/helm.ts";
 import { run } from "../helpers/procs.ts";
 
@@ -66,7 +66,7 @@ describe("the defaults", () => {
     const c = mainContainer(defaults);
     const configFile = join(work, "config.yaml");
     writeFileSync(configFile, only(defaults, "ConfigMap").data!["config.yaml"]!);
-    const cfg = loadConfig({ configFile, imagePath: argValue(c, "--image-path"), port: argValue(c, "--port") }, {});
+    const cfg = resolveConfig({ configFile, imagePath: argValue(c, "--image-path"), port: argValue(c, "--port") }, {});
     expect(cfg.logLevel).toBe("info");
     expect(cfg.port).toBe(8080);
     expect(cfg.imagePath).toBe(STORE);

@@ -22,7 +22,7 @@ export default command({
   async run({ args, cfg, log }) {
     // A bad image list stops the start, before anything listens or downloads.
     const preload = args["preload-images"] ? readImageList(args["preload-images"], "--preload-images") : undefined;
-    const server = await createServer(cfg, log, { preload });
+    const server = await createServer(cfg, log, { preload, clientHints: !args["config-file"] });
     server.start();
     for (const sig of ["SIGTERM", "SIGINT"] as const) {
       process.on(sig, () => void server.stop().then(() => process.exit(0)));

@@ -1,0 +1,172 @@
+// The admin API under /api/v1/: off unless a token is configured; every request needs
+// `Authorization: Bearer <token>`, compared in constant time (downstream basic auth does not
+// count). Images, prune, load jobs and the status figures the status page shows.
+import { timingSafeEqual } from "node:crypto";
+import { hostPlatform, parsePlatform, type Cache, type PlatformChoice } from "../cache/index.ts";
+import { listImages } from "../cache/list.ts";
+import { pullImages, type PullProgress } from "../cache/pull-images.ts";
+import { parseDuration } from "../config/duration.ts";
+import { parseImageReference, type ImageReference } from "../oci/reference.ts";
+import { BoundedMap } from "../oci/bounded-map.ts";
+import { recordName } from "../store/record.ts";
+import type { Store } from "../store/types.ts";
+
+/** Largest JSON body the admin API reads. */
+const MAX_BODY_BYTES = 1024 * 1024;
+/** Load jobs remembered (the oldest are forgotten first). */
+const MAX_JOBS = 100;
+
+export interface Job {
+  id: string;
+  state: "running" | "done" | "failed";
+  started: string;
+  finished?: string;
+  progress: PullProgress;
+  pulled: Array<{ ref: string; digest: string }>;
+  failed: Array<{ ref: string; error: string }>;
+}
+
+export interface AdminOptions {
+  token: string;
+  cache: Cache;
+  store: Store;
+  /** The figures of GET status. */
+  status: () => unknown;
+  /** Told of prune results (metrics). */
+  onPruned?: (bytes: number) => void;
+}
+
+function json(body: unknown, status = 200): Response {
+  return Response.json(body, { status, headers: { "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" } });
+}
+
+function problem(status: number, message: string, headers: Record<string, string> = {}): Response {
+  return Response.json({ error: message }, { status, headers: { "X-Content-Type-Options": "nosniff", ...headers } });
+}
+
+/** Reads a JSON body of at most MAX_BODY_BYTES. */
+async function readJson(req: Request): Promise<Record<string, unknown>> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const c of req.body ?? []) {
+    size += c.byteLength;
+    if (size > MAX_BODY_BYTES) throw new AdminInputError(`the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(c);
+  }
+  if (size === 0) return {};
+  try {
+    const v: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    if (v && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  throw new AdminInputError("the request body must be a JSON object");
+}
+
+class AdminInputError extends Error {}
+
+export function createAdmin(opts: AdminOptions) {
+  const expected = new Bun.CryptoHasher("sha256").update(opts.token).digest();
+  const jobs = new BoundedMap<string, Job>(MAX_JOBS);
+  let nextJob = 1;
+
+  function authorized(req: Request): boolean {
+    const h = req.headers.get("authorization") ?? "";
+    const m = h.match(/^Bearer\s+(.+)$/i);
+    if (!m) return false;
+    // Hashing both sides makes the comparison constant-time whatever the lengths.
+    return timingSafeEqual(new Bun.CryptoHasher("sha256").update(m[1]!).digest(), expected);
+  }
+
+  async function prune(body: Record<string, unknown>) {
+    const olderThan = body.olderThan ?? "30d";
+    const olderThanMs = typeof olderThan === "string" ? parseDuration(olderThan) : null;
+    if (olderThanMs === null) throw new AdminInputError(`olderThan: ${JSON.stringify(olderThan)} is not a duration like 30d`);
+    const by = body.by ?? "lastPulled";
+    if (by !== "lastPulled" && by !== "created") throw new AdminInputError("by: must be lastPulled or created");
+    let pattern: RegExp | undefined;
+    if (body.pattern !== undefined) {
+      try {
+        pattern = new RegExp(String(body.pattern));
+      } catch (err) {
+        throw new AdminInputError(`pattern: ${(err as Error).message}`);
+      }
+    }
+    const r = await opts.cache.prune({ olderThanMs, by, pattern, dryRun: body.dryRun === true });
+    if (!r.dryRun) opts.onPruned?.(r.bytes);
+    return r;
+  }
+
+  function startLoad(body: Record<string, unknown>): Job {
+    const list = body.images;
+    if (!Array.isArray(list) || list.length === 0 || list.length > 1000) throw new AdminInputError("images: must be a list of 1 to 1000 image references");
+    const refs: ImageReference[] = list.map((s, i) => {
+      const r = parseImageReference(String(s));
+      if (!r.ok) throw new AdminInputError(`images[${i}]: ${r.reason}`);
+      return r.ref;
+    });
+    let platforms: PlatformChoice = [hostPlatform()];
+    if (body.platforms === "all") platforms = "all";
+    else if (Array.isArray(body.platforms)) {
+      platforms = body.platforms.map((p, i) => parsePlatform(String(p)) ?? (() => {
+        throw new AdminInputError(`platforms[${i}]: not os/arch[/variant]`);
+      })());
+    }
+    const job: Job = {
+      id: String(nextJob++), state: "running", started: new Date().toISOString(),
+      progress: { total: refs.length, done: 0, failed: 0, bytes: 0 }, pulled: [], failed: [],
+    };
+    jobs.set(job.id, job);
+    void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, onProgress: (p) => (job.progress = { ...p }) })
+      .then(async (o) => {
+        await opts.cache.flush();
+        job.pulled = o.pulled.map((p) => ({ ref: p.ref, digest: p.result.digest }));
+        job.failed = o.failed;
+        job.state = o.failed.length ? "failed" : "done";
+      }, (err) => {
+        job.failed.push({ ref: "*", error: (err as Error).message });
+        job.state = "failed";
+      })
+      .finally(() => (job.finished = new Date().toISOString()));
+    return job;
+  }
+
+  async function route(req: Request, path: string): Promise<Response> {
+    const m = req.method;
+    if (path === "status" && m === "GET") return json(opts.status());
+    if (path === "images" && m === "GET") return json(await listImages(opts.store));
+    if (path === "prune" && m === "POST") return json(await prune(await readJson(req)));
+    if (path === "load" && m === "POST") return json(startLoad(await readJson(req)), 202);
+    const job = path.match(/^jobs\/(\d+)$/);
+    if (job && m === "GET") {
+      const j = jobs.get(job[1]!);
+      return j ? json(j) : problem(404, `no job ${job[1]}`);
+    }
+    const image = path.match(/^images\/(.+)$/);
+    if (image && m === "DELETE") {
+      const ref = parseImageReference(decodeURIComponent(image[1]!));
+      if (!ref.ok || !ref.ref.reference) throw new AdminInputError(`not an image reference: ${image[1]}`);
+      const name = recordName({ upstream: ref.ref.upstream, repository: ref.ref.repository, tag: ref.ref.reference });
+      const r = await opts.cache.prune({ olderThanMs: -1, by: "lastPulled", select: (rec) => recordName(rec) === name, dryRun: false });
+      if (!r.images.length) return problem(404, `${name} is not in the store`);
+      opts.onPruned?.(r.bytes);
+      return json(r);
+    }
+    return problem(404, `no such admin endpoint: ${m} /api/v1/${path}`);
+  }
+
+  return {
+    /** Answers a request under /api/v1/; `path` is what follows that prefix. */
+    async handle(req: Request, path: string): Promise<Response> {
+      if (!authorized(req)) return problem(401, "the admin API needs Authorization: Bearer <admin token>", { "WWW-Authenticate": 'Bearer realm="ociregistry-admin"' });
+      try {
+        return await route(req, path);
+      } catch (err) {
+        if (err instanceof AdminInputError) return problem(400, err.message);
+        throw err;
+      }
+    },
+    /** Lets other modules check the token (the status page's data). */
+    authorized,
+  };
+}

@@ -1,0 +1,164 @@
+// Prometheus metrics (prom-client), named `ociregistry_*` with units in the names. The cache, the
+// upstream client and the store report through hooks; nothing here walks the store on a scrape.
+// Upstream names come from clients under `upstreams: any`, so the upstream label takes at most
+// MAX_UPSTREAM_LABELS distinct values and `other` after that.
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { fastCounter, fastHistogram } from "./fast-metrics.ts";
+import type { CacheObserver } from "../cache/index.ts";
+import type { ContentKind, Store } from "../store/types.ts";
+import type { UpstreamObserver } from "../upstream/client.ts";
+
+const MAX_UPSTREAM_LABELS = 100;
+/** Status labels made once, not per request. */
+const STATUS: Record<number, string> = Object.fromEntries([200, 206, 304, 400, 401, 403, 404, 405, 416, 429, 500, 502, 503, 504].map((s) => [s, String(s)]));
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(listed: Iterable<string> = []) {
+  const registry = new Registry();
+  const reg = { registers: [registry] };
+  const known = new Set<string>(listed);
+  const up = (u: string) => (known.has(u) ? u : known.size < MAX_UPSTREAM_LABELS ? (known.add(u), u) : "other");
+
+  // The per-request metrics are the fast kind (fast-metrics.ts); the rest are prom-client's own.
+  const requests = fastCounter(registry, "ociregistry_http_requests_total", "HTTP requests answered, by route, method and status", ["route", "method", "status"]);
+  const duration = fastHistogram(registry, "ociregistry_http_request_duration_seconds", "Time to the response headers, by route and method", ["route", "method"],
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+  const served = fastCounter(registry, "ociregistry_served_bytes_total", "Bytes of manifests and blobs sent to clients (by Content-Length)", ["route"]);
+  const hits = fastCounter(registry, "ociregistry_cache_hits_total", "Manifests and blobs served from memory or the store", ["kind"]);
+  const misses = fastCounter(registry, "ociregistry_cache_misses_total", "Manifests and blobs that needed an upstream", ["kind"]);
+  const hitCells = { manifest: hits.cell("manifest"), blob: hits.cell("blob") };
+  const missCells = { manifest: misses.cell("manifest"), blob: misses.cell("blob") };
+  const inFlight = new Gauge({ name: "ociregistry_downloads_in_flight", help: "Blob downloads from upstreams running now", ...reg });
+  const joined = new Counter({ name: "ociregistry_download_joins_total", help: "Client requests that joined a download another request started", ...reg });
+  const downloaded = new Counter({ name: "ociregistry_downloads_total", help: "Blob downloads finished, by result", labelNames: ["result"], ...reg });
+  const upRequests = new Counter({ name: "ociregistry_upstream_requests_total", help: "Requests to upstreams, by upstream and status (or failure)", labelNames: ["upstream", "status"], ...reg });
+  const upErrors = new Counter({ name: "ociregistry_upstream_errors_total", help: "Upstream requests that failed (no answer, or 5xx/429), by upstream", labelNames: ["upstream"], ...reg });
+  const upBytes = new Counter({ name: "ociregistry_upstream_bytes_total", help: "Body bytes read from upstreams", labelNames: ["upstream"], ...reg });
+  const upLatency = new Histogram({
+    name: "ociregistry_upstream_request_duration_seconds", help: "Time to an upstream's response headers", labelNames: ["upstream"],
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], ...reg,
+  });
+  const breaker = new Gauge({ name: "ociregistry_upstream_circuit_open", help: "1 while an upstream's circuit breaker is open", labelNames: ["upstream"], ...reg });
+  const tokens = new Counter({ name: "ociregistry_token_fetches_total", help: "Bearer token fetches, by upstream and result", labelNames: ["upstream", "result"], ...reg });
+  const storeBytes = new Gauge({ name: "ociregistry_store_bytes", help: "Bytes of blobs and manifests in the store", ...reg });
+  const storeItems = new Gauge({ name: "ociregistry_store_items", help: "Blobs, manifests and tag records in the store", labelNames: ["kind"], ...reg });
+  const pruneRuns = new Counter({ name: "ociregistry_prune_runs_total", help: "Prune runs inside serve (and through the admin API)", ...reg });
+  const pruneFreed = new Counter({ name: "ociregistry_prune_freed_bytes_total", help: "Bytes removed by prune", ...reg });
+
+  /** Plain figures for the status endpoint (prom-client's are for scrapes). */
+  const counts = { hits: 0, misses: 0, downloadsInFlight: 0 };
+  const cache: CacheObserver = {
+    hit: (kind) => {
+      counts.hits++;
+      hitCells[kind].v++;
+    },
+    miss: (kind) => {
+      counts.misses++;
+      missCells[kind].v++;
+    },
+    downloadStarted: () => {
+      counts.downloadsInFlight++;
+      inFlight.inc();
+    },
+    downloadEnded: (_bytes, ok) => {
+      counts.downloadsInFlight--;
+      inFlight.dec();
+      downloaded.labels(ok ? "ok" : "failed").inc();
+    },
+    joined: () => joined.inc(),
+  };
+
+  const upstream: UpstreamObserver = {
+    request(u, outcome, ms) {
+      const name = up(u);
+      upRequests.labels(name, String(outcome)).inc();
+      upLatency.labels(name).observe(ms / 1000);
+      if (typeof outcome !== "number" || outcome >= 500 || outcome === 429) upErrors.labels(name).inc();
+    },
+    bytes: (u, n) => upBytes.labels(up(u)).inc(n),
+    token: (u, ok) => tokens.labels(up(u), ok ? "ok" : "failed").inc(),
+    breaker: (u, open) => breaker.labels(up(u)).set(open ? 1 : 0),
+  };
+
+  const figures = { bytes: 0, blobs: 0, manifests: 0, tags: 0 };
+  function publish() {
+    storeBytes.set(figures.bytes);
+    storeItems.labels("blobs").set(figures.blobs);
+    storeItems.labels("manifests").set(figures.manifests);
+    storeItems.labels("tags").set(figures.tags);
+  }
+
+  return {
+    registry,
+    cache,
+    upstream,
+    /** Store figures as this process knows them (counted at start, then kept up to date). */
+    store: figures,
+    counts,
+    request(route: string, method: string, status: number, seconds: number, bytes: number | null) {
+      requests.inc(1, route, method, STATUS[status] ?? String(status));
+      duration.observe(seconds, route, method);
+      if (bytes) served.inc(bytes, route);
+    },
+    pruned(bytes: number) {
+      pruneRuns.inc();
+      pruneFreed.inc(bytes);
+    },
+    /** Counts the store once (at start, in the background). */
+    async countStore(store: Store) {
+      const counted = { bytes: 0, blobs: 0, manifests: 0, tags: 0 };
+      for (const kind of ["blobs", "manifests"] as ContentKind[]) {
+        for await (const d of store.listContent(kind)) {
+          counted[kind]++;
+          counted.bytes += (await store.contentInfo(kind, d))?.size ?? 0;
+        }
+      }
+      for await (const _ of store.allTags()) counted.tags++;
+      Object.assign(figures, counted);
+      publish();
+    },
+    /** A store that reports what is added and removed, so the figures need no walk. */
+    observeStore(store: Store): Store {
+      const adjust = (kind: ContentKind | "tags", n: number, bytes = 0) => {
+        figures[kind] += n;
+        figures.bytes += bytes;
+        publish();
+      };
+      return {
+        ...store,
+        async spool() {
+          const s = await store.spool();
+          return {
+            ...s,
+            async commitBlob(digest) {
+              const existed = await store.contentInfo("blobs", digest);
+              await s.commitBlob(digest);
+              if (!existed) adjust("blobs", 1, (await store.contentInfo("blobs", digest))?.size ?? 0);
+            },
+          };
+        },
+        async writeManifest(digest, bytes) {
+          const existed = await store.contentInfo("manifests", digest);
+          await store.writeManifest(digest, bytes);
+          if (!existed) adjust("manifests", 1, bytes.byteLength);
+        },
+        async writeTag(rec) {
+          const existed = await store.readTag(rec.upstream, rec.repository, rec.tag);
+          await store.writeTag(rec);
+          if (!existed) adjust("tags", 1);
+        },
+        async removeContent(kind, digest) {
+          const info = await store.contentInfo(kind, digest);
+          await store.removeContent(kind, digest);
+          if (info) adjust(kind, -1, -info.size);
+        },
+        async removeTag(upstream, repository, tag) {
+          const existed = await store.readTag(upstream, repository, tag);
+          await store.removeTag(upstream, repository, tag);
+          if (existed) adjust("tags", -1);
+        },
+      };
+    },
+  };
+}
