@@ -271,6 +271,8 @@ export interface PaceOptions {
   everyMs: number;
   /** `all`: other bytes of the same length; `last`: only the last byte is wrong. */
   corrupt?: "all" | "last";
+  /** Wait this long before the status line. */
+  headersAfterMs?: number;
 }
 
 /** Blobs sent a chunk at a time with their true Content-Length, optionally with wrong bytes. */
@@ -282,6 +284,7 @@ export function paced(opts: PaceOptions): Behaviour {
     const bytes = Buffer.from(real);
     if (opts.corrupt === "all") for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! ^ 0x5a;
     if (opts.corrupt === "last") bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    if (opts.headersAfterMs) await sleep(opts.headersAfterMs, x.res);
     x.res.writeHead(200, { "Content-Type": "application/octet-stream", "Content-Length": String(bytes.length), "Docker-Content-Digest": x.ref });
     if (x.req.method === "HEAD") return void x.res.end();
     const path = x.req.url ?? "";
