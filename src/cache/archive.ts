@@ -182,7 +182,11 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
       }
     }
   })();
-  await Promise.all([pipeline(createReadStream(file), extract), consume]);
+  // The reader's own failure (a bad entry, a full disk) is the one to report; the tar stream then
+  // only says it was closed early.
+  const [read, merged] = await Promise.allSettled([pipeline(createReadStream(file), extract), consume]);
+  if (merged.status === "rejected") throw merged.reason;
+  if (read.status === "rejected") throw read.reason;
   for (const rec of records) {
     const manifest = await store.readManifest(rec.digest);
     if (!manifest || !detectMediaType(parseManifest(manifest) ?? {})) {
