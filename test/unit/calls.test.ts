@@ -79,6 +79,6 @@ describe("the HTTP surface", () => {
     }
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (c.code) expect(JSON.parse(new TextDecoder().decode(bytes)).errors[0].code).toBe(c.code);
-    if (c.body !== undefined) expect(bytes).toEqual(typeof c.body === "string" ? new TextEncoder().encode(c.body) : c.body);
+    if (c.body !== undefined) expect(bytes).toEqual(typeof c.body === "string" ? new TextEncoder().encode(c.body) : new Uint8Array(c.body));
   });
 });
