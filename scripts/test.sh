@@ -7,7 +7,7 @@ bash scripts/install-test-deps.sh || exit 1
 log=$(mktemp)
 status=0
 if ! bunx tsc --noEmit -p .; then echo "typecheck failed"; status=1; fi
-for suite in test/unit test/e2e; do
+for suite in test/unit test/contract test/e2e; do
   bun test --timeout 120000 "$suite" 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done

@@ -10,7 +10,7 @@ import { createDigester, digestOf, parseDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, detectMediaType, parseManifest } from "../oci/mediatypes.ts";
 import { isHost, isRepositoryName } from "../oci/names.ts";
 import { isRecordTag, isValidTagRecord, recordName, serializeTagRecord } from "../store/record.ts";
-import type { Store, TagRecord } from "../store/types.ts";
+import { StoreError, type Store, type TagRecord } from "../store/types.ts";
 import { closureOf, missingContent } from "./closure.ts";
 
 export interface ExportOptions {
@@ -66,12 +66,12 @@ export async function exportArchive(store: Store, out: string, opts: ExportOptio
     await addEntry(pack, "oci-layout", new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}'), 30);
   }
   for (const digest of [...needed.blobs].sort()) {
-    const file = await store.openContent("blobs", digest);
-    if (!file) continue; // not cached: a platform nobody pulled
+    const blob = await store.statBlob(digest);
+    if (!blob) continue; // not cached: a platform nobody pulled
     const d = parseDigest(digest)!;
-    await addEntry(pack, `blobs/${d.algorithm}/${d.hex}`, file, file.size);
+    await addEntry(pack, `blobs/${d.algorithm}/${d.hex}`, blob.file, blob.size);
     summary.blobs++;
-    summary.bytes += file.size;
+    summary.bytes += blob.size;
   }
   for (const digest of [...needed.manifests].sort()) {
     const bytes = await store.readManifest(digest);
@@ -201,21 +201,14 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
 }
 
 async function importBlob(store: Store, entry: AsyncIterable<Buffer>, digest: string, what: string) {
-  const spool = await store.spool();
-  const fh = await open(spool.path, "w", 0o644);
+  const writer = await store.createBlobWriter(digest);
   try {
-    const h = createDigester(parseDigest(digest)!.algorithm);
-    for await (const chunk of entry) {
-      h.update(chunk);
-      await fh.write(chunk);
-    }
-    await fh.sync();
-    await fh.close();
-    if (h.digest() !== digest) throw new Error(`${what} does not match its digest`);
-    await spool.commitBlob(digest);
+    for await (const chunk of entry) await writer.write(chunk);
+    await writer.commit();
   } catch (err) {
-    await fh.close().catch(() => {});
-    await spool.discard();
-    throw err;
+    await writer.abort().catch(() => {});
+    throw err instanceof StoreError && err.failure === "corrupt" ? new Error(`${what} does not match its digest`) : err;
+  } finally {
+    await writer.release().catch(() => {});
   }
 }

@@ -45,12 +45,12 @@ export function createBlobs(ctx: CacheContext) {
     }
     // The download is held to the declared size even when the upstream announces none.
     const total = announced ?? declared;
-    const spool = await ctx.store.spool();
+    const writer = await ctx.store.createBlobWriter(digest, { size: total ?? undefined });
     ctx.log.debug(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
     const started = ctx.now();
     ctx.observe.downloadStarted?.();
     return Download.start({
-      digest, total, spool, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
+      digest, total, writer, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
       idleTimeoutMs: ctx.pullTimeoutMs,
       onEnd: (d) => {
         flights.delete(key);

@@ -1,40 +1,40 @@
-// One upstream blob download shared by every client that asks for it: bytes go to a spool file
-// in the store while any number of readers stream them from that file, each from its own offset.
-// Readers never see the final byte before the whole blob has been verified against its digest,
-// so a failed or lying download can never look like a complete response.
-import { open, type FileHandle } from "node:fs/promises";
-import { createDigester, parseDigest } from "../oci/digest.ts";
-import type { Spool } from "../store/types.ts";
+// One upstream blob download shared by every client that asks for it: bytes go into the store's
+// blob writer while any number of readers stream them back from it, each from its own offset.
+// Readers never see the final byte (of the blob, or of their range) before the store has verified
+// the whole blob against its digest, so a failed or lying download never looks complete.
+import type { BlobWriter } from "../store/types.ts";
 
 const READ_CHUNK = 1024 * 1024;
 
 export class Download {
-  /** Bytes written to the spool so far. */
-  written = 0;
   done = false;
   error: Error | null = null;
-  private readers = 0;
   private aborted: Error | null = null;
-  private closed = false;
+  private readers = 0;
+  private released = false;
   private wake: Array<() => void> = [];
+  private cancelRead?: () => void;
   private constructor(
     readonly digest: string,
-    /** Size announced by the upstream, or null when it sent no Content-Length. */
+    /** Size announced by the upstream (or declared by its manifest), or null when unknown. */
     readonly total: number | null,
-    private readonly spool: Spool,
-    private readonly fh: FileHandle,
+    private readonly writer: BlobWriter,
   ) {}
 
-  static async start(opts: {
+  /** Bytes received so far. */
+  get written(): number {
+    return this.writer.written;
+  }
+
+  static start(opts: {
     digest: string;
     total: number | null;
     body: ReadableStream<Uint8Array>;
-    spool: Spool;
+    writer: BlobWriter;
     idleTimeoutMs: number;
     onEnd: (d: Download) => void;
-  }): Promise<Download> {
-    const fh = await open(opts.spool.path, "w+", 0o644);
-    const d = new Download(opts.digest, opts.total, opts.spool, fh);
+  }): Download {
+    const d = new Download(opts.digest, opts.total, opts.writer);
     d.run(opts.body, opts.idleTimeoutMs).finally(() => opts.onEnd(d));
     return d;
   }
@@ -50,8 +50,6 @@ export class Download {
   }
 
   private async run(body: ReadableStream<Uint8Array>, idleTimeoutMs: number) {
-    const parsed = parseDigest(this.digest)!;
-    const hasher = createDigester(parsed.algorithm);
     const reader = body.getReader();
     this.cancelRead = () => void reader.cancel().catch(() => {});
     try {
@@ -68,35 +66,29 @@ export class Download {
         }
         if (this.aborted) throw this.aborted;
         if (chunk.done) break;
-        const bytes = chunk.value;
-        if (this.total !== null && this.written + bytes.byteLength > this.total) {
-          throw new Error(`upstream sent more than the ${this.total} bytes it announced`);
-        }
-        hasher.update(bytes);
-        let off = 0;
-        while (off < bytes.byteLength) {
-          const { bytesWritten } = await this.fh.write(bytes, off, bytes.byteLength - off, this.written + off);
-          off += bytesWritten;
-        }
-        this.written += bytes.byteLength;
+        // The writer holds the blob to its announced size.
+        await this.writer.write(chunk.value);
         this.notify();
       }
-      if (this.total !== null && this.written !== this.total) {
-        throw new Error(`upstream sent ${this.written} of ${this.total} bytes`);
-      }
-      const got = hasher.digest();
-      if (got !== this.digest) throw new Error(`upstream content does not match its digest (got ${got})`);
-      await this.fh.sync();
-      await this.spool.commitBlob(this.digest);
+      // The store verifies the size and the digest, and only then makes the blob visible.
+      await this.writer.commit();
       this.done = true;
     } catch (err) {
       reader.cancel().catch(() => {});
-      await this.spool.discard().catch(() => {});
-      // Set only after the spool is gone, so no one sees the failure while a temp file remains.
+      await this.writer.abort().catch(() => {});
+      // Set only after the writer dropped its bytes, so no one sees the failure while they remain.
       this.error = err instanceof Error ? err : new Error(String(err));
     } finally {
       this.notify();
       await this.release();
+    }
+  }
+
+  /** Lets the writer free what readers need once the download ended and no reader is left. */
+  private async release() {
+    if (!this.released && (this.done || this.error) && this.readers === 0) {
+      this.released = true;
+      await this.writer.release().catch(() => {});
     }
   }
 
@@ -106,34 +98,26 @@ export class Download {
     this.aborted = new Error(reason);
     this.cancelRead?.();
   }
-  private cancelRead?: () => void;
 
   /** Resolves when the download has been committed or discarded. */
   settled(): Promise<void> {
     return this.done || this.error ? Promise.resolve() : this.changed().then(() => this.settled());
   }
 
-  /** Closes the spool handle once the download has ended and no reader needs it. */
-  private async release() {
-    if (!this.closed && (this.done || this.error) && this.readers === 0) {
-      this.closed = true;
-      await this.fh.close().catch(() => {});
-    }
-  }
-
   /** A stream of bytes [start, end] (end inclusive; null for "to the end"). */
   stream(start: number, end: number | null): ReadableStream<Uint8Array> {
-    this.readers++;
     let pos = start;
-    let released = false;
+    this.readers++;
+    let finished = false;
     const finish = () => {
-      if (!released) {
-        released = true;
+      if (!finished) {
+        finished = true;
         this.readers--;
         void this.release();
       }
     };
     return new ReadableStream<Uint8Array>({
+      cancel: () => finish(),
       pull: async (controller) => {
         for (;;) {
           if (this.error) {
@@ -143,17 +127,18 @@ export class Download {
           }
           // Hold back the final byte of what this reader gets (the blob's, or the range's) until the
           // whole blob is verified: no response looks complete before its bytes are known good.
+          const written = this.writer.written;
           const wanted = end === null ? Infinity : end + 1;
-          const limit = this.done ? Math.min(this.written, wanted) : Math.max(0, Math.min(this.written, wanted) - 1);
+          const limit = this.done ? Math.min(written, wanted) : Math.max(0, Math.min(written, wanted) - 1);
           if (pos < limit) {
-            const n = Math.min(limit - pos, READ_CHUNK);
-            const buf = new Uint8Array(n);
-            const { bytesRead } = await this.fh.read(buf, 0, n, pos);
-            pos += bytesRead;
-            controller.enqueue(bytesRead === n ? buf : buf.subarray(0, bytesRead));
+            const buf = new Uint8Array(Math.min(limit - pos, READ_CHUNK));
+            const n = await this.writer.readAt(pos, buf);
+            if (n <= 0) throw new Error(`read of ${this.digest} at ${pos} returned nothing`);
+            pos += n;
+            controller.enqueue(n === buf.byteLength ? buf : buf.subarray(0, n));
             return;
           }
-          if ((this.done && pos >= this.written) || (end !== null && pos > end)) {
+          if ((this.done && pos >= written) || (end !== null && pos > end)) {
             finish();
             controller.close();
             return;
@@ -161,7 +146,6 @@ export class Download {
           await this.changed();
         }
       },
-      cancel: () => finish(),
     }, { highWaterMark: 0 });
   }
 }

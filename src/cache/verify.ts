@@ -55,7 +55,7 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
     for await (const digest of store.listContent(kind)) {
       report[kind]++;
       jobs.push(limit(async () => {
-        const file = await store.openContent(kind, digest);
+        const file = kind === "blobs" ? (await store.statBlob(digest))?.file : await store.readManifest(digest).then((b) => (b ? new Blob([b as Uint8Array<ArrayBuffer>]) : undefined));
         if (file && (await hashMatches(file, digest))) {
           present[kind].push(digest);
           return;
@@ -81,9 +81,9 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
     digests.push(rec.digest);
     if (missing.length) report.incomplete.push(`${name}: missing ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ` and ${missing.length - 3} more` : ""}`);
   }
-  for await (const path of store.damagedTags()) {
-    report.damaged.push(path);
-    if (opts.repair) await store.removeDamagedTag(path);
+  for await (const d of store.damagedTags()) {
+    report.damaged.push(d.where);
+    if (opts.repair) await d.remove();
   }
   const reached = await closureOf(store, digests);
   report.invalid = reached.invalid;

@@ -127,14 +127,20 @@ export function createMetrics(listed: Iterable<string> = []) {
       };
       return {
         ...store,
-        async spool() {
-          const s = await store.spool();
+        async createBlobWriter(digest, opts) {
+          const w = await store.createBlobWriter(digest, opts);
           return {
-            ...s,
-            async commitBlob(digest) {
+            get written() {
+              return w.written;
+            },
+            write: (c) => w.write(c),
+            readAt: (p, into) => w.readAt(p, into),
+            abort: () => w.abort(),
+            release: () => w.release(),
+            async commit() {
               const existed = await store.contentInfo("blobs", digest);
-              await s.commitBlob(digest);
-              if (!existed) adjust("blobs", 1, (await store.contentInfo("blobs", digest))?.size ?? 0);
+              await w.commit();
+              if (!existed) adjust("blobs", 1, w.written);
             },
           };
         },

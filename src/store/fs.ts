@@ -12,7 +12,8 @@ import { digestOf, isDigest, parseDigest, type Digest } from "../oci/digest.ts";
 import { isRepositoryName } from "../oci/names.ts";
 import { processOwner, ownerIsGone } from "./owner.ts";
 import { isRecordTag, parseTagRecord, serializeTagRecord } from "./record.ts";
-import type { ContentKind, Spool, Store, StoredBlob, TagRecord } from "./types.ts";
+import { StoreError, type BlobWriter, type Store, type StoredBlob, type TagRecord, type ContentKind } from "./types.ts";
+import { verifyingWriter } from "./writer.ts";
 
 /** `_tags` cannot be a repository path component (components start with [a-z0-9]). */
 const TAGS_DIR = "_tags";
@@ -146,19 +147,38 @@ export function createFsStore(root: string): Store {
       }
     },
 
-    async spool(): Promise<Spool> {
+    async createBlobWriter(digest, opts = {}): Promise<BlobWriter> {
+      const dest = contentPath("blobs", digest);
       const path = await tempPath();
-      return {
-        path,
-        async commitBlob(digest) {
-          const dest = contentPath("blobs", digest);
+      const fh = await open(path, "w+", 0o644);
+      let closed = false;
+      const close = async () => {
+        if (!closed) {
+          closed = true;
+          await fh.close();
+        }
+      };
+      return verifyingWriter(digest, opts.size, {
+        async write(chunk, position) {
+          let off = 0;
+          while (off < chunk.byteLength) off += (await fh.write(chunk, off, chunk.byteLength - off, position + off)).bytesWritten;
+        },
+        async readAt(position, into) {
+          if (closed) throw new StoreError("not-found", `the writer of ${digest} was released`);
+          // The handle stays valid through the rename, and through a prune's unlink after it.
+          return (await fh.read(into, 0, into.byteLength, position)).bytesRead;
+        },
+        async publish() {
+          await fh.sync();
           await mkdir(join(dest, ".."), { recursive: true });
           await rename(path, dest);
         },
-        async discard() {
+        async drop() {
+          await close().catch(() => {});
           await rm(path, { force: true });
         },
-      };
+        release: () => close(),
+      });
     },
 
     async readManifest(digest) {
@@ -168,7 +188,7 @@ export function createFsStore(root: string): Store {
     async writeManifest(digest, bytes) {
       const d = parseDigest(digest);
       if (!d || digestOf(bytes, d.algorithm) !== digest) {
-        throw new Error(`manifest bytes do not match ${digest}`);
+        throw new StoreError("corrupt", `manifest bytes do not match ${digest}`);
       }
       await writeAtomic(contentPath("manifests", digest), bytes);
     },
@@ -222,16 +242,6 @@ export function createFsStore(root: string): Store {
       }
     },
 
-    async openContent(kind, digest) {
-      const path = contentPath(kind, digest);
-      try {
-        await stat(path);
-      } catch {
-        return null;
-      }
-      return Bun.file(path);
-    },
-
     async removeContent(kind, digest) {
       await rm(contentPath(kind, digest), { force: true });
     },
@@ -242,16 +252,8 @@ export function createFsStore(root: string): Store {
 
     async *damagedTags() {
       for await (const t of walkTagFiles(join(root, "repositories"))) {
-        if (!t.record) yield relative(root, t.path);
+        if (!t.record) yield { where: relative(root, t.path), remove: () => rm(t.path, { force: true }) };
       }
-    },
-
-    async removeDamagedTag(relativePath) {
-      const path = join(root, relativePath);
-      if (!path.startsWith(join(root, "repositories") + "/") || !path.endsWith(".json")) {
-        throw new Error(`not a tag record path: ${relativePath}`);
-      }
-      await rm(path, { force: true });
     },
   };
 }

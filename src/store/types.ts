@@ -1,5 +1,8 @@
-// The store interface: what the cache needs from a place that keeps blobs, manifests and tag
-// records. The directory store implements it; an S3 store can implement the same contract.
+// The store contract: what the cache needs from a place that keeps blobs, manifests and tag
+// records. The store owns every write (a writer that verifies before anything becomes visible)
+// and hands out content as Blobs (sliceable for ranges; for the directory store a Bun.file the
+// kernel sends). No file path, file handle or back-end detail crosses it. Back-ends: fs/ (the
+// directory layout), memory/ (tests), s3/ (object storage, several replicas on one bucket).
 
 export interface TagRecord {
   /** Upstream namespace as clients name it, e.g. `docker.io`, `registry.k8s.io`, `127.0.0.2`. */
@@ -22,34 +25,68 @@ export interface TagRecord {
 
 export interface StoredBlob {
   size: number;
-  /** The content, sliceable for ranges; for the directory store a Bun.file the kernel sends. */
+  /** The content: `.slice()` for ranges, `.stream()` to read; a Response can send it as it is. */
   file: Blob;
 }
 
-/** A file being written into the store: bytes go to `path`, then `commit` makes them visible. */
-export interface Spool {
-  path: string;
-  /** Moves the finished file into place under `digest`. The caller has verified the digest. */
-  commitBlob(digest: string): Promise<void>;
-  discard(): Promise<void>;
+export type StoreFailure =
+  /** Asked for something the store does not hold. */
+  | "not-found"
+  /** Bytes that do not match their digest or announced size; nothing was kept. */
+  | "corrupt"
+  /** Another writer changed the same record first (a conditional write lost). */
+  | "conflict"
+  /** The back-end cannot be reached or refused us (disk full, credentials, network). */
+  | "unavailable";
+
+export class StoreError extends Error {
+  constructor(readonly failure: StoreFailure, message: string) {
+    super(message);
+    this.name = "StoreError";
+  }
+}
+
+/** A blob being written: nothing is visible until commit() has verified it. */
+export interface BlobWriter {
+  /** Appends bytes. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Bytes written so far. */
+  readonly written: number;
+  /** Reads back bytes already written (readers joining a download); returns how many were read. */
+  readAt(position: number, into: Uint8Array): Promise<number>;
+  /**
+   * Checks the size (when one was expected) and the digest, then makes the blob visible under its
+   * digest at once. On a mismatch throws StoreError("corrupt") and keeps nothing.
+   */
+  commit(): Promise<void>;
+  /** Drops what was written; nothing is left behind. Safe to call twice or after a failed commit. */
+  abort(): Promise<void>;
+  /** Frees what readAt needs, once the writer is committed or aborted and no reader needs it. */
+  release(): Promise<void>;
+}
+
+/** A record file that cannot be read as a record: where it is (for messages) and how to drop it. */
+export interface DamagedRecord {
+  where: string;
+  remove(): Promise<void>;
 }
 
 export interface Store {
-  /** Root of the store, for messages. */
+  /** Where the store is, for messages. */
   readonly location: string;
-  /** Removes leftovers of interrupted writes by processes that are gone; returns how many were removed. */
+  /** Prepares the store and removes leftovers of interrupted writes by processes that are gone; returns how many. */
   init(): Promise<number>;
-  statBlob(digest: string): Promise<StoredBlob | null>;
   /** Throws unless the store can be read and written now (readiness). */
   probe(): Promise<void>;
-  /** A fresh temp file inside the store, on the same filesystem as the blobs. */
-  spool(): Promise<Spool>;
+  statBlob(digest: string): Promise<StoredBlob | null>;
+  /** A writer for a blob; `size`, when known, is checked at commit. */
+  createBlobWriter(digest: string, opts?: { size?: number }): Promise<BlobWriter>;
   readManifest(digest: string): Promise<Uint8Array | null>;
-  /** Stores manifest bytes under their digest; throws if the bytes do not match it. */
+  /** Stores manifest bytes under their digest; StoreError("corrupt") if the bytes do not match it. */
   writeManifest(digest: string, bytes: Uint8Array): Promise<void>;
   readTag(upstream: string, repository: string, tag: string): Promise<TagRecord | null>;
   writeTag(record: TagRecord): Promise<void>;
-  /** Tags cached for one repository, sorted. */
+  /** Tags cached for one repository, sorted (pins by digest excluded). */
   listTags(upstream: string, repository: string): Promise<string[]>;
   /** Every valid tag record in the store; `onDamaged` hears of each record file that is not one. */
   allTags(onDamaged?: (where: string) => void): AsyncIterable<TagRecord>;
@@ -57,13 +94,10 @@ export interface Store {
   listContent(kind: ContentKind): AsyncIterable<string>;
   /** Size and last-modified time (ms) of a stored blob or manifest; null when absent. */
   contentInfo(kind: ContentKind, digest: string): Promise<{ size: number; modified: number } | null>;
-  /** The stored bytes of a blob or manifest, for re-hashing; null when absent. */
-  openContent(kind: ContentKind, digest: string): Promise<Blob | null>;
   removeContent(kind: ContentKind, digest: string): Promise<void>;
   removeTag(upstream: string, repository: string, tag: string): Promise<void>;
-  /** Tag record files that cannot be read as records (path relative to the store). */
-  damagedTags(): AsyncIterable<string>;
-  removeDamagedTag(relativePath: string): Promise<void>;
+  /** Record files that cannot be read as records. */
+  damagedTags(): AsyncIterable<DamagedRecord>;
 }
 
 export type ContentKind = "blobs" | "manifests";

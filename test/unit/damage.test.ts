@@ -70,9 +70,10 @@ describe("nothing is unprunable", () => {
     const old = enc("left by a crash");
     const fresh = enc("just downloaded");
     for (const b of [old, fresh]) {
-      const spool = await r.store.spool();
-      writeFileSync(spool.path, b);
-      await spool.commitBlob(digestOf(b));
+      const w = await r.store.createBlobWriter(digestOf(b));
+      await w.write(b);
+      await w.commit();
+      await w.release();
     }
     const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
     utimesSync(join(r.root, "blobs/sha256", digestOf(old).slice(7)), twoDaysAgo, twoDaysAgo);

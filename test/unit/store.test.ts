@@ -70,10 +70,11 @@ describe("directory store", () => {
     writeFileSync(legacyNew, "half");
     expect(await createFsStore(root).init()).toBe(3);
     expect(readdirSync(join(root, "tmp")).sort()).toEqual([processOwner(), "partial-new"].sort());
-    const spool = await store.spool();
-    writeFileSync(spool.path, "blob");
+    const w = await store.createBlobWriter(digestOf(enc("blob")));
+    await w.write(enc("blob"));
     expect(await store.statBlob(digestOf(enc("blob")))).toBeNull();
-    await spool.commitBlob(digestOf(enc("blob")));
+    await w.commit();
+    await w.release();
     const s = await store.statBlob(digestOf(enc("blob")));
     expect(s?.size).toBe(4);
     expect(await s!.file.text()).toBe("blob");

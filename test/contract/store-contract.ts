@@ -1,0 +1,161 @@
+// The store contract as one suite, run over every back-end (memory, directory, S3 on Ceph RGW):
+// writers verify before anything is visible, abort leaves nothing, reads and ranges return the
+// committed bytes, records and listings behave alike, errors are typed.
+import { describe, expect, test } from "bun:test";
+import { digestOf } from "../../src/oci/digest.ts";
+import { StoreError, type Store, type TagRecord } from "../../src/store/types.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const bytesOf = async (b: Blob) => new Uint8Array(await b.arrayBuffer());
+
+function record(over: Partial<TagRecord> = {}): TagRecord {
+  const t = new Date().toISOString();
+  const manifest = enc('{"schemaVersion":2}');
+  return {
+    upstream: "up.test", repository: "team/app", tag: "v1", digest: digestOf(manifest), mediaType: "application/vnd.oci.image.manifest.v1+json",
+    size: manifest.byteLength, created: t, lastPulled: t, checked: t, ...over,
+  };
+}
+
+async function put(store: Store, bytes: Uint8Array, chunk = 7) {
+  const w = await store.createBlobWriter(digestOf(bytes), { size: bytes.byteLength });
+  for (let i = 0; i < bytes.byteLength; i += chunk) await w.write(bytes.subarray(i, i + chunk));
+  await w.commit();
+  await w.release();
+}
+
+async function failure(p: Promise<unknown>): Promise<string> {
+  const e = await p.then(() => null, (err) => err);
+  expect(e).toBeInstanceOf(StoreError);
+  return (e as StoreError).failure;
+}
+
+/** Registers the contract tests for one back-end; `make` returns a fresh, empty, initialised store. */
+export function storeContract(name: string, make: () => Promise<Store>) {
+  describe(`store contract: ${name}`, () => {
+    test("a blob is invisible while written, readable back by joining readers, visible once committed", async () => {
+      const store = await make();
+      const bytes = enc("hello, layer bytes ".repeat(100));
+      const digest = digestOf(bytes);
+      const w = await store.createBlobWriter(digest, { size: bytes.byteLength });
+      await w.write(bytes.subarray(0, 1000));
+      expect(w.written).toBe(1000);
+      expect(await store.statBlob(digest)).toBeNull();
+      const back = new Uint8Array(100);
+      expect(await w.readAt(900, back)).toBe(100);
+      expect(back).toEqual(bytes.subarray(900, 1000));
+      await w.write(bytes.subarray(1000));
+      await w.commit();
+      const s = await store.statBlob(digest);
+      expect(s?.size).toBe(bytes.byteLength);
+      expect(await bytesOf(s!.file)).toEqual(bytes);
+      expect(await w.readAt(0, back)).toBe(100); // readers that joined still read after the commit
+      expect(back).toEqual(bytes.subarray(0, 100));
+      await w.release();
+    });
+
+    test("ranges of a stored blob are its bytes", async () => {
+      const store = await make();
+      const bytes = new Uint8Array(200_000).map((_, i) => i % 251);
+      await put(store, bytes, 65_536);
+      const s = (await store.statBlob(digestOf(bytes)))!;
+      expect(await bytesOf(s.file.slice(100_000, 100_010))).toEqual(bytes.subarray(100_000, 100_010));
+      expect(await bytesOf(s.file.slice(199_990))).toEqual(bytes.subarray(199_990));
+    });
+
+    test("a blob whose bytes do not match its digest or size is refused as corrupt and leaves nothing", async () => {
+      const store = await make();
+      const bytes = enc("the real bytes");
+      const w = await store.createBlobWriter(digestOf(enc("other bytes")));
+      await w.write(bytes);
+      expect(await failure(w.commit())).toBe("corrupt");
+      expect(await store.statBlob(digestOf(enc("other bytes")))).toBeNull();
+      const short = await store.createBlobWriter(digestOf(bytes), { size: bytes.byteLength + 1 });
+      await short.write(bytes);
+      expect(await failure(short.commit())).toBe("corrupt");
+      const long = await store.createBlobWriter(digestOf(bytes), { size: 3 });
+      expect(await failure(long.write(bytes))).toBe("corrupt");
+      expect(await store.statBlob(digestOf(bytes))).toBeNull();
+      for (const x of [w, short, long]) await x.release();
+      const listed: string[] = [];
+      for await (const d of store.listContent("blobs")) listed.push(d);
+      expect(listed).toEqual([]);
+    });
+
+    test("an aborted writer leaves nothing, and aborting twice is harmless", async () => {
+      const store = await make();
+      const bytes = enc("never committed");
+      const w = await store.createBlobWriter(digestOf(bytes));
+      await w.write(bytes);
+      await w.abort();
+      await w.abort();
+      await w.release();
+      expect(await store.statBlob(digestOf(bytes))).toBeNull();
+      expect(await store.contentInfo("blobs", digestOf(bytes))).toBeNull();
+    });
+
+    test("two writers of the same digest both commit to one blob", async () => {
+      const store = await make();
+      const bytes = enc("written twice at once");
+      const [a, b] = await Promise.all([0, 1].map(() => store.createBlobWriter(digestOf(bytes))));
+      await Promise.all([a!, b!].map(async (w) => {
+        await w.write(bytes);
+        await w.commit();
+        await w.release();
+      }));
+      const listed: string[] = [];
+      for await (const d of store.listContent("blobs")) listed.push(d);
+      expect(listed).toEqual([digestOf(bytes)]);
+    });
+
+    test("manifests are stored by digest; bytes that do not match are refused as corrupt", async () => {
+      const store = await make();
+      const m = enc('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}');
+      await store.writeManifest(digestOf(m), m);
+      expect(await store.readManifest(digestOf(m))).toEqual(m);
+      expect(await failure(store.writeManifest(digestOf(enc("x")), m))).toBe("corrupt");
+      expect(await store.readManifest(digestOf(enc("x")))).toBeNull();
+      expect((await store.contentInfo("manifests", digestOf(m)))?.size).toBe(m.byteLength);
+      await store.removeContent("manifests", digestOf(m));
+      expect(await store.readManifest(digestOf(m))).toBeNull();
+    });
+
+    test("tag records: read, write, list (pins apart), walk and remove", async () => {
+      const store = await make();
+      const v1 = record();
+      const v2 = record({ tag: "v2" });
+      const pin = record({ tag: v1.digest });
+      const other = record({ repository: "team/app/sub", tag: "x" });
+      for (const r of [v2, v1, pin, other]) await store.writeTag(r);
+      expect(await store.readTag("up.test", "team/app", "v1")).toEqual(v1);
+      expect(await store.readTag("up.test", "team/app", "nope")).toBeNull();
+      expect(await store.listTags("up.test", "team/app")).toEqual(["v1", "v2"]);
+      const all: string[] = [];
+      for await (const r of store.allTags()) all.push(`${r.repository}:${r.tag}`);
+      expect(all.sort()).toEqual([`team/app:${v1.digest}`, "team/app/sub:x", "team/app:v1", "team/app:v2"].sort());
+      await store.writeTag({ ...v1, lastPulled: new Date(Date.now() + 1000).toISOString() });
+      expect((await store.readTag("up.test", "team/app", "v1"))?.lastPulled).not.toBe(v1.lastPulled);
+      await store.removeTag("up.test", "team/app", "v1");
+      expect(await store.readTag("up.test", "team/app", "v1")).toBeNull();
+      expect(await store.listTags("up.test", "team/app")).toEqual(["v2"]);
+      expect(await store.listTags("up.test", "nothing")).toEqual([]);
+    });
+
+    test("content listing and information, removal, and a working probe", async () => {
+      const store = await make();
+      const a = enc("blob a");
+      const b = enc("blob b");
+      for (const x of [a, b]) await put(store, x);
+      const listed: string[] = [];
+      for await (const d of store.listContent("blobs")) listed.push(d);
+      expect(listed.sort()).toEqual([digestOf(a), digestOf(b)].sort());
+      const info = await store.contentInfo("blobs", digestOf(a));
+      expect(info?.size).toBe(a.byteLength);
+      expect(Math.abs(info!.modified - Date.now())).toBeLessThan(60_000);
+      await store.removeContent("blobs", digestOf(a));
+      await store.removeContent("blobs", digestOf(a)); // removing what is gone is fine
+      expect(await store.statBlob(digestOf(a))).toBeNull();
+      await store.probe();
+    });
+  });
+}
