@@ -32,6 +32,8 @@ export class CacheError extends Error {
     message: string,
     /** The upstream's HTTP status, when it sent one. */
     readonly status?: number,
+    /** For "rate-limited": when the upstream may be asked again. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = "CacheError";
@@ -46,9 +48,10 @@ export function fromUpstream(err: unknown, subject: CacheSubject): CacheError {
       : err.failure === "timeout" ? "timeout"
       : err.failure === "busy" ? "busy"
       : err.failure === "policy" ? "policy"
+      : err.failure === "rate-limited" ? "rate-limited"
       : err.failure === "too-large" || err.failure === "protocol" ? "invalid"
       : "unreachable";
-    return new CacheError(failure, subject, err.message, err.status);
+    return new CacheError(failure, subject, err.message, err.status, err.retryAfterMs);
   }
   return new CacheError("unreachable", subject, `upstream request failed: ${(err as Error)?.message ?? String(err)}`);
 }

@@ -2,11 +2,12 @@
 // problem is reported with the key it concerns, e.g. `registries[0].scheme: must be http or https`.
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { isHost } from "../oci/names.ts";
+import { canonicalUpstream, isHost } from "../oci/names.ts";
 import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
-import { DEFAULTS, type Config } from "./schema.ts";
-import { adminToken, htpasswd, pruneConfig, registry, serverTls, tagPolicies, users } from "./sections.ts";
+import { DEFAULTS, type Config, type RegistryEntry } from "./schema.ts";
+import { registry } from "./registries.ts";
+import { adminToken, htpasswd, pruneConfig, serverTls, tagPolicies, users } from "./sections.ts";
 import { bool, duration, isObject, logLevel, millis, port, str, type Raw } from "./values.ts";
 
 export { ConfigError };
@@ -90,11 +91,52 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
 }
 
 /** Credentials from a Docker config.json fill registries that have none of their own. */
-function mergeDockerCredentials(cfg: Config, key: string) {
-  for (const [name, auth] of readDockerConfig(cfg.dockerConfig!, key)) {
-    const entry = cfg.registries.find((r) => r.name === name);
-    if (!entry) cfg.registries.push({ name, scheme: "https", auth });
-    else if (!entry.auth) entry.auth = auth;
+/** The registries entry of an upstream, made (anonymous HTTPS) when there is none. */
+function entryOf(cfg: Config, name: string): RegistryEntry {
+  let entry = cfg.registries.find((r) => r.name === name);
+  if (!entry) cfg.registries.push((entry = { name, scheme: "https", originFallback: true }));
+  return entry;
+}
+
+/**
+ * Credentials from outside the config file fill registries that have none of their own: a Docker
+ * config.json's `auths` and credential helpers (`credHelpers` for their registries; `credsStore`
+ * for the configured registries and the default namespace, never for hosts clients name), then
+ * `UPSTREAM_CREDENTIALS` (a JSON map of upstream to {username, password}).
+ */
+function mergeOutsideCredentials(cfg: Config, dockerKey: string, env: Env) {
+  if (cfg.dockerConfig) {
+    const dc = readDockerConfig(cfg.dockerConfig, dockerKey);
+    for (const [name, auth] of dc.auths) {
+      const e = entryOf(cfg, name);
+      if (!e.auth) e.auth = auth;
+    }
+    for (const [name, helper] of dc.helpers) {
+      const e = entryOf(cfg, name);
+      if (!e.auth) e.credentialHelper = helper;
+    }
+    if (dc.store) {
+      entryOf(cfg, canonicalUpstream(cfg.defaultNs));
+      for (const e of cfg.registries) if (!e.auth && !e.credentialHelper) e.credentialHelper = dc.store;
+    }
+  }
+  const raw = env.UPSTREAM_CREDENTIALS;
+  if (raw) {
+    let map: unknown;
+    try {
+      map = JSON.parse(raw);
+    } catch {
+      throw new ConfigError("UPSTREAM_CREDENTIALS", "must be a JSON object of upstream to {username, password}");
+    }
+    if (!isObject(map)) throw new ConfigError("UPSTREAM_CREDENTIALS", "must be a JSON object of upstream to {username, password}");
+    for (const [host, c] of Object.entries(map)) {
+      const cred = c as { username?: unknown; password?: unknown };
+      if (!isHost(host) || typeof cred?.username !== "string" || typeof cred?.password !== "string") {
+        throw new ConfigError("UPSTREAM_CREDENTIALS", `${JSON.stringify(host)}: must be a host with {username, password} strings`);
+      }
+      const e = entryOf(cfg, canonicalUpstream(host));
+      if (!e.auth && !e.credentialHelper) e.auth = { user: cred.username, password: cred.password };
+    }
   }
 }
 
@@ -145,6 +187,6 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
   set("dockerConfig", "--docker-config", flags.dockerConfig);
   set("logFile", "--log-file", flags.logFile);
   apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
-  if (cfg.dockerConfig) mergeDockerCredentials(cfg, flagName.dockerConfig ?? "dockerConfig");
+  mergeOutsideCredentials(cfg, flagName.dockerConfig ?? "dockerConfig", env);
   return cfg;
 }

@@ -4,14 +4,36 @@
 export type LogLevel = "error" | "warn" | "info" | "debug" | "trace";
 export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug", "trace"];
 
+export interface RegistryTls {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  insecureSkipVerify?: boolean;
+}
+
+/** A mirror of an upstream, tried before the origin; its path becomes a repository prefix. */
+export interface RegistryEndpoint {
+  url: string;
+  auth?: { user: string; password: string };
+  tls?: RegistryTls;
+}
+
 export interface RegistryEntry {
   /** Upstream host or host:port, matched against the resolved upstream. */
   name: string;
   scheme: "http" | "https";
   auth?: { user: string; password: string };
-  tls?: { ca?: string; cert?: string; key?: string; insecureSkipVerify?: boolean };
+  /** A Docker credential helper (`docker-credential-<name>`) that supplies the credentials. */
+  credentialHelper?: string;
+  tls?: RegistryTls;
   /** Token realm hosts, besides the upstream's own registrable domain, that may receive `auth`. */
   tokenHosts?: string[];
+  /** Mirrors tried in order before the origin. */
+  endpoints?: RegistryEndpoint[];
+  /** Whether the origin is tried after the endpoints. */
+  originFallback: boolean;
+  /** User-Agent sent to this upstream (default `ociregistry/<version>`). */
+  userAgent?: string;
 }
 
 export interface ServerTls {

@@ -1,66 +1,11 @@
 // Validators for the configuration's sections: registries, tag policies, pruning, server TLS,
 // downstream users. Each returns the typed section or throws a ConfigError naming the key.
-import { canonicalUpstream, isHost } from "../oci/names.ts";
 import { ConfigError } from "./error.ts";
-import type { DownstreamUser, PruneConfig, RegistryEntry, ServerTls, TagPolicy } from "./schema.ts";
+import type { DownstreamUser, PruneConfig, ServerTls, TagPolicy } from "./schema.ts";
 import { bool, compilePattern, duration, isObject, keysOf, readFileText, str } from "./values.ts";
 
 type Env = Record<string, string | undefined>;
 
-export function registry(v: unknown, key: string, env: Env): RegistryEntry {
-  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with at least a name");
-  for (const k of Object.keys(v)) {
-    if (!["name", "scheme", "auth", "tls", "tokenHosts"].includes(k)) throw new ConfigError(`${key}.${k}`, "unknown key");
-  }
-  const name = str(v.name, `${key}.name`);
-  if (!isHost(name)) throw new ConfigError(`${key}.name`, `must be a host or host:port, got ${JSON.stringify(name)}`);
-  const scheme = v.scheme ?? "https";
-  if (scheme !== "http" && scheme !== "https") throw new ConfigError(`${key}.scheme`, "must be http or https");
-  const entry: RegistryEntry = { name: canonicalUpstream(name), scheme };
-  if (v.auth !== undefined) {
-    const a = v.auth;
-    if (!isObject(a)) throw new ConfigError(`${key}.auth`, "must be a mapping with user and password or passwordFromEnv");
-    for (const k of Object.keys(a)) {
-      if (!["user", "password", "passwordFromEnv"].includes(k)) throw new ConfigError(`${key}.auth.${k}`, "unknown key");
-    }
-    const user = str(a.user, `${key}.auth.user`);
-    let password: string;
-    if (a.passwordFromEnv !== undefined) {
-      const envName = str(a.passwordFromEnv, `${key}.auth.passwordFromEnv`);
-      const value = env[envName];
-      if (value === undefined || value === "") throw new ConfigError(`${key}.auth.passwordFromEnv`, `environment variable ${envName} is not set`);
-      password = value;
-    } else {
-      password = str(a.password, `${key}.auth.password`);
-    }
-    entry.auth = { user, password };
-  }
-  if (v.tls !== undefined) {
-    const t = v.tls;
-    if (!isObject(t)) throw new ConfigError(`${key}.tls`, "must be a mapping");
-    for (const k of Object.keys(t)) {
-      if (!["ca", "cert", "key", "insecureSkipVerify"].includes(k)) throw new ConfigError(`${key}.tls.${k}`, "unknown key");
-    }
-    if ((t.cert === undefined) !== (t.key === undefined)) {
-      throw new ConfigError(`${key}.tls.${t.cert === undefined ? "cert" : "key"}`, "cert and key must be given together");
-    }
-    entry.tls = {
-      ca: t.ca === undefined ? undefined : readFileText(t.ca, `${key}.tls.ca`),
-      cert: t.cert === undefined ? undefined : readFileText(t.cert, `${key}.tls.cert`),
-      key: t.key === undefined ? undefined : readFileText(t.key, `${key}.tls.key`),
-      insecureSkipVerify: t.insecureSkipVerify === undefined ? undefined : bool(t.insecureSkipVerify, `${key}.tls.insecureSkipVerify`),
-    };
-  }
-  if (v.tokenHosts !== undefined) {
-    if (!Array.isArray(v.tokenHosts)) throw new ConfigError(`${key}.tokenHosts`, "must be a list of hosts");
-    entry.tokenHosts = v.tokenHosts.map((h, i) => {
-      const host = str(h, `${key}.tokenHosts[${i}]`);
-      if (!isHost(host)) throw new ConfigError(`${key}.tokenHosts[${i}]`, `must be a host or host:port, got ${JSON.stringify(host)}`);
-      return host.toLowerCase();
-    });
-  }
-  return entry;
-}
 
 export function tagPolicies(v: unknown, key: string): TagPolicy[] {
   if (!Array.isArray(v)) throw new ConfigError(key, "must be a list of {match, revalidateAfter}");

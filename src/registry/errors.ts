@@ -71,7 +71,8 @@ export function toRegistryError(err: unknown): RegistryError | null {
     case "refused":
       return err.status === 403 ? new RegistryError("DENIED", err.message) : new RegistryError("UNAUTHORIZED", err.message);
     case "rate-limited":
-      return new RegistryError("TOOMANYREQUESTS", err.message);
+      // Clients are told when to come back; until then nothing is sent upstream.
+      return new RegistryError("TOOMANYREQUESTS", err.message, { headers: { "Retry-After": String(Math.max(1, Math.ceil((err.retryAfterMs ?? 60_000) / 1000))) } });
     case "unsupported":
       return new RegistryError("UNSUPPORTED", err.message, { status: 415 });
     case "invalid":

@@ -4,7 +4,7 @@ import pkg from "../../package.json" with { type: "json" };
 import type { Config } from "../config/schema.ts";
 
 function authKind(r: Config["registries"][number]): string {
-  const parts = [r.auth ? "basic credentials" : "anonymous"];
+  const parts = [r.auth ? "basic credentials" : r.credentialHelper ? `credential helper ${r.credentialHelper}` : "anonymous"];
   if (r.tls?.cert) parts.push("client certificate");
   if (r.tls?.ca) parts.push("custom CA");
   if (r.tls?.insecureSkipVerify) parts.push("TLS NOT VERIFIED");
@@ -24,7 +24,10 @@ export function banner(cfg: Config, port: number, extras: { metricsPort?: number
     `  metrics: ${cfg.metrics === false ? "off" : extras.metricsPort !== undefined ? `/metrics on port ${extras.metricsPort}` : "/metrics"}; ` +
       `health: /healthz, /readyz${extras.healthPort !== undefined ? ` (also on port ${extras.healthPort})` : ""}`,
   ];
-  for (const r of cfg.registries) lines.push(`  upstream ${r.name}: ${r.scheme}, ${authKind(r)}${r.tokenHosts?.length ? `, token hosts ${r.tokenHosts.join(", ")}` : ""}`);
+  for (const r of cfg.registries) {
+    const via = r.endpoints?.length ? `, via ${r.endpoints.map((e) => e.url).join(" then ")}${r.originFallback ? " then the origin" : " only"}` : "";
+    lines.push(`  upstream ${r.name}: ${r.scheme}, ${authKind(r)}${r.tokenHosts?.length ? `, token hosts ${r.tokenHosts.join(", ")}` : ""}${via}`);
+  }
   return lines;
 }
 

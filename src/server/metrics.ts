@@ -40,6 +40,7 @@ export function createMetrics(listed: Iterable<string> = []) {
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], ...reg,
   });
   const breaker = new Gauge({ name: "ociregistry_upstream_circuit_open", help: "1 while an upstream's circuit breaker is open", labelNames: ["upstream"], ...reg });
+  const remaining = new Gauge({ name: "ociregistry_upstream_ratelimit_remaining", help: "Docker Hub's ratelimit-remaining from the last answer, by upstream", labelNames: ["upstream"], ...reg });
   const tokens = new Counter({ name: "ociregistry_token_fetches_total", help: "Bearer token fetches, by upstream and result", labelNames: ["upstream", "result"], ...reg });
   const storeBytes = new Gauge({ name: "ociregistry_store_bytes", help: "Bytes of blobs and manifests in the store", ...reg });
   const storeItems = new Gauge({ name: "ociregistry_store_items", help: "Blobs, manifests and tag records in the store", labelNames: ["kind"], ...reg });
@@ -79,6 +80,7 @@ export function createMetrics(listed: Iterable<string> = []) {
     bytes: (u, n) => upBytes.labels(up(u)).inc(n),
     token: (u, ok) => tokens.labels(up(u), ok ? "ok" : "failed").inc(),
     breaker: (u, open) => breaker.labels(up(u)).set(open ? 1 : 0),
+    rateLimitRemaining: (u, n) => remaining.labels(up(u)).set(n),
   };
 
   const figures = { bytes: 0, blobs: 0, manifests: 0, tags: 0 };

@@ -7,6 +7,7 @@ import { canonicalUpstream } from "../oci/names.ts";
 import { createFsStore } from "../store/fs.ts";
 import type { Store } from "../store/types.ts";
 import { createUpstreams, type UpstreamObserver } from "../upstream/client.ts";
+import { credentialHelper } from "./credential-helper.ts";
 
 /** The upstreams the operator named: the default namespace and every registries entry. */
 export function listedUpstreams(cfg: Config): Set<string> {
@@ -27,7 +28,12 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
   if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) from an interrupted run`);
   const upstreams = createUpstreams({
     timeoutMs: cfg.pullTimeoutMs,
-    registries: cfg.registries.map((r) => ({ name: r.name, scheme: r.scheme, credentials: r.auth, tls: r.tls, tokenHosts: r.tokenHosts })),
+    registries: cfg.registries.map((r) => ({
+      name: r.name, scheme: r.scheme, tls: r.tls, tokenHosts: r.tokenHosts, originFallback: r.originFallback, userAgent: r.userAgent,
+      credentials: r.auth ?? (r.credentialHelper ? credentialHelper(r.credentialHelper, r.name, (m) => log.withTag("upstream").warn(m)) : undefined),
+      endpoints: r.endpoints?.map((e) => ({ url: e.url, credentials: e.auth, tls: e.tls })),
+    })),
+    debug: (m) => log.withTag("upstream").debug(m),
     connectionsPerUpstream: cfg.maxUpstreamConnections,
     guard: { listedOnly: cfg.upstreams === "listed", listed: listedUpstreams(cfg) },
     onRefused: (upstream, reason) => log.withTag("upstream").warn(`upstream ${upstream} refused us: ${reason}`),

@@ -28,6 +28,8 @@ interface State {
   openUntil: number;
   backoffMs: number;
   probing: boolean;
+  /** Opened by a 429: the wait is the upstream's Retry-After, not a backoff. */
+  rateLimited: boolean;
 }
 
 export function createBreakers(opts: BreakerOptions = {}) {
@@ -40,7 +42,7 @@ export function createBreakers(opts: BreakerOptions = {}) {
   function state(upstream: string): State {
     let s = states.get(upstream);
     if (!s) {
-      s = { failures: 0, openUntil: 0, backoffMs: initial, probing: false };
+      s = { failures: 0, openUntil: 0, backoffMs: initial, probing: false, rateLimited: false };
       states.set(upstream, s);
     }
     return s;
@@ -51,7 +53,7 @@ export function createBreakers(opts: BreakerOptions = {}) {
      * Whether a request may go to the upstream now. Returns the milliseconds until the next probe
      * when it may not.
      */
-    admit(upstream: string): { ok: true } | { ok: false; retryInMs: number } {
+    admit(upstream: string): { ok: true } | { ok: false; retryInMs: number; rateLimited: boolean } {
       const s = states.get(upstream);
       if (!s || s.failures < threshold) return { ok: true };
       const t = now();
@@ -59,7 +61,7 @@ export function createBreakers(opts: BreakerOptions = {}) {
         s.probing = true;
         return { ok: true };
       }
-      return { ok: false, retryInMs: Math.max(0, s.openUntil - t) };
+      return { ok: false, retryInMs: Math.max(0, s.openUntil - t), rateLimited: s.rateLimited };
     },
     /** A probe that was admitted but never sent: let the next request probe instead. */
     release(upstream: string) {
@@ -72,6 +74,15 @@ export function createBreakers(opts: BreakerOptions = {}) {
       states.delete(upstream);
       if (s.failures >= threshold) opts.onChange?.(upstream, false);
     },
+    /** Opens the circuit for `ms` (an upstream's 429 with Retry-After); a probe goes through after it. */
+    openFor(upstream: string, ms: number) {
+      const s = state(upstream);
+      if (s.failures < threshold) opts.onChange?.(upstream, true);
+      s.failures = Math.max(s.failures, threshold);
+      s.probing = false;
+      s.rateLimited = true;
+      s.openUntil = now() + ms;
+    },
     failure(upstream: string) {
       const s = state(upstream);
       s.failures++;
@@ -79,6 +90,7 @@ export function createBreakers(opts: BreakerOptions = {}) {
       if (s.failures === threshold) opts.onChange?.(upstream, true);
       if (s.probing) s.backoffMs = Math.min(max, s.backoffMs * 2);
       s.probing = false;
+      s.rateLimited = false;
       s.openUntil = now() + s.backoffMs;
     },
     /** Upstreams whose circuit is open now (or letting a probe through). */

@@ -14,7 +14,9 @@ export type UpstreamFailure =
   /** The upstream pointed us somewhere we do not go: another scheme, a downgrade, an internal address. */
   | "policy"
   /** This upstream already has as many requests open as it may; none freed up in time. */
-  | "busy";
+  | "busy"
+  /** The upstream answered 429: it is not asked again before `retryAfterMs`. */
+  | "rate-limited";
 
 export class UpstreamError extends Error {
   constructor(
@@ -23,6 +25,8 @@ export class UpstreamError extends Error {
     message: string,
     /** HTTP status the upstream sent, when it sent one. */
     readonly status?: number,
+    /** For "rate-limited": how long until the upstream may be asked again. */
+    readonly retryAfterMs?: number,
   ) {
     super(`upstream ${upstream}: ${message}`);
     this.name = "UpstreamError";

@@ -25,13 +25,17 @@ describe("config", () => {
     expect(c.imagePath).toBe("/data");
     expect(c.port).toBe(9100);
     expect(c.logLevel).toBe("debug");
-    expect(c.registries).toEqual([{ name: "localhost:5000", scheme: "http" }]);
+    expect(c.registries).toEqual([{ name: "localhost:5000", scheme: "http", originFallback: true }]);
   });
 
   test.each([
     ["registries:\n  - name: r.io\n    scheme: ftp\n", "registries[0].scheme: must be http or https"],
     ["port: 70000\n", "port: must be a port number"],
     ["registries:\n  - scheme: http\n", "registries[0].name: must be a non-empty string"],
+    ["registries:\n  - name: r.io\n    endpoints: [ftp://x]\n", "registries[0].endpoints[0].url: must be an http:// or https:// URL"],
+    ["registries:\n  - name: r.io\n    endpoints: [{url: 'https://m.io?x=1'}]\n", "registries[0].endpoints[0].url: may have a path but no query"],
+    ["registries:\n  - name: r.io\n    originFallback: false\n", "registries[0].originFallback: false needs at least one endpoint"],
+    ["registries:\n  - name: r.io\n    userAgent: \"a\\nb\"\n", "registries[0].userAgent: must not contain control characters"],
     ["registries:\n  - name: r.io\n    tls:\n      ca: /nonexistent/ca.pem\n", "registries[0].tls.ca: cannot read /nonexistent/ca.pem"],
     ["registries:\n  - name: r.io\n    tls:\n      cert: /x\n", "registries[0].tls.key: cert and key must be given together"],
     ["registries:\n  - name: r.io\n    auth:\n      user: u\n      passwordFromEnv: NOPE_NOT_SET\n", "registries[0].auth.passwordFromEnv: environment variable NOPE_NOT_SET is not set"],
@@ -109,5 +113,36 @@ describe("credentials and TLS settings", () => {
       .toThrow("serverTlsConfig.ca: is required when clientAuth is verify");
     expect(() => resolveConfig({ configFile: file(`serverTlsConfig:\n  cert: ${file("x")}\n  key: ${file("y")}\n  clientAuth: maybe\n`) }, {}))
       .toThrow("serverTlsConfig.clientAuth: must be none or verify");
+  });
+
+  test("mirror endpoints, origin fallback and User-Agent per upstream", () => {
+    const c = resolveConfig({ configFile: file(`registries:
+  - name: docker.io
+    endpoints:
+      - https://harbor.corp/dockerhub-proxy/
+      - { url: "http://mirror.local:5000", auth: { user: m, password: p } }
+    originFallback: false
+    userAgent: corp-cache/1
+`) }, {});
+    expect(c.registries[0]).toMatchObject({
+      name: "docker.io", originFallback: false, userAgent: "corp-cache/1",
+      endpoints: [{ url: "https://harbor.corp/dockerhub-proxy" }, { url: "http://mirror.local:5000", auth: { user: "m", password: "p" } }],
+    });
+  });
+
+  test("credential helpers from a Docker config.json and UPSTREAM_CREDENTIALS fill registries without credentials", () => {
+    const dc = file(JSON.stringify({ credHelpers: { "123.dkr.ecr.us-east-1.amazonaws.com": "ecr-login" }, credsStore: "desktop", auths: { "ghcr.io": { auth: Buffer.from("u:p").toString("base64") } } }));
+    const c = resolveConfig({ configFile: file("registries:\n  - name: own.io\n    auth: { user: a, password: b }\n"), dockerConfig: dc }, {
+      UPSTREAM_CREDENTIALS: JSON.stringify({ "quay.io": { username: "q", password: "qp" }, "ghcr.io": { username: "x", password: "y" } }),
+    });
+    const by = Object.fromEntries(c.registries.map((r) => [r.name, r]));
+    expect(by["own.io"]).toMatchObject({ auth: { user: "a", password: "b" } });
+    expect(by["own.io"]!.credentialHelper).toBeUndefined();
+    expect(by["123.dkr.ecr.us-east-1.amazonaws.com"]!.credentialHelper).toBe("ecr-login");
+    expect(by["ghcr.io"]).toMatchObject({ auth: { user: "u", password: "p" } }); // auths first
+    expect(by["docker.io"]!.credentialHelper).toBe("desktop"); // credsStore: the default namespace
+    expect(by["quay.io"]).toMatchObject({ auth: { user: "q", password: "qp" } });
+    expect(() => resolveConfig({ dockerConfig: file(JSON.stringify({ credsStore: "../x" })) }, {})).toThrow("must name a credential helper");
+    expect(() => resolveConfig({}, { UPSTREAM_CREDENTIALS: "{nope" })).toThrow("UPSTREAM_CREDENTIALS: must be a JSON object");
   });
 });

@@ -21,7 +21,7 @@ describe("circuit breaker", () => {
       expect(b.admit("u").ok).toBe(true);
       b.failure("u");
     }
-    expect(b.admit("u")).toEqual({ ok: false, retryInMs: 1000 });
+    expect(b.admit("u")).toEqual({ ok: false, retryInMs: 1000, rateLimited: false });
     now += 1000;
     expect(b.admit("u").ok).toBe(true); // the probe
     expect(b.admit("u").ok).toBe(false); // only one at a time
