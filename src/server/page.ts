@@ -31,12 +31,13 @@ th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e3e7ee;font-vari
 th{background:#eef1f6}.ok{color:#137333}.bad{color:#b3261e}
 #login{background:#fff;padding:16px;border-radius:6px;max-width:420px;box-shadow:0 1px 2px #0002}
 #login input{width:100%;padding:6px;margin:8px 0;box-sizing:border-box}
-#err{color:#b3261e}
+#err{color:#b3261e;margin-bottom:8px}
 </style></head>
 <body data-admin="__ADMIN__">
 <header><h1>ociregistry</h1><span id="version"></span><span id="uptime"></span><span id="updated"></span></header>
 <main>
-<form id="login" hidden><label for="token">Admin token</label><input id="token" type="password" autocomplete="off"><button type="submit">Show status</button><div id="err"></div></form>
+<div id="err" role="alert"></div>
+<form id="login" hidden><label for="token">Admin token</label><input id="token" type="password" autocomplete="off"><button type="submit">Show status</button></form>
 <section id="status" hidden>
 <div class="cards">
 <div class="card"><small>cached images</small><b id="tags">–</b></div>
@@ -74,7 +75,8 @@ function show(s) {
   $("items").textContent = s.store.blobs + " / " + s.store.manifests;
   $("hitrate").textContent = s.cache.hitRate === null ? "–" : Math.round(s.cache.hitRate * 100) + " %";
   $("inflight").textContent = s.cache.downloadsInFlight;
-  rows("upstreams", s.upstreams, (tr, u) => { cell(tr, u.name); cell(tr, u.scheme); cell(tr, u.auth); cell(tr, u.circuit, u.circuit === "closed" ? "ok" : "bad"); cell(tr, u.activeRequests); });
+  const health = (u) => u.circuit === "closed" ? "healthy" : u.circuit === "open" ? "failing, retry in " + Math.ceil(u.retryInMs / 1000) + " s" : "probing";
+  rows("upstreams", s.upstreams, (tr, u) => { cell(tr, u.name); cell(tr, u.scheme); cell(tr, u.auth); cell(tr, health(u), u.circuit === "closed" ? "ok" : "bad"); cell(tr, u.activeRequests); });
 }
 async function refresh() {
   try {
@@ -87,6 +89,7 @@ async function refresh() {
     }
     $("login").hidden = true;
     $("status").hidden = false;
+    $("err").textContent = "";
   } catch (e) {
     if (e.login) { sessionStorage.removeItem("ociregistry-token"); $("login").hidden = false; $("status").hidden = true; }
     $("err").textContent = e.message;
