@@ -37,8 +37,8 @@ export function createCache(opts: CacheOptions) {
   const manifests = createManifests(ctx);
   const blobs = createBlobs(ctx);
   const tags = createTags(ctx);
-  const referrers = createReferrers(ctx);
-  const pullImage = createPuller(manifests, blobs, ctx.records);
+  const referrers = createReferrers(ctx, manifests);
+  const pullImage = createPuller(manifests, blobs, ctx.records, referrers);
 
   return {
     manifests,

@@ -1,6 +1,7 @@
 // Manifests through the cache: by digest from memory or disk (never upstream once stored), by tag
 // from the tag record, revalidated with HEAD after `revalidateAfterMs`, fetched when cold or moved.
 import { BoundedMap } from "../oci/bounded-map.ts";
+import { childrenOf } from "../oci/walk.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import {
   MANIFEST_TYPES, MAX_MANIFEST_BYTES, bareMediaType, detectMediaType, isSchema1, isServableManifestType, parseManifest, type ManifestShape,
@@ -183,6 +184,10 @@ export function createManifests(ctx: CacheContext) {
   }
 
   return {
+    /** Treats an index's manifests as parts of it: fetched by digest, they get no record of their own. */
+    adopt(bytes: Uint8Array) {
+      for (const c of childrenOf(bytes).manifests) knownChildren.set(c.digest, true);
+    },
     /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
     get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
       const accept = upstreamAccept(clientAccept);

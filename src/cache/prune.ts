@@ -36,6 +36,14 @@ export interface PruneReport {
 
 export const UNREFERENCED_GRACE_MS = 60 * 60_000;
 
+/** `sha256-<hex>` (a referrers index) and cosign's `.sig`/`.att`/`.sbom` hang on the digest they name. */
+const ATTACHED_RE = /^(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})(\.(sig|att|sbom))?$/;
+
+function subjectOf(tag: string): string | null {
+  const m = ATTACHED_RE.exec(tag);
+  return m ? `${m[1]}:${m[2]}` : null;
+}
+
 async function allRecords(store: Store, damaged?: string[]): Promise<TagRecord[]> {
   const out: TagRecord[] = [];
   for await (const r of store.allTags((where) => damaged?.push(`unreadable tag record ${where}`))) out.push(r);
@@ -48,11 +56,18 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
   const remove: TagRecord[] = [];
   const damaged: string[] = [];
   const records = await allRecords(store, damaged);
+  const attached = records.filter((r) => subjectOf(r.tag));
   for (const r of records) {
+    if (subjectOf(r.tag)) continue; // referrers and cosign tags go with their subject, below
     const when = Date.parse(opts.by === "created" ? r.created : r.lastPulled);
     const old = !Number.isNaN(when) && now - when > opts.olderThanMs;
     if (!old || (opts.pattern && !opts.pattern.test(recordName(r))) || (opts.select && !opts.select(r))) continue;
     if (opts.limit === undefined || remove.length < opts.limit) remove.push(r);
+  }
+  if (attached.length) {
+    const going = new Set(remove.map(recordName));
+    const staying = await closureOf(store, records.filter((r) => !subjectOf(r.tag) && !going.has(recordName(r))).map((r) => r.digest));
+    for (const a of attached) if (!staying.manifests.has(subjectOf(a.tag)!)) remove.push(a);
   }
   const report: PruneReport = { images: remove.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, unreferenced: 0, skipped: [], dryRun: opts.dryRun };
   for (const r of remove) {

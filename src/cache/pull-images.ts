@@ -2,7 +2,7 @@
 // every failure is collected, every success kept.
 import pLimit from "p-limit";
 import { formatReference, type ImageReference } from "../oci/reference.ts";
-import type { PlatformChoice, PullResult } from "./pull.ts";
+import type { PlatformChoice, PullOptions, PullResult } from "./pull.ts";
 
 export interface PullProgress {
   total: number;
@@ -17,12 +17,12 @@ export interface PullOutcome {
   bytes: number;
 }
 
-type PullImage = (t: { upstream: string; repository: string }, reference: string, p: PlatformChoice, onBytes?: (n: number) => void) => Promise<PullResult>;
+type PullImage = (t: { upstream: string; repository: string }, reference: string, p: PlatformChoice, o?: PullOptions) => Promise<PullResult>;
 
 export async function pullImages(
   pullImage: PullImage,
   refs: ImageReference[],
-  opts: { platforms: PlatformChoice; concurrency: number; onProgress?: (p: PullProgress) => void; onImage?: (ref: string, r: PullResult | Error) => void },
+  opts: { platforms: PlatformChoice; concurrency: number; withReferrers?: boolean; onProgress?: (p: PullProgress) => void; onImage?: (ref: string, r: PullResult | Error) => void },
 ): Promise<PullOutcome> {
   const limit = pLimit(opts.concurrency);
   const progress: PullProgress = { total: refs.length, done: 0, failed: 0, bytes: 0 };
@@ -32,9 +32,12 @@ export async function pullImages(
   progress.total = unique.length;
   await Promise.all(unique.map(([name, ref]) => limit(async () => {
     try {
-      const result = await pullImage({ upstream: ref.upstream, repository: ref.repository }, ref.reference, opts.platforms, (n) => {
-        progress.bytes += n;
-        opts.onProgress?.(progress);
+      const result = await pullImage({ upstream: ref.upstream, repository: ref.repository }, ref.reference, opts.platforms, {
+        withReferrers: opts.withReferrers,
+        onBytes: (n) => {
+          progress.bytes += n;
+          opts.onProgress?.(progress);
+        },
       });
       outcome.pulled.push({ ref: name, result });
       progress.done++;

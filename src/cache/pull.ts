@@ -8,7 +8,9 @@ import type { Target } from "../oci/reference.ts";
 import { childrenOf } from "../oci/walk.ts";
 import type { createBlobs } from "./blobs.ts";
 import type { createManifests } from "./manifests.ts";
+import { CacheError } from "./errors.ts";
 import type { TagBook } from "./records.ts";
+import { attachedTags, type createReferrers } from "./referrers.ts";
 
 export type PlatformChoice = Platform[] | "all";
 
@@ -19,6 +21,8 @@ export interface PullResult {
   blobs: number;
   /** Bytes this pull downloaded (0 when everything was already stored). */
   downloaded: number;
+  /** Referrers and cosign artifacts pulled with the image. */
+  referrers: number;
 }
 
 /** The platform this process runs on, as image indexes name it. */
@@ -38,13 +42,22 @@ function matches(p: Platform | undefined, wanted: Platform): boolean {
   return !!p && p.os === wanted.os && p.architecture === wanted.architecture && (!wanted.variant || p.variant === wanted.variant);
 }
 
-export function createPuller(manifests: ReturnType<typeof createManifests>, blobs: ReturnType<typeof createBlobs>, records: TagBook, blobConcurrency = 4) {
+export interface PullOptions {
+  onBytes?: (n: number) => void;
+  /** Also every referrer of the image (signatures, attestations) and cosign's `.sig`/`.att`/`.sbom` tags. */
+  withReferrers?: boolean;
+}
+
+export function createPuller(
+  manifests: ReturnType<typeof createManifests>, blobs: ReturnType<typeof createBlobs>, records: TagBook,
+  referrers: ReturnType<typeof createReferrers>, blobConcurrency = 4,
+) {
   const limit = pLimit(blobConcurrency);
 
-  return async function pullImage(target: Target, reference: string, platforms: PlatformChoice, onBytes?: (n: number) => void): Promise<PullResult> {
+  /** A manifest (and its platform manifests) with their blobs; `pin` records a pull by digest. */
+  async function pullOne(target: Target, reference: string, platforms: PlatformChoice, pin: boolean, opts: PullOptions, result: PullResult) {
     const top = await manifests.get(target, reference, null);
-    if (isDigest(reference)) await records.pin(target, top);
-    const result: PullResult = { digest: top.digest, images: 0, blobs: 0, downloaded: 0 };
+    if (pin && isDigest(reference)) await records.pin(target, top);
     let images = [top];
     if (INDEX_TYPES.has(top.mediaType)) {
       const children = childrenOf(top.bytes).manifests.filter((m) =>
@@ -57,13 +70,41 @@ export function createPuller(manifests: ReturnType<typeof createManifests>, blob
     }
     const digests = new Set<string>();
     for (const img of images) for (const b of childrenOf(img.bytes).blobs) digests.add(b.digest);
-    result.images = images.length;
-    result.blobs = digests.size;
+    result.images += images.length;
+    result.blobs += digests.size;
     await Promise.all([...digests].map((d) => limit(async () => {
       const n = await blobs.ensure(target, d);
       result.downloaded += n;
-      if (n) onBytes?.(n);
+      if (n) opts.onBytes?.(n);
     })));
+    return { top, images };
+  }
+
+  /** Referrers of each subject and cosign's tags, whole; one level deep (a signature's own signature too). */
+  async function pullReferrers(target: Target, subjects: string[], opts: PullOptions, result: PullResult, depth = 0) {
+    for (const subject of subjects) {
+      const found = await referrers.digests(target, subject);
+      for (const d of found) {
+        const { top } = await pullOne(target, d, "all", false, opts, result);
+        result.referrers++;
+        if (depth < 1) await pullReferrers(target, [top.digest], opts, result, depth + 1);
+      }
+      for (const tag of attachedTags(subject).slice(1)) {
+        try {
+          await pullOne(target, tag, "all", false, opts, result);
+          result.referrers++;
+        } catch (err) {
+          if (!(err instanceof CacheError && err.failure === "not-found")) throw err;
+        }
+      }
+    }
+  }
+
+  return async function pullImage(target: Target, reference: string, platforms: PlatformChoice, opts: PullOptions = {}): Promise<PullResult> {
+    const result: PullResult = { digest: "", images: 0, blobs: 0, downloaded: 0, referrers: 0 };
+    const { top, images } = await pullOne(target, reference, platforms, true, opts, result);
+    result.digest = top.digest;
+    if (opts.withReferrers) await pullReferrers(target, [...new Set([top.digest, ...images.map((i) => i.digest)])], opts, result);
     return result;
   };
 }

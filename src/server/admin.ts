@@ -117,7 +117,7 @@ export function createAdmin(opts: AdminOptions) {
       progress: { total: refs.length, done: 0, failed: 0, bytes: 0 }, pulled: [], failed: [],
     };
     jobs.set(job.id, job);
-    void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, onProgress: (p) => (job.progress = { ...p }) })
+    void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, withReferrers: body.withReferrers === true, onProgress: (p) => (job.progress = { ...p }) })
       .then(async (o) => {
         await opts.cache.flush();
         job.pulled = o.pulled.map((p) => ({ ref: p.ref, digest: p.result.digest }));

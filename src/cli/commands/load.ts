@@ -37,6 +37,7 @@ export default command({
     archive: { type: "string", description: "Merge a tar made by `export` into the store, verifying every digest", valueHint: "FILE" },
     platform: { type: "string", description: "os/arch[/variant] to pull from an index; repeatable (default: this host's)", valueHint: "PLATFORM" },
     "all-platforms": { type: "boolean", description: "Pull every platform of an index (default: false)" },
+    "with-referrers": { type: "boolean", description: "Also pull every referrer (signatures, SBOMs, attestations) and cosign's .sig/.att/.sbom tags (default: false)" },
     concurrency: { type: "string", description: "Images pulled at once (default: 4)", valueHint: "N" },
   },
   flags: (args) => ({ pullTimeout: args["pull-timeout"], dockerConfig: args["docker-config"] }),
@@ -58,12 +59,12 @@ export default command({
     const progress = createProgressLine();
     const started = Date.now();
     const outcome = await pullImages(cache.pullImage, refs, {
-      platforms, concurrency,
+      platforms, concurrency, withReferrers: !!args["with-referrers"],
       onProgress: (p) => progress.update(p),
       onImage: (ref, r) => {
         progress.clear();
         if (r instanceof Error) log.error(`${ref}: ${r.message}`);
-        else log.info(`${ref} ${r.digest} (${r.images} platform image(s), ${r.blobs} blobs, ${formatBytes(r.downloaded)} downloaded)`);
+        else log.info(`${ref} ${r.digest} (${r.images} image manifest(s), ${r.blobs} blobs${r.referrers ? `, ${r.referrers} referrer(s)` : ""}, ${formatBytes(r.downloaded)} downloaded)`);
       },
     });
     progress.stop();
