@@ -166,3 +166,28 @@ export async function pushImage(t: PushTarget, repo: string, tag: string, img: I
 export function allBlobs(img: Image): Blob[] {
   return [...img.blobs, ...img.children.flatMap(allBlobs)];
 }
+
+/**
+ * An OCI artifact manifest that refers to `subject` (a signature, an SBOM): an empty config, one
+ * layer holding `content`, `artifactType`, and the `subject` descriptor.
+ */
+export function makeArtifact(subject: Image, artifactType: string, content: string): Image {
+  const emptyConfig = blob(new TextEncoder().encode("{}") as Uint8Array<ArrayBuffer>, "application/vnd.oci.empty.v1+json");
+  const layer = blob(new TextEncoder().encode(content) as Uint8Array<ArrayBuffer>, "application/vnd.example.signature.v1");
+  const manifest = json({
+    schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType,
+    config: { mediaType: emptyConfig.mediaType, digest: emptyConfig.digest, size: emptyConfig.bytes.byteLength },
+    layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.bytes.byteLength }],
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.manifest.byteLength },
+  });
+  return { mediaType: OCI_MANIFEST, manifest, digest: digestOf(manifest), blobs: [emptyConfig, layer], children: [] };
+}
+
+/** The referrers index the fallback tag scheme (`sha256-<hex>`) points at: one descriptor per artifact. */
+export function makeReferrersIndex(artifacts: Array<{ img: Image; artifactType: string }>): Image {
+  const manifest = json({
+    schemaVersion: 2, mediaType: OCI_INDEX,
+    manifests: artifacts.map((a) => ({ mediaType: a.img.mediaType, digest: a.img.digest, size: a.img.manifest.byteLength, artifactType: a.artifactType })),
+  });
+  return { mediaType: OCI_INDEX, manifest, digest: digestOf(manifest), blobs: [], children: [] };
+}
