@@ -10,7 +10,7 @@ import { Download } from "./download.ts";
 
 /** What the handler needs to answer a blob request. */
 export type BlobSource =
-  | { kind: "stored"; size: number; file: Blob }
+  | { kind: "stored"; size: number; file: Blob; redirect?: (expiresInSeconds: number) => string }
   | { kind: "download"; size: number | null; download: Download }
   /** Size known from an upstream HEAD; nothing downloaded. */
   | { kind: "remote"; size: number | null };
@@ -76,7 +76,7 @@ export function createBlobs(ctx: CacheContext) {
 
   async function storedSource(digest: string): Promise<BlobSource | null> {
     const stored = await ctx.store.statBlob(digest);
-    if (stored) return { kind: "stored", size: stored.size, file: stored.file };
+    if (stored) return { kind: "stored", ...stored };
     // Manifests are blobs too in the distribution API (OCI layout tools fetch them this way).
     const manifest = await ctx.store.readManifest(digest);
     if (manifest) return { kind: "stored", size: manifest.byteLength, file: new Blob([manifest as Uint8Array<ArrayBuffer>]) };

@@ -7,7 +7,7 @@ import { resolveConfig, type ConfigFlags } from "../config/resolve.ts";
 import type { Config } from "../config/schema.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { existsSync } from "node:fs";
-import { createFsStore } from "../store/fs.ts";
+import { openStore } from "../server/runtime.ts";
 import type { Store } from "../store/types.ts";
 import { globalArgs, globalFlags } from "./globals.ts";
 
@@ -30,8 +30,8 @@ export function reportError(err: unknown): number {
 
 /** The store a read-only command works on; a path that holds none is an error, not an empty store. */
 export function existingStore(cfg: Config): Store {
-  if (!existsSync(cfg.imagePath)) throw new Error(`no image store at ${cfg.imagePath}: give --image-path (or imagePath in the config file)`);
-  return createFsStore(cfg.imagePath);
+  if (!cfg.s3 && !existsSync(cfg.imagePath)) throw new Error(`no image store at ${cfg.imagePath}: give --image-path (or imagePath in the config file)`);
+  return openStore(cfg);
 }
 
 export interface RunContext<A extends ArgsDef> {

@@ -8,6 +8,7 @@ export const globalArgs = {
   "image-path": { type: "string", description: "Image store directory (default: /var/lib/ociregistry)", valueHint: "DIR" },
   "log-level": { type: "string", description: "error, warn, info, debug or trace (default: info)", valueHint: "LEVEL" },
   "log-format": { type: "string", description: "text or json (default: text)", valueHint: "FORMAT" },
+  store: { type: "string", description: "s3://BUCKET/PREFIX to keep the store in S3 (config s3 for the endpoint and keys); --image-path then holds temporary files", valueHint: "URL" },
   "log-file": { type: "string", description: "Append logs to this file (reopened on SIGHUP) instead of standard error", valueHint: "FILE" },
 } as const satisfies ArgsDef;
 
@@ -31,7 +32,7 @@ export function hoistGlobalFlags(argv: string[]): string[] {
 
 export function globalFlags(args: Record<string, unknown>): ConfigFlags {
   const s = (k: string) => (typeof args[k] === "string" ? (args[k] as string) : undefined);
-  return { configFile: s("config-file"), imagePath: s("image-path"), logLevel: s("log-level"), logFormat: s("log-format"), logFile: s("log-file") };
+  return { configFile: s("config-file"), imagePath: s("image-path"), logLevel: s("log-level"), logFormat: s("log-format"), logFile: s("log-file"), store: s("store") };
 }
 
 /** Flags of the commands that talk to upstreams (serve, load). */

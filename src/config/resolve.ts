@@ -7,6 +7,7 @@ import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
 import { DEFAULTS, type Config, type RegistryEntry } from "./schema.ts";
 import { registry } from "./registries.ts";
+import { s3Store } from "./s3.ts";
 import { adminToken, htpasswd, pruneConfig, serverTls, tagPolicies, users } from "./sections.ts";
 import { bool, duration, isObject, logLevel, millis, port, str, type Raw } from "./values.ts";
 
@@ -26,13 +27,14 @@ export interface ConfigFlags {
   revalidateAfter?: string;
   dockerConfig?: string;
   logFile?: string;
+  store?: string;
 }
 
 type Env = Record<string, string | undefined>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
   "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections",
-  "metrics", "health", "admin", "logFile"]);
+  "metrics", "health", "admin", "logFile", "store", "s3"]);
 
 /** Applies one layer of settings (file or flags) onto a config. */
 function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
@@ -71,6 +73,7 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
     if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(where("maxUpstreamConnections"), "must be a whole number from 1 to 1024");
     cfg.maxUpstreamConnections = n;
   }
+  if (raw.store !== undefined || raw.s3 !== undefined) cfg.s3 = s3Store(raw.store, raw.s3, where, env, cfg.s3);
   if (raw.metrics !== undefined) cfg.metrics = typeof raw.metrics === "boolean" || raw.metrics === "true" || raw.metrics === "false" ? bool(raw.metrics, where("metrics")) : port(raw.metrics, where("metrics"));
   if (raw.health !== undefined) cfg.healthPort = port(raw.health, where("health"));
   if (raw.admin !== undefined) cfg.adminToken = adminToken(raw.admin, where("admin"), env);
@@ -186,6 +189,7 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
   set("revalidateAfter", "--revalidate-after", flags.revalidateAfter);
   set("dockerConfig", "--docker-config", flags.dockerConfig);
   set("logFile", "--log-file", flags.logFile);
+  set("store", "--store", flags.store);
   apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
   mergeOutsideCredentials(cfg, flagName.dockerConfig ?? "dockerConfig", env);
   return cfg;

@@ -71,8 +71,26 @@ export interface PruneConfig {
   dryRun: boolean;
 }
 
+/** Where blobs, manifests and records live when not in `imagePath`. */
+export interface S3Config {
+  endpoint: string;
+  region: string;
+  bucket: string;
+  /** "" or ending in "/". */
+  prefix: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Bucket in the path (RGW, MinIO) rather than in the host name. */
+  forcePathStyle: boolean;
+  /** Warm blobs as 307 redirects to presigned URLs. */
+  redirect: boolean;
+}
+
 export interface Config {
+  /** The store directory; with an S3 store, the local directory for temporary files. */
   imagePath: string;
+  /** An S3 store instead of the directory. */
+  s3?: S3Config;
   /** Address to listen on. */
   host: string;
   port: number;

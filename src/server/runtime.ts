@@ -5,6 +5,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { canonicalUpstream } from "../oci/names.ts";
 import { createFsStore } from "../store/fs.ts";
+import { createS3Store } from "../store/s3/store.ts";
 import type { Store } from "../store/types.ts";
 import { createUpstreams, type UpstreamObserver } from "../upstream/client.ts";
 import { credentialHelper } from "./credential-helper.ts";
@@ -21,11 +22,21 @@ export interface RuntimeHooks {
   upstream?: UpstreamObserver;
 }
 
+/** The store the config names: S3 when `store`/`s3` is set, else the directory. */
+export function openStore(cfg: Config): Store {
+  if (!cfg.s3) return createFsStore(cfg.imagePath);
+  const s = cfg.s3;
+  return createS3Store({
+    endpoint: s.endpoint, region: s.region, bucket: s.bucket, accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey,
+    pathStyle: s.forcePathStyle, prefix: s.prefix, redirect: s.redirect, scratchDir: cfg.imagePath,
+  });
+}
+
 export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHooks = {}) {
-  const fsStore = createFsStore(cfg.imagePath);
-  const store = hooks.store ? hooks.store(fsStore) : fsStore;
+  const base = openStore(cfg);
+  const store = hooks.store ? hooks.store(base) : base;
   const removed = await store.init();
-  if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) from an interrupted run`);
+  if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) or upload(s) of interrupted runs`);
   const upstreams = createUpstreams({
     timeoutMs: cfg.pullTimeoutMs,
     registries: cfg.registries.map((r) => ({

@@ -27,6 +27,8 @@ export interface StoredBlob {
   size: number;
   /** The content: `.slice()` for ranges, `.stream()` to read; a Response can send it as it is. */
   file: Blob;
+  /** When the back-end can hand clients a time-limited URL of its own (S3 with `redirect`). */
+  redirect?: (expiresInSeconds: number) => string;
 }
 
 export type StoreFailure =

@@ -5,8 +5,7 @@ import { hostPlatform, parsePlatform, type PlatformChoice } from "../../cache/in
 import { pullImages } from "../../cache/pull-images.ts";
 import { readImageList } from "../../config/image-list.ts";
 import { ConfigError } from "../../config/error.ts";
-import { createRuntime } from "../../server/runtime.ts";
-import { createFsStore } from "../../store/fs.ts";
+import { createRuntime, openStore } from "../../server/runtime.ts";
 import { command, UsageError } from "../command.ts";
 import { upstreamArgs } from "../globals.ts";
 import { createProgressLine, formatBytes } from "../progress.ts";
@@ -45,7 +44,7 @@ export default command({
     if (!args["image-file"] === !args.archive) throw new UsageError("load: give exactly one of --image-file FILE or --archive FILE");
     if (args.archive) {
       // Merging an archive needs only the store: no upstreams, no cache.
-      const store = createFsStore(cfg.imagePath);
+      const store = openStore(cfg);
       await store.init();
       const r = await importArchive(store, args.archive);
       log.info(`merged ${args.archive}: ${r.blobs} blobs and ${r.manifests} manifests added (${r.skipped} already present), ${r.tags} tag records`);

@@ -3,7 +3,7 @@ import { pruneStore } from "../../cache/prune.ts";
 import { parseDuration } from "../../config/duration.ts";
 import { ConfigError } from "../../config/error.ts";
 import { compilePattern } from "../../config/values.ts";
-import { createFsStore } from "../../store/fs.ts";
+import { openStore } from "../../server/runtime.ts";
 import { command } from "../command.ts";
 import { formatBytes } from "../progress.ts";
 
@@ -19,7 +19,7 @@ export default command({
     const olderThanMs = parseDuration(args["older-than"]);
     if (olderThanMs === null) throw new ConfigError("--older-than", `"${args["older-than"]}" is not a duration like 30d, 12h or 90m`);
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
-    const store = createFsStore(cfg.imagePath);
+    const store = openStore(cfg);
     await store.init();
     const r = await pruneStore(store, { olderThanMs, by: args.by as "lastPulled" | "created", pattern, dryRun: !!args["dry-run"] });
     const verb = r.dryRun ? "would remove" : "removed";

@@ -7,6 +7,9 @@ import { API_VERSION, type RequestContext } from "./common.ts";
 
 export type ByteRange = { start: number; end: number };
 
+/** How long a presigned redirect URL stays valid. */
+const REDIRECT_SECONDS = 300;
+
 /**
  * Parses a single `bytes=` range against a known size. Returns null to serve the whole blob
  * (no header, or a form we do not handle such as multiple ranges), "unsatisfiable" for 416.
@@ -60,6 +63,8 @@ export async function handleBlob(cache: Cache, rc: RequestContext, digest: strin
 
   switch (source.kind) {
     case "stored":
+      // An S3 store with `redirect`: the client fetches the bytes from S3 itself (Range included).
+      if (source.redirect) return new Response(null, { status: 307, headers: { ...API_VERSION, "Docker-Content-Digest": digest, Location: source.redirect(REDIRECT_SECONDS) } });
       return new Response(range ? source.file.slice(range.start, range.end + 1) : source.file, { status, headers });
     case "download": {
       if (source.download.error) {
