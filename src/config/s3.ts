@@ -3,7 +3,7 @@
 // the keys may also come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 import { ConfigError } from "./error.ts";
 import type { S3Config } from "./schema.ts";
-import { bool, isObject, keysOf, str } from "./values.ts";
+import { bool, duration, isObject, keysOf, str } from "./values.ts";
 
 type Env = Record<string, string | undefined>;
 
@@ -19,7 +19,7 @@ export function parseStoreUrl(v: string, key: string): { bucket: string; prefix:
 export function s3Store(store: unknown, section: unknown, where: (k: string) => string, env: Env, previous?: S3Config): S3Config {
   const s = section === undefined ? {} : section;
   if (!isObject(s)) throw new ConfigError(where("s3"), "must be a mapping");
-  keysOf(s, where("s3"), ["endpoint", "region", "bucket", "prefix", "accessKeyId", "secretAccessKey", "forcePathStyle", "redirect"]);
+  keysOf(s, where("s3"), ["endpoint", "region", "bucket", "prefix", "accessKeyId", "secretAccessKey", "forcePathStyle", "redirect", "abortUploadsAfter"]);
   const fromUrl = store === undefined ? null : parseStoreUrl(str(store, where("store")), where("store"));
   const bucket = fromUrl?.bucket ?? (s.bucket === undefined ? previous?.bucket : str(s.bucket, `${where("s3")}.bucket`));
   if (!bucket) throw new ConfigError(where("store"), "an S3 store needs a bucket: store: s3://BUCKET/PREFIX or s3.bucket");
@@ -40,5 +40,6 @@ export function s3Store(store: unknown, section: unknown, where: (k: string) => 
     region: s.region === undefined ? previous?.region ?? env.AWS_REGION ?? "us-east-1" : str(s.region, `${where("s3")}.region`),
     forcePathStyle: s.forcePathStyle === undefined ? previous?.forcePathStyle ?? true : bool(s.forcePathStyle, `${where("s3")}.forcePathStyle`),
     redirect: s.redirect === undefined ? previous?.redirect ?? false : bool(s.redirect, `${where("s3")}.redirect`),
+    abortUploadsAfterMs: s.abortUploadsAfter === undefined ? previous?.abortUploadsAfterMs ?? 3_600_000 : duration(s.abortUploadsAfter, `${where("s3")}.abortUploadsAfter`),
   };
 }

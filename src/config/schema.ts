@@ -84,6 +84,8 @@ export interface S3Config {
   forcePathStyle: boolean;
   /** Warm blobs as 307 redirects to presigned URLs. */
   redirect: boolean;
+  /** Incomplete multipart uploads older than this are aborted at start, in ms. */
+  abortUploadsAfterMs: number;
 }
 
 export interface Config {

@@ -28,7 +28,7 @@ export function openStore(cfg: Config): Store {
   const s = cfg.s3;
   return createS3Store({
     endpoint: s.endpoint, region: s.region, bucket: s.bucket, accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey,
-    pathStyle: s.forcePathStyle, prefix: s.prefix, redirect: s.redirect, scratchDir: cfg.imagePath,
+    pathStyle: s.forcePathStyle, prefix: s.prefix, redirect: s.redirect, scratchDir: cfg.imagePath, staleUploadMs: s.abortUploadsAfterMs,
   });
 }
 

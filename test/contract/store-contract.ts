@@ -54,6 +54,16 @@ export function storeContract(name: string, make: () => Promise<Store>) {
       await w.release();
     });
 
+    test("a large blob written in many chunks (several multipart parts on S3) is whole once committed", async () => {
+      const store = await make();
+      const bytes = new Uint8Array(12 * 1024 * 1024 + 12345).map((_, i) => (i * 7) % 256);
+      await put(store, bytes, 1024 * 1024);
+      const s = (await store.statBlob(digestOf(bytes)))!;
+      expect(s.size).toBe(bytes.byteLength);
+      expect(digestOf(await bytesOf(s.file))).toBe(digestOf(bytes));
+      expect(await bytesOf(s.file.slice(6 * 1024 * 1024, 6 * 1024 * 1024 + 16))).toEqual(bytes.subarray(6 * 1024 * 1024, 6 * 1024 * 1024 + 16));
+    });
+
     test("ranges of a stored blob are its bytes", async () => {
       const store = await make();
       const bytes = new Uint8Array(200_000).map((_, i) => i % 251);
