@@ -10,7 +10,7 @@ import { Download } from "./download.ts";
 
 /** What the handler needs to answer a blob request. */
 export type BlobSource =
-  | { kind: "stored"; size: number; file: Blob; redirect?: (expiresInSeconds: number) => string }
+  | { kind: "stored"; size: number; file: Blob; redirect?: (expiresInSeconds: number) => string; streamOnly?: boolean }
   | { kind: "download"; size: number | null; download: Download }
   /** Size known from an upstream HEAD; nothing downloaded. */
   | { kind: "remote"; size: number | null };

@@ -1,6 +1,7 @@
 // The one place that turns failures into HTTP: the distribution spec's error codes, the one error
 // type every failed request ends in, and the mapping from the cache's typed errors to statuses.
 import { CacheError, type CacheSubject } from "../cache/index.ts";
+import { StoreError } from "../store/types.ts";
 
 export const ERROR_CODES = {
   BLOB_UNKNOWN: 404,
@@ -62,6 +63,8 @@ const UNKNOWN_CODE: Record<CacheSubject, ErrorCode> = { manifest: "MANIFEST_UNKN
  */
 export function toRegistryError(err: unknown): RegistryError | null {
   if (err instanceof RegistryError) return err;
+  // The store could not be read or written (a full disk, S3 refusing or down): the client may retry.
+  if (err instanceof StoreError && err.failure === "unavailable") return new RegistryError("UNKNOWN", "the cache's store is unavailable; try again (the cache's log has the details)", { status: 503, headers: { "Retry-After": "5" } });
   if (!(err instanceof CacheError)) return null;
   const code = UNKNOWN_CODE[err.subject];
   switch (err.failure) {

@@ -3,6 +3,7 @@ import type { Cache } from "../cache/index.ts";
 import { createOncePer } from "../oci/bounded-map.ts";
 import type { DownstreamUser } from "../config/schema.ts";
 import { createBasicAuth } from "./auth.ts";
+import { StoreError } from "../store/types.ts";
 import { RegistryError, toRegistryError } from "./errors.ts";
 import { handleBase } from "./handlers/base.ts";
 import { handleBlob } from "./handlers/blobs.ts";
@@ -99,6 +100,7 @@ export function createRegistry(opts: RegistryOptions): Handler {
       res = await route(req, url);
     } catch (err) {
       const known = toRegistryError(err);
+      if (err instanceof StoreError && firstTime(`store ${err.message}`)) log.error(`${req.method} ${url?.pathname ?? req.url}: ${err.message}`);
       if (known) {
         if (known.status >= 502 && known.status <= 504) logUpstreamFailure(known, `${req.method} ${url?.pathname ?? req.url}`);
         res = known.toResponse(req.method);

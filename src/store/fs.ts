@@ -152,6 +152,7 @@ export function createFsStore(root: string): Store {
       const path = await tempPath();
       const fh = await open(path, "w+", 0o644);
       let closed = false;
+      let published = false;
       const close = async () => {
         if (!closed) {
           closed = true;
@@ -164,6 +165,12 @@ export function createFsStore(root: string): Store {
           while (off < chunk.byteLength) off += (await fh.write(chunk, off, chunk.byteLength - off, position + off)).bytesWritten;
         },
         async readAt(position, into) {
+          if (closed && published) {
+            // A reader that joined as the writer was released: the bytes are in place now.
+            const bytes = new Uint8Array(await Bun.file(dest).slice(position, position + into.byteLength).arrayBuffer());
+            into.set(bytes);
+            return bytes.byteLength;
+          }
           if (closed) throw new StoreError("not-found", `the writer of ${digest} was released`);
           // The handle stays valid through the rename, and through a prune's unlink after it.
           return (await fh.read(into, 0, into.byteLength, position)).bytesRead;
@@ -172,6 +179,7 @@ export function createFsStore(root: string): Store {
           await fh.sync();
           await mkdir(join(dest, ".."), { recursive: true });
           await rename(path, dest);
+          published = true;
         },
         async drop() {
           await close().catch(() => {});

@@ -29,6 +29,8 @@ export interface StoredBlob {
   file: Blob;
   /** When the back-end can hand clients a time-limited URL of its own (S3 with `redirect`). */
   redirect?: (expiresInSeconds: number) => string;
+  /** The content must be sent as `file.stream()` (an S3 object), not as the Blob itself. */
+  streamOnly?: boolean;
 }
 
 export type StoreFailure =

@@ -11,7 +11,7 @@ const ALLOWED: Record<string, string[]> = {
   store: ["oci"],
   upstream: ["oci"],
   cache: ["oci", "store", "upstream"],
-  registry: ["oci", "cache", "upstream", "config"],
+  registry: ["oci", "cache", "upstream", "config", "store"],
   config: ["oci"],
   server: ["oci", "store", "upstream", "cache", "registry", "config", "log.ts"],
   cli: ["oci", "store", "upstream", "cache", "registry", "config", "server", "log.ts"],

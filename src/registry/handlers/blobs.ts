@@ -65,7 +65,10 @@ export async function handleBlob(cache: Cache, rc: RequestContext, digest: strin
     case "stored":
       // An S3 store with `redirect`: the client fetches the bytes from S3 itself (Range included).
       if (source.redirect) return new Response(null, { status: 307, headers: { ...API_VERSION, "Docker-Content-Digest": digest, Location: source.redirect(REDIRECT_SECONDS) } });
-      return new Response(range ? source.file.slice(range.start, range.end + 1) : source.file, { status, headers });
+    {
+      const body = range ? source.file.slice(range.start, range.end + 1) : source.file;
+      return new Response(source.streamOnly ? body.stream() : body, { status, headers });
+    }
     case "download": {
       if (source.download.error) {
         throw new RegistryError("BLOB_UNKNOWN", `download of ${digest} failed: ${source.download.error.message}`, { status: 502 });

@@ -116,6 +116,7 @@ export function createS3Store(o: S3StoreOptions): Store {
     const path = join(scratch, randomUUID());
     const fh = await open(path, "w+", 0o600);
     let closed = false;
+    let published = false;
     let uploadId: string | null = null;
     const etags: string[] = [];
     let pending: Uint8Array[] = [];
@@ -145,6 +146,12 @@ export function createS3Store(o: S3StoreOptions): Store {
         }
       },
       async readAt(position, into) {
+        if (closed && published) {
+          // A reader that joined as the writer was released: read the object itself.
+          const bytes = await client.file(key).slice(position, position + into.byteLength).bytes();
+          into.set(bytes);
+          return bytes.byteLength;
+        }
         if (closed) throw new StoreError("not-found", `the writer of ${digest} was released`);
         return (await fh.read(into, 0, into.byteLength, position)).bytesRead;
       },
@@ -159,6 +166,7 @@ export function createS3Store(o: S3StoreOptions): Store {
             throw unavailable(err, `writing ${key}`);
           }
         }
+        published = true;
       },
       async drop() {
         pending = [];
@@ -207,7 +215,7 @@ export function createS3Store(o: S3StoreOptions): Store {
       const file = client.file(key);
       try {
         const s = await file.stat();
-        return { size: s.size, file, ...(o.redirect ? { redirect: (expiresIn: number) => file.presign({ expiresIn, method: "GET" }) } : {}) };
+        return { size: s.size, file, streamOnly: true, ...(o.redirect ? { redirect: (expiresIn: number) => file.presign({ expiresIn, method: "GET" }) } : {}) };
       } catch (err) {
         if (notFound(err)) return null;
         throw unavailable(err, `reading ${key}`);
