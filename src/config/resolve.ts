@@ -5,8 +5,8 @@ import { parse as parseYaml } from "yaml";
 import { isHost } from "../oci/names.ts";
 import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
-import { DEFAULTS, type Config } from "./schema.ts";
-import { adminToken, htpasswd, pruneConfig, registry, serverTls, tagPolicies, users } from "./sections.ts";
+import { ARCHIVES_RESCAN_MS, DEFAULTS, type Config } from "./schema.ts";
+import { adminToken, archives, htpasswd, pruneConfig, registry, serverTls, tagPolicies, users } from "./sections.ts";
 import { bool, duration, isObject, logLevel, millis, port, str, type Raw } from "./values.ts";
 
 export { ConfigError };
@@ -25,13 +25,15 @@ export interface ConfigFlags {
   revalidateAfter?: string;
   dockerConfig?: string;
   logFile?: string;
+  /** `--archives DIR`: sets archives.path, keeping the file's archives.rescan. */
+  archives?: string;
 }
 
 type Env = Record<string, string | undefined>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
   "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections",
-  "metrics", "health", "admin", "logFile"]);
+  "metrics", "health", "admin", "logFile", "archives"]);
 
 /** Applies one layer of settings (file or flags) onto a config. */
 function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
@@ -74,6 +76,7 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   if (raw.health !== undefined) cfg.healthPort = port(raw.health, where("health"));
   if (raw.admin !== undefined) cfg.adminToken = adminToken(raw.admin, where("admin"), env);
   if (raw.logFile !== undefined) cfg.logFile = str(raw.logFile, where("logFile"));
+  if (raw.archives !== undefined) cfg.archives = archives(raw.archives, where("archives"));
   if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
   if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];
   if (raw.htpasswd !== undefined) cfg.users = [...cfg.users, ...htpasswd(raw.htpasswd, where("htpasswd"))];
@@ -145,6 +148,7 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
   set("dockerConfig", "--docker-config", flags.dockerConfig);
   set("logFile", "--log-file", flags.logFile);
   apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
+  if (flags.archives !== undefined) cfg.archives = { path: str(flags.archives, "--archives"), rescanMs: cfg.archives?.rescanMs ?? ARCHIVES_RESCAN_MS };
   if (cfg.dockerConfig) mergeDockerCredentials(cfg, flagName.dockerConfig ?? "dockerConfig");
   return cfg;
 }
