@@ -1,7 +1,8 @@
 // Which archive files may answer a request for `<name>:<reference>` (or `<name>@<digest>`), in the
 // order they are tried, and which image of an archive a reference names. Pure: the files come
 // from the last directory scan, so nothing here touches the disk or builds a path from a request.
-import type { Target } from "../oci/reference.ts";
+import { isTag } from "../oci/names.ts";
+import { parseImageReference, type Target } from "../oci/reference.ts";
 import type { ArchiveImage } from "./layout.ts";
 import type { ArchiveListing } from "./scan.ts";
 
@@ -55,20 +56,41 @@ export function candidates(listing: ArchiveListing, target: Target, reference: s
   return out;
 }
 
-/** An annotation names the reference as a bare tag or as `<name>:<tag>` for one of the request's names. */
-export function refMatches(annotation: string, target: Target, reference: string): boolean {
-  return annotation === reference || namesOf(target).some((n) => annotation === `${n}:${reference}`);
+/**
+ * How well a ref.name annotation names `reference` of `target`: 2 when it is the bare tag or a
+ * full reference to this upstream and repository (`export --format oci` writes those), 1 when a
+ * full reference to this repository under another host (podman save writes
+ * `localhost/team/app:1.4` for `team/app:1.4`), 0 otherwise.
+ */
+export function annotationMatch(annotation: string, target: Target, reference: string): 0 | 1 | 2 {
+  if (annotation === reference) return 2;
+  if (isTag(annotation)) return 0;
+  const r = parseImageReference(annotation);
+  if (!r.ok || r.ref.reference !== reference || r.ref.repository !== target.repository) return 0;
+  return r.ref.upstream === target.upstream ? 2 : 1;
+}
+
+/** The tag an annotation gives (`1.4` of `localhost/team/app:1.4`), for listings. */
+export function annotationTag(annotation: string): string {
+  if (isTag(annotation)) return annotation;
+  const r = parseImageReference(annotation);
+  return r.ok ? r.ref.reference : annotation;
 }
 
 /**
- * The image of an archive that answers `reference`: the one whose ref.name annotation matches;
+ * The image of an archive that answers `reference`: the one whose ref.name annotation matches best;
  * failing that, the only image of a file named for the reference (whatever its annotation), or
  * the only, unannotated, image of `<name>.oci`. A file found by a glob answers by annotation
  * only, so `app/v1.oci` is never served as `app:v3`.
  */
 export function chooseImage(images: ArchiveImage[], c: Candidate, target: Target, reference: string): ArchiveImage | null {
-  const annotated = images.find((i) => i.refName !== null && refMatches(i.refName, target, reference));
-  if (annotated) return annotated;
+  let best: ArchiveImage | null = null;
+  let score = 0;
+  for (const i of images) {
+    const s = i.refName === null ? 0 : annotationMatch(i.refName, target, reference);
+    if (s > score) [best, score] = [i, s];
+  }
+  if (best) return best;
   const only = images.length === 1 ? images[0]! : null;
   if (only && (c.kind === "named" || (c.kind === "exact" && only.refName === null))) return only;
   return null;

@@ -3,12 +3,13 @@
 import { stat } from "node:fs/promises";
 import { MAX_MANIFEST_BYTES } from "../oci/mediatypes.ts";
 import { childrenOf } from "../oci/walk.ts";
+import { annotationTag } from "./candidates.ts";
 import type { ArchiveIndex } from "./layout.ts";
 
 export interface ArchiveListedImage {
   /** The name the file gives: `<name>` of `<name>.oci` or `<name>:<reference>.oci`. */
   image: string;
-  /** The ref.name annotation, else the reference in the file name, else `<any>` (one image) or `<none>`. */
+  /** The ref.name annotation's tag, else the reference in the file name, else `<any>` (one image) or `<none>`. */
   tag: string;
   digest: string;
   mediaType: string;
@@ -48,7 +49,7 @@ export async function archiveImages(rel: string, abs: string, idx: ArchiveIndex)
   const created = new Date((await stat(abs)).mtimeMs).toISOString();
   const rows: ArchiveListedImage[] = [];
   for (const img of idx.images) {
-    const tag = img.refName ?? (idx.images.length === 1 ? fileRef ?? "<any>" : "<none>");
+    const tag = img.refName !== null ? annotationTag(img.refName) : idx.images.length === 1 ? fileRef ?? "<any>" : "<none>";
     rows.push({
       image, tag, digest: img.digest, mediaType: img.mediaType,
       size: await sizeOf(abs, idx, img.digest, new Set()), created, archive: abs,

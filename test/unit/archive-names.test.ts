@@ -1,7 +1,7 @@
 // Which archive files a request may be answered from, in which order, and which image of an
 // archive a reference picks: the naming rules of `serve --archives`, without any file.
 import { describe, expect, test } from "bun:test";
-import { candidates, chooseImage, namesOf, refMatches, type Candidate } from "../../src/archives/candidates.ts";
+import { annotationMatch, annotationTag, candidates, chooseImage, namesOf, type Candidate } from "../../src/archives/candidates.ts";
 import type { ArchiveImage } from "../../src/archives/layout.ts";
 
 const listing = new Map([
@@ -62,11 +62,20 @@ describe("choosing an image of an archive", () => {
     }
   });
 
-  test("annotations may name the image too: <repository>:<tag> or <upstream>/<repository>:<tag>", () => {
-    expect(refMatches("library/x:v1", x, "v1")).toBe(true);
-    expect(refMatches("up.test/library/x:v1", x, "v1")).toBe(true);
-    expect(refMatches("other.test/library/x:v1", x, "v1")).toBe(false);
-    expect(refMatches("library/y:v1", x, "v1")).toBe(false);
+  test("annotations may name the image: this upstream's first, then another host's (podman save's localhost/)", () => {
+    expect(annotationMatch("v1", x, "v1")).toBe(2);
+    expect(annotationMatch("up.test/library/x:v1", x, "v1")).toBe(2);
+    expect(annotationMatch("localhost/library/x:v1", x, "v1")).toBe(1);
+    expect(annotationMatch("library/x:v1", x, "v1")).toBe(1); // docker.io/library/x
+    expect(annotationMatch("library/y:v1", x, "v1")).toBe(0);
+    expect(annotationMatch("up.test/library/x:v2", x, "v1")).toBe(0);
+    expect(annotationMatch("v2", x, "v1")).toBe(0);
+    const hub = { upstream: "docker.io", repository: "library/nginx" };
+    expect(annotationMatch("nginx:1.27", hub, "1.27")).toBe(2);
+    const both = [img("localhost/library/x:v1", 1), img("up.test/library/x:v1", 2)];
+    expect(chooseImage(both, c("glob"), x, "v1")).toBe(both[1]!);
+    expect(chooseImage([both[0]!], c("exact"), x, "v1")).toBe(both[0]!);
+    expect([annotationTag("localhost/team/app:1.4"), annotationTag("v1"), annotationTag("x@sha256:" + "a".repeat(64))]).toEqual(["1.4", "v1", "sha256:" + "a".repeat(64)]);
   });
 
   test("one image without annotation: any reference in <name>.oci, its own in a named file, none by glob", () => {
