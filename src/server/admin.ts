@@ -139,7 +139,9 @@ export function createAdmin(opts: AdminOptions) {
     if (path === "status" && m === "GET") return json(opts.status());
     if (path === "images" && m === "GET") return json([...(await listImages(opts.store)), ...((await opts.archives?.images()) ?? [])]);
     if (path === "archives/rescan" && m === "POST") {
-      return opts.archives ? json(await opts.archives.rescan()) : problem(404, "no archives directory is being served (serve --archives DIR)");
+      if (!opts.archives) return problem(404, "no archives directory is being served (serve --archives DIR)");
+      // The last listing keeps serving when the directory cannot be read (an NFS outage).
+      return opts.archives.rescan().then((r) => json(r), (err) => problem(503, (err as Error).message));
     }
     if (path === "prune" && m === "POST") return json(await prune(await readJson(req)));
     if (path === "load" && m === "POST") return json(startLoad(await readJson(req)), 202);

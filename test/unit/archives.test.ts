@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, truncateSync, 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createArchiveSource, type Archives } from "../../src/archives/source.ts";
+import { createAdmin } from "../../src/server/admin.ts";
 import { makeImage, makeIndex } from "../helpers/images.ts";
 import { ociArchive, type LayoutImage } from "../helpers/oci-archive.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
@@ -199,5 +200,22 @@ describe("odd directory entries", () => {
     expect(scan.problems.some((p) => p.includes("deeper than 16 levels"))).toBe(true);
     expect((await manifest("library/fifo/manifests/v1")).status).toBe(404);
     expect((await manifest("library/pair/manifests/a")).digest).toBe(img.pairA.digest);
+  });
+});
+
+describe("POST /api/v1/archives/rescan", () => {
+  const TOKEN = "unit-admin-token-0123456789";
+  const post = (a: ReturnType<typeof createAdmin>) =>
+    a.handle(new Request("http://cache.test/api/v1/archives/rescan", { method: "POST", headers: { Authorization: `Bearer ${TOKEN}` } }), "archives/rescan");
+
+  test("rescans, says there is nothing to rescan without --archives, and 503 when the directory is gone", async () => {
+    const admin = (a: Archives | null) => createAdmin({ token: TOKEN, cache: r.cache, store: r.store, archives: a, status: () => ({}) });
+    const ok = await post(admin(archives));
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ files: expect.any(Number), problems: expect.any(Array) });
+    expect((await post(admin(null))).status).toBe(404);
+    const gone = createArchiveSource(join(dir, "no-such-dir"), { log: { debug() {}, info() {}, warn() {} } });
+    const res = await post(admin(gone));
+    expect([res.status, ((await res.json()) as { error: string }).error]).toEqual([503, `cannot read the archives directory ${join(dir, "no-such-dir")}: ENOENT`]);
   });
 });
