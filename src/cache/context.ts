@@ -1,6 +1,7 @@
 // What the pull-through policy modules share: the store, the upstream client, settings, clock,
 // the tag records, and the in-memory views that keep the hot path off the disk.
 import type { BoundedMap } from "../oci/bounded-map.ts";
+import type { Target } from "../oci/reference.ts";
 import type { Store } from "../store/types.ts";
 import type { Upstreams } from "../upstream/client.ts";
 import type { ManifestMemory } from "./memory.ts";
@@ -24,6 +25,15 @@ export interface CacheObserver {
   joined?(): void;
 }
 
+/**
+ * Content the cache serves before its store and upstreams (a directory of `.oci` archives). Both
+ * calls answer null when the source does not hold the content, and never throw for a damaged file.
+ */
+export interface ArchiveSource {
+  manifest(target: Target, reference: string): Promise<{ bytes: Uint8Array; mediaType: string; digest: string } | null>;
+  blob(target: Target, digest: string): Promise<{ size: number; file: Blob } | null>;
+}
+
 export interface CacheOptions {
   store: Store;
   upstreams: Upstreams;
@@ -40,9 +50,11 @@ export interface CacheOptions {
   log: CacheLogger;
   now?: () => number;
   observe?: CacheObserver;
+  /** Consulted first for every manifest and blob a client asks for. */
+  archives?: ArchiveSource;
 }
 
-export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes">> {
+export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes" | "archives">> {
   /** Sizes that an upstream's manifests declare for the blobs they reference, by `upstream digest`. */
   declaredSizes: BoundedMap<string, number>;
   memory: ManifestMemory;

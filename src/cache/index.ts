@@ -1,5 +1,6 @@
 // The pull-through cache: one object the registry handlers and the server share.
 import { BoundedMap } from "../oci/bounded-map.ts";
+import { archivesFirst } from "./archives-first.ts";
 import { createBlobs } from "./blobs.ts";
 import type { CacheContext, CacheOptions } from "./context.ts";
 import { createManifests } from "./manifests.ts";
@@ -11,7 +12,7 @@ import { createReferrers } from "./referrers.ts";
 import { createTags } from "./tags.ts";
 
 export type { BlobSource } from "./blobs.ts";
-export type { CacheObserver, CacheOptions, CacheLogger } from "./context.ts";
+export type { ArchiveSource, CacheObserver, CacheOptions, CacheLogger } from "./context.ts";
 export { CacheError, type CacheFailure, type CacheSubject } from "./errors.ts";
 export type { ManifestResult } from "./manifests.ts";
 export type { TagList } from "./tags.ts";
@@ -34,11 +35,12 @@ export function createCache(opts: CacheOptions) {
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
     records: createTagBook(opts.store, now, (m) => opts.log.warn(m)),
   };
-  const manifests = createManifests(ctx);
-  const blobs = createBlobs(ctx);
+  const stored = { manifests: createManifests(ctx), blobs: createBlobs(ctx) };
+  // Clients see the archives first; load and preload pull into the store only.
+  const { manifests, blobs } = opts.archives ? archivesFirst(opts.archives, stored.manifests, stored.blobs, ctx.observe) : stored;
   const tags = createTags(ctx);
-  const referrers = createReferrers(ctx, manifests);
-  const pullImage = createPuller(manifests, blobs, ctx.records, referrers);
+  const referrers = createReferrers(ctx, stored.manifests);
+  const pullImage = createPuller(stored.manifests, stored.blobs, ctx.records, referrers);
 
   return {
     manifests,
@@ -57,7 +59,7 @@ export function createCache(opts: CacheOptions) {
     },
     /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
     async drain(ms: number): Promise<void> {
-      const active = await blobs.active();
+      const active = await stored.blobs.active();
       if (!active.length) return;
       const all = Promise.all(active.map((d) => d.settled()));
       const timer = setTimeout(() => active.forEach((d) => d.abort("shutting down")), ms);

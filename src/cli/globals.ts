@@ -40,3 +40,8 @@ export const upstreamArgs = {
   "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
   "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
 } as const satisfies ArgsDef;
+
+/** `--archives DIR` (serve, list): a directory of .oci archives (config `archives.path`). */
+export const archivesArg = {
+  archives: { type: "string", description: "Serve images from the .oci archives under this directory first (config archives.path)", valueHint: "DIR" },
+} as const satisfies ArgsDef;

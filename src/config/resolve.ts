@@ -5,10 +5,10 @@ import { parse as parseYaml } from "yaml";
 import { canonicalUpstream, isHost } from "../oci/names.ts";
 import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
-import { DEFAULTS, type Config, type RegistryEntry } from "./schema.ts";
+import { ARCHIVES_RESCAN_MS, DEFAULTS, type Config, type RegistryEntry } from "./schema.ts";
 import { registry } from "./registries.ts";
 import { s3Store } from "./s3.ts";
-import { adminToken, htpasswd, pruneConfig, serverTls, tagPolicies, users } from "./sections.ts";
+import { adminToken, archives, htpasswd, pruneConfig, serverTls, tagPolicies, users } from "./sections.ts";
 import { bool, duration, isObject, logLevel, millis, port, str, type Raw } from "./values.ts";
 
 export { ConfigError };
@@ -28,13 +28,15 @@ export interface ConfigFlags {
   dockerConfig?: string;
   logFile?: string;
   store?: string;
+  /** `--archives DIR`: sets archives.path, keeping the file's archives.rescan. */
+  archives?: string;
 }
 
 type Env = Record<string, string | undefined>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
   "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections",
-  "metrics", "health", "admin", "logFile", "store", "s3"]);
+  "metrics", "health", "admin", "logFile", "store", "s3", "archives"]);
 
 /** Applies one layer of settings (file or flags) onto a config. */
 function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
@@ -78,6 +80,7 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   if (raw.health !== undefined) cfg.healthPort = port(raw.health, where("health"));
   if (raw.admin !== undefined) cfg.adminToken = adminToken(raw.admin, where("admin"), env);
   if (raw.logFile !== undefined) cfg.logFile = str(raw.logFile, where("logFile"));
+  if (raw.archives !== undefined) cfg.archives = archives(raw.archives, where("archives"));
   if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
   if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];
   if (raw.htpasswd !== undefined) cfg.users = [...cfg.users, ...htpasswd(raw.htpasswd, where("htpasswd"))];
@@ -191,6 +194,7 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
   set("logFile", "--log-file", flags.logFile);
   set("store", "--store", flags.store);
   apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
+  if (flags.archives !== undefined) cfg.archives = { path: str(flags.archives, "--archives"), rescanMs: cfg.archives?.rescanMs ?? ARCHIVES_RESCAN_MS };
   mergeOutsideCredentials(cfg, flagName.dockerConfig ?? "dockerConfig", env);
   return cfg;
 }

@@ -88,6 +88,16 @@ export interface S3Config {
   abortUploadsAfterMs: number;
 }
 
+export interface ArchivesConfig {
+  /** A directory of `.oci` archives, served before the store and the upstreams. */
+  path: string;
+  /** How often the directory is scanned for added and removed files, in ms. */
+  rescanMs: number;
+}
+
+/** Default for `archives.rescan`. */
+export const ARCHIVES_RESCAN_MS = 10 * 60_000;
+
 export interface Config {
   /** The store directory; with an S3 store, the local directory for temporary files. */
   imagePath: string;
@@ -129,6 +139,7 @@ export interface Config {
   adminToken?: string;
   /** Log to this file (reopened on SIGHUP) instead of standard error. */
   logFile?: string;
+  archives?: ArchivesConfig;
 }
 
 export const DEFAULTS: Config = {

@@ -1,7 +1,7 @@
 // Validators for the configuration's sections: registries, tag policies, pruning, server TLS,
 // downstream users. Each returns the typed section or throws a ConfigError naming the key.
 import { ConfigError } from "./error.ts";
-import type { DownstreamUser, PruneConfig, ServerTls, TagPolicy } from "./schema.ts";
+import { ARCHIVES_RESCAN_MS, type ArchivesConfig, type DownstreamUser, type PruneConfig, type ServerTls, type TagPolicy } from "./schema.ts";
 import { bool, compilePattern, duration, isObject, keysOf, readFileText, str } from "./values.ts";
 
 type Env = Record<string, string | undefined>;
@@ -90,4 +90,13 @@ export function adminToken(v: unknown, key: string, env: Env): string {
   } else token = str(v.token, `${key}.token`);
   if (token.length < 16) throw new ConfigError(key, "the token must be at least 16 characters");
   return token;
+}
+
+/** `archives: {path, rescan}`: a directory of .oci archives, rescanned every `rescan` (default 10m, at least 1s). */
+export function archives(v: unknown, key: string): ArchivesConfig {
+  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with path and optionally rescan");
+  keysOf(v, key, ["path", "rescan"]);
+  const rescanMs = v.rescan === undefined ? ARCHIVES_RESCAN_MS : duration(v.rescan, `${key}.rescan`);
+  if (rescanMs < 1000) throw new ConfigError(`${key}.rescan`, "must be at least 1s");
+  return { path: str(v.path, `${key}.path`), rescanMs };
 }

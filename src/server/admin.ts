@@ -2,6 +2,7 @@
 // `Authorization: Bearer <token>`, compared in constant time (downstream basic auth does not
 // count). Images, prune, load jobs and the status figures the status page shows.
 import { timingSafeEqual } from "node:crypto";
+import type { Archives } from "../archives/source.ts";
 import { hostPlatform, parsePlatform, type Cache, type PlatformChoice } from "../cache/index.ts";
 import { listImages } from "../cache/list.ts";
 import { pullImages, type PullProgress } from "../cache/pull-images.ts";
@@ -30,6 +31,8 @@ export interface AdminOptions {
   token: string;
   cache: Cache;
   store: Store;
+  /** The archives directory, when serving one: its images are listed and it can be rescanned. */
+  archives?: Archives | null;
   /** The figures of GET status. */
   status: () => unknown;
   /** Told of prune results (metrics). */
@@ -134,7 +137,12 @@ export function createAdmin(opts: AdminOptions) {
   async function route(req: Request, path: string): Promise<Response> {
     const m = req.method;
     if (path === "status" && m === "GET") return json(opts.status());
-    if (path === "images" && m === "GET") return json(await listImages(opts.store));
+    if (path === "images" && m === "GET") return json([...(await listImages(opts.store)), ...((await opts.archives?.images()) ?? [])]);
+    if (path === "archives/rescan" && m === "POST") {
+      if (!opts.archives) return problem(404, "no archives directory is being served (serve --archives DIR)");
+      // The last listing keeps serving when the directory cannot be read (an NFS outage).
+      return opts.archives.rescan().then((r) => json(r), (err) => problem(503, (err as Error).message));
+    }
     if (path === "prune" && m === "POST") return json(await prune(await readJson(req)));
     if (path === "load" && m === "POST") return json(startLoad(await readJson(req)), 202);
     const job = path.match(/^jobs\/(\d+)$/);

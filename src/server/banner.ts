@@ -11,6 +11,10 @@ function authKind(r: Config["registries"][number]): string {
   return parts.join(", ");
 }
 
+function every(ms: number): string {
+  return ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`;
+}
+
 /** The start-up banner: version, store, address, TLS, auth, upstream policy, each upstream. */
 export function banner(cfg: Config, port: number, extras: { metricsPort?: number; healthPort?: number }): string[] {
   const t = cfg.serverTlsConfig;
@@ -24,6 +28,7 @@ export function banner(cfg: Config, port: number, extras: { metricsPort?: number
     `  metrics: ${cfg.metrics === false ? "off" : extras.metricsPort !== undefined ? `/metrics on port ${extras.metricsPort}` : "/metrics"}; ` +
       `health: /healthz, /readyz${extras.healthPort !== undefined ? ` (also on port ${extras.healthPort})` : ""}`,
   ];
+  if (cfg.archives) lines.push(`  archives: ${cfg.archives.path}, consulted first, rescanned every ${every(cfg.archives.rescanMs)}`);
   for (const r of cfg.registries) {
     const via = r.endpoints?.length ? `, via ${r.endpoints.map((e) => e.url).join(" then ")}${r.originFallback ? " then the origin" : " only"}` : "";
     lines.push(`  upstream ${r.name}: ${r.scheme}, ${authKind(r)}${r.tokenHosts?.length ? `, token hosts ${r.tokenHosts.join(", ")}` : ""}${via}`);

@@ -1,6 +1,6 @@
 // Builds the store, upstream client and cache from a Config: what every command that touches
 // images shares, so serve, load and prune use one code path.
-import { createCache, type CacheObserver } from "../cache/index.ts";
+import { createCache, type ArchiveSource, type CacheObserver } from "../cache/index.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { canonicalUpstream } from "../oci/names.ts";
@@ -20,6 +20,8 @@ export interface RuntimeHooks {
   store?: (s: Store) => Store;
   cache?: CacheObserver;
   upstream?: UpstreamObserver;
+  /** Served before the store and the upstreams (`serve --archives`). */
+  archives?: ArchiveSource;
 }
 
 /** The store the config names: S3 when `store`/`s3` is set, else the directory. */
@@ -54,7 +56,7 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
     pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
     tagPolicies: cfg.tagPolicies.map((p) => ({ match: new RegExp(p.match), revalidateAfterMs: p.revalidateAfterMs })),
-    observe: hooks.cache,
+    observe: hooks.cache, archives: hooks.archives,
   });
   return { store, upstreams, cache };
 }

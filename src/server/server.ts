@@ -5,6 +5,7 @@
 // finish, records are flushed. `ociregistry serve` only maps flags to the config and calls these.
 import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
+import { createArchiveSource } from "../archives/source.ts";
 import { hostPlatform } from "../cache/index.ts";
 import { pullImages } from "../cache/pull-images.ts";
 import type { Config } from "../config/schema.ts";
@@ -49,7 +50,10 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   // `metrics: false` turns the instrumentation off, not only the endpoint.
   const instrumented = cfg.metrics !== false;
   const hooks = instrumented ? { store: metrics.observeStore, cache: metrics.cache, upstream: metrics.upstream } : {};
-  const { store, cache, upstreams } = await createRuntime(cfg, log, hooks);
+  const archives = cfg.archives ? createArchiveSource(cfg.archives.path, { log: log.withTag("archives") }) : null;
+  // A missing archives directory stops the start; later scans that fail keep the last listing.
+  if (archives) log.withTag("archives").info(`${(await archives.rescan()).files} .oci file(s) under ${archives.dir}`);
+  const { store, cache, upstreams } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined });
   const registry = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
     users: cfg.users,
@@ -57,7 +61,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   });
   const started = Date.now();
   const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams });
-  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
+  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
   const login = cfg.users.length ? createBasicAuth(cfg.users) : null;
   const grace = opts.graceMs ?? SHUTDOWN_GRACE_MS;
   const servers: Server<undefined>[] = [];
@@ -190,6 +194,9 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         ports.healthPort = listen(cfg.healthPort, (req) => operational(new URL(req.url).pathname) ?? new Response("not found\n", { status: 404 })).port!;
       }
       timers.push(setInterval(() => void cache.flush(), opts.flushIntervalMs ?? FLUSH_INTERVAL_MS));
+      if (archives && cfg.archives) {
+        timers.push(setInterval(() => void archives.rescan().catch((err) => log.withTag("archives").warn(`rescan failed, serving the last listing: ${(err as Error).message}`)), cfg.archives.rescanMs));
+      }
       startPruner();
       if (opts.preload?.length) startPreload(opts.preload);
       if (instrumented) void metrics.countStore(store).catch((err) => log.warn(`cannot count the store for metrics: ${(err as Error).message}`));

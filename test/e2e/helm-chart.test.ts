@@ -1,5 +1,5 @@
-// charts/ociregistry with its defaults, each persistence type and the DaemonSet preset: helm lint,
-// then helm template parsed into objects.
+// charts/ociregistry with its defaults, each persistence type, the DaemonSet preset and the
+// archives preset: helm lint, then helm template parsed into objects.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,6 +29,7 @@ describe("helm lint", () => {
     ["the defaults", []],
     ["every option on", ["-f", join(CHART, "ci/all-on-values.yaml")]],
     ["the DaemonSet preset", ["-f", join(CHART, "values-daemonset.yaml")]],
+    ["the archives preset", ["-f", join(CHART, "values-archives.yaml")]],
   ] as const) {
     test(`passes --strict with ${label}`, async () => {
       const r = await run(["helm", "lint", "--strict", CHART, ...args], { allowFail: true });
@@ -158,12 +159,48 @@ describe("the DaemonSet preset (values-daemonset.yaml)", () => {
   });
 });
 
+describe("the archives preset (values-archives.yaml)", () => {
+  const ARCHIVES = "/var/lib/ociregistry-archives";
+  let objects: K8sObject[];
+  beforeAll(async () => {
+    objects = await helmTemplate(["-f", join(CHART, "values-archives.yaml")]);
+  });
+
+  test("runs a DaemonSet with the node's archive directory mounted read-only beside its own store", () => {
+    expect(kinds(objects)).toEqual(["ConfigMap", "DaemonSet", "Service"]);
+    expect(volumeAt(objects, ARCHIVES).hostPath).toEqual({ path: "/srv/oci-archives", type: "Directory" });
+    expect(mainContainer(objects).volumeMounts!.find((m) => m.mountPath === ARCHIVES)!.readOnly).toBe(true);
+    expect(volumeAt(objects, STORE).hostPath).toEqual({ path: STORE, type: "DirectoryOrCreate" });
+    expect(only(objects, "Service").spec!.externalTrafficPolicy).toBe("Local");
+  });
+
+  test("points the config's archives.path at the mount, and the binary accepts that config", () => {
+    const configFile = join(work, "archives-config.yaml");
+    writeFileSync(configFile, only(objects, "ConfigMap").data!["config.yaml"]!);
+    expect(resolveConfig({ configFile }, {}).archives).toEqual({ path: ARCHIVES, rescanMs: 600_000 });
+  });
+
+  test("an NFS export instead of the node directory, mounted read-only", async () => {
+    const nfs = await helmTemplate(["-f", join(CHART, "values-archives.yaml"), "--set", "archives.volume.nfs.server=nfs.internal",
+      "--set", "archives.volume.nfs.path=/exports/oci", "--set", "archives.mountPath=/archives", "--set", "archives.rescan=1m"]);
+    expect(volumeAt(nfs, "/archives")).toEqual({ name: "archives", nfs: { server: "nfs.internal", path: "/exports/oci", readOnly: true } });
+    expect(parseYaml(only(nfs, "ConfigMap").data!["config.yaml"]!).archives).toEqual({ path: "/archives", rescan: "1m" });
+  });
+
+  test("the defaults mount no archives and configure none", () => {
+    expect(podSpec(defaults).volumes.map((v) => v.name)).not.toContain("archives");
+    expect(parseYaml(only(defaults, "ConfigMap").data!["config.yaml"]!).archives).toBeUndefined();
+  });
+});
+
 describe("values that cannot work are refused, naming the value", () => {
   for (const [sets, message] of [
     [["kind=DaemonSet"], "kind DaemonSet needs persistence.type hostPath or emptyDir"],
     [["kind=StatefulSet"], "kind must be Deployment or DaemonSet"],
     [["persistence.type=nfs"], "persistence.type must be pvc, hostPath or emptyDir"],
     [["serverTls.enabled=true"], "serverTls.enabled needs serverTls.secretName"],
+    [["archives.enabled=true"], "archives.enabled needs archives.volume.hostPath.path or archives.volume.nfs.server and .path"],
+    [["archives.enabled=true", "archives.volume.nfs.server=nfs.internal"], "archives.volume.nfs.server needs archives.volume.nfs.path"],
   ] as const) {
     test(`--set ${sets.join(" ")}`, async () => {
       expect(await helmTemplateError(sets.flatMap((s) => ["--set", s]))).toContain(message);

@@ -29,6 +29,7 @@ export interface Volume {
   name: string;
   persistentVolumeClaim?: { claimName: string };
   hostPath?: { path: string; type?: string };
+  nfs?: { server: string; path: string; readOnly?: boolean };
   emptyDir?: { sizeLimit?: string };
   configMap?: { name: string };
   secret?: { secretName: string };

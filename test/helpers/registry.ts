@@ -2,7 +2,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createCache } from "../../src/cache/index.ts";
+import { createCache, type ArchiveSource } from "../../src/cache/index.ts";
 import { createRegistry } from "../../src/registry/router.ts";
 import { createFsStore } from "../../src/store/fs.ts";
 import { createUpstreams, type UpstreamSettings } from "../../src/upstream/client.ts";
@@ -20,6 +20,8 @@ export interface TestRegistryOptions {
   allowUpstream?: (upstream: string) => boolean;
   /** An existing store to use (another test registry's `root`). */
   root?: string;
+  /** Consulted before the store and the upstream. */
+  archives?: ArchiveSource;
 }
 
 export async function createTestRegistry(opts: TestRegistryOptions = {}) {
@@ -41,6 +43,7 @@ export async function createTestRegistry(opts: TestRegistryOptions = {}) {
     store, upstreams, airGapped: opts.airGapped ?? false,
     revalidateAfterMs: opts.revalidateAfterMs ?? 60_000, pullTimeoutMs: opts.pullTimeoutMs ?? 5000,
     log: { ...quietLog, warn: (m: string) => void warnings.push(m) }, now: clock.now, tagPolicies: opts.tagPolicies,
+    archives: opts.archives,
   });
   const handler = createRegistry({ cache, defaultNs: opts.defaultNs ?? "up.test", log: quietLog, allowUpstream: opts.allowUpstream });
   const request = (path: string, init?: RequestInit) => handler(new Request(`http://cache.test${path}`, init));

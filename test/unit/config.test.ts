@@ -43,8 +43,20 @@ describe("config", () => {
     ["revalidateAfter: soon\n", "revalidateAfter: must be a duration"],
     ["port: [\n", "not valid YAML"],
     ["- a\n", "must be a YAML mapping"],
+    ["archives: /srv/oci\n", "archives: must be a mapping with path"],
+    ["archives:\n  rescan: 1m\n", "archives.path: must be a non-empty string"],
+    ["archives:\n  path: /srv/oci\n  rescan: 100ms\n", "archives.rescan: must be at least 1s"],
+    ["archives:\n  path: /srv/oci\n  watch: true\n", "archives.watch: unknown key"],
   ])("rejects %p naming the key", (text, message) => {
     expect(() => resolveConfig({ configFile: file(text) }, {})).toThrow(message);
+  });
+
+  test("archives: path and rescan (default 10m); --archives sets the path and keeps the file's rescan", () => {
+    expect(resolveConfig({ configFile: file("archives:\n  path: /srv/oci\n") }, {}).archives).toEqual({ path: "/srv/oci", rescanMs: 600_000 });
+    expect(resolveConfig({ configFile: file("archives: {path: /a, rescan: 30s}\n"), archives: "/b" }, {}).archives).toEqual({ path: "/b", rescanMs: 30_000 });
+    expect(resolveConfig({ archives: "/c" }, {}).archives).toEqual({ path: "/c", rescanMs: 600_000 });
+    expect(resolveConfig({}, {}).archives).toBeUndefined();
+    expect(() => resolveConfig({ archives: "" }, {})).toThrow("--archives: must be a non-empty string");
   });
 
   test("flag errors name the flag", () => {

@@ -10,11 +10,12 @@ const ALLOWED: Record<string, string[]> = {
   oci: [],
   store: ["oci"],
   upstream: ["oci"],
+  archives: ["oci"],
   cache: ["oci", "store", "upstream"],
   registry: ["oci", "cache", "upstream", "config", "store"],
   config: ["oci"],
-  server: ["oci", "store", "upstream", "cache", "registry", "config", "log.ts"],
-  cli: ["oci", "store", "upstream", "cache", "registry", "config", "server", "log.ts"],
+  server: ["oci", "store", "upstream", "archives", "cache", "registry", "config", "log.ts"],
+  cli: ["oci", "store", "upstream", "archives", "cache", "registry", "config", "server", "log.ts"],
   "log.ts": ["config"],
 };
 

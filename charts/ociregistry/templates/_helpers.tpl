@@ -37,6 +37,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (eq .Values.kind "DaemonSet") (eq .Values.persistence.type "pvc") }}
 {{- fail "kind DaemonSet needs persistence.type hostPath or emptyDir: one claim cannot serve a pod on every node" }}
 {{- end }}
+{{- if .Values.archives.enabled }}
+{{- $v := .Values.archives.volume }}
+{{- if and (not $v.nfs.server) (not $v.hostPath.path) }}
+{{- fail "archives.enabled needs archives.volume.hostPath.path or archives.volume.nfs.server and .path" }}
+{{- end }}
+{{- if and $v.nfs.server (not $v.nfs.path) }}
+{{- fail "archives.volume.nfs.server needs archives.volume.nfs.path" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.serverTls.enabled (not .Values.serverTls.secretName) }}
 {{- fail "serverTls.enabled needs serverTls.secretName (a Secret with tls.crt, tls.key and, for clientAuth verify, ca.crt)" }}
 {{- end }}
@@ -60,6 +69,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- if .Values.metrics.port }}
 {{- $_ := set $cfg "metrics" (int .Values.metrics.port) }}
+{{- end }}
+{{- if .Values.archives.enabled }}
+{{- $_ := set $cfg "archives" (dict "path" .Values.archives.mountPath "rescan" .Values.archives.rescan) }}
 {{- end }}
 {{- if .Values.admin.existingSecret }}
 {{- $admin := deepCopy (get $cfg "admin" | default dict) }}
@@ -204,6 +216,11 @@ spec:
           mountPath: {{ include "ociregistry.tlsDir" . }}
           readOnly: true
         {{- end }}
+        {{- if .Values.archives.enabled }}
+        - name: archives
+          mountPath: {{ .Values.archives.mountPath }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: store
       {{- if eq .Values.persistence.type "pvc" }}
@@ -225,6 +242,19 @@ spec:
     - name: tls
       secret:
         secretName: {{ .Values.serverTls.secretName }}
+    {{- end }}
+    {{- if .Values.archives.enabled }}
+    - name: archives
+      {{- if .Values.archives.volume.nfs.server }}
+      nfs:
+        server: {{ .Values.archives.volume.nfs.server }}
+        path: {{ .Values.archives.volume.nfs.path }}
+        readOnly: true
+      {{- else }}
+      hostPath:
+        path: {{ .Values.archives.volume.hostPath.path }}
+        type: Directory
+      {{- end }}
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:

@@ -1,8 +1,12 @@
-// `ociregistry list`: what the store holds, like `crictl images`.
-import { listImages } from "../../cache/list.ts";
+// `ociregistry list`: what the store holds, like `crictl images`; with --archives (or the config's
+// archives.path), also the images of the .oci archives `serve` would serve first.
+import type { ArchiveListedImage } from "../../archives/list.ts";
+import { createArchiveSource } from "../../archives/source.ts";
+import { listImages, type ListedImage } from "../../cache/list.ts";
 import { compilePattern } from "../../config/values.ts";
 import { parseDigest } from "../../oci/digest.ts";
 import { command, existingStore } from "../command.ts";
+import { archivesArg } from "../globals.ts";
 import { formatBytes } from "../progress.ts";
 
 function table(rows: string[][]): string {
@@ -16,18 +20,28 @@ export default command({
     pattern: { type: "string", description: "Only images whose upstream/repository:tag matches this regular expression", valueHint: "REGEX" },
     long: { type: "boolean", description: "Show full digests (default: 12 characters)" },
     json: { type: "boolean", description: "Print JSON for scripts" },
+    ...archivesArg,
   },
+  flags: (args) => ({ archives: args.archives }),
   async run({ args, cfg }) {
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
-    const images = await listImages(existingStore(cfg), pattern, (where) => process.stderr.write(`skipped unreadable tag record ${where} (ociregistry verify reports it)\n`));
+    const images: Array<ListedImage | ArchiveListedImage> = [];
+    images.push(...await listImages(existingStore(cfg), pattern, (where) => process.stderr.write(`skipped unreadable tag record ${where} (ociregistry verify reports it)\n`)));
+    if (cfg.archives) {
+      const archives = createArchiveSource(cfg.archives.path, { log: { debug() {}, info() {}, warn() {} } });
+      for (const p of (await archives.rescan()).problems) process.stderr.write(`${p}\n`);
+      const found = await archives.images((abs, problem) => process.stderr.write(`skipped archive ${abs}: ${problem}\n`));
+      images.push(...found.filter((i) => !pattern || pattern.test(`${i.image}:${i.tag}`)));
+    }
     if (args.json) {
       console.log(JSON.stringify(images, null, 2));
       return;
     }
-    const rows = [["IMAGE", "TAG", "DIGEST", "SIZE", "LAST PULLED"]];
+    const rows = [["IMAGE", "TAG", "DIGEST", "SIZE", "LAST PULLED", ...(cfg.archives ? ["ARCHIVE"] : [])]];
     for (const i of images) {
       const digest = args.long ? i.digest : parseDigest(i.digest)!.hex.slice(0, 12);
-      rows.push([i.image, i.tag, digest, formatBytes(i.size), i.lastPulled.replace(/\.\d+Z$/, "Z")]);
+      const pulled = "lastPulled" in i ? i.lastPulled.replace(/\.\d+Z$/, "Z") : "-";
+      rows.push([i.image, i.tag, digest, formatBytes(i.size), pulled, ...(cfg.archives ? ["archive" in i ? i.archive : "-"] : [])]);
     }
     console.log(table(rows));
   },

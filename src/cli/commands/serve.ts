@@ -2,12 +2,13 @@
 import { readImageList } from "../../config/image-list.ts";
 import { createServer } from "../../server/server.ts";
 import { command } from "../command.ts";
-import { upstreamArgs } from "../globals.ts";
+import { archivesArg, upstreamArgs } from "../globals.ts";
 
 export default command({
   meta: { name: "serve", description: "Run the pull-through registry cache (example: ociregistry --image-path ./data serve --port 8080)" },
   args: {
     ...upstreamArgs,
+    ...archivesArg,
     host: { type: "string", description: "Address to listen on (default: 0.0.0.0)", valueHint: "ADDR" },
     port: { type: "string", description: "Port to listen on (default: 8080)", valueHint: "PORT" },
     "default-ns": { type: "string", description: "Upstream for requests that name none (default: docker.io)", valueHint: "HOST" },
@@ -18,6 +19,7 @@ export default command({
   flags: (args) => ({
     host: args.host, port: args.port, defaultNs: args["default-ns"], pullTimeout: args["pull-timeout"],
     revalidateAfter: args["revalidate-after"], airGapped: args["air-gapped"], dockerConfig: args["docker-config"],
+    archives: args.archives,
   }),
   async run({ args, cfg, log }) {
     // A bad image list stops the start, before anything listens or downloads.
