@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the e2e tests run against (Debian packages): the CNCF distribution
 # registry, skopeo, containerd, podman, Docker Engine (docker.io), buildah, openssl, htpasswd,
-# jq (image build), systemd-analyze (unit check), unzip, chromium (the status page); then builds crane
+# jq (image build), systemd-analyze (unit check), unzip, chromium (the status page), Ceph's radosgw
+# with a mon and an OSD (a real S3 service, test/helpers/rgw.ts, which also uses python3-rados); then builds crane
 # (scripts/build-crane.sh) and installs helm (scripts/get-helm.sh). Needs root; skips what is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,11 @@ command -v jq >/dev/null || need+=(jq)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v unzip >/dev/null || need+=(unzip)
 command -v chromium >/dev/null || need+=(chromium)
+command -v radosgw >/dev/null || need+=(radosgw)
+command -v ceph-mon >/dev/null || need+=(ceph-mon)
+command -v ceph-osd >/dev/null || need+=(ceph-osd)
+command -v radosgw-admin >/dev/null || need+=(ceph-common)
+/usr/bin/python3 -c "import rados" 2>/dev/null || need+=(python3-rados)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root (or install them) for the e2e tests" >&2
