@@ -6,8 +6,11 @@ import type { BlobWriter } from "../store/types.ts";
 
 const READ_CHUNK = 1024 * 1024;
 
+
 export class Download {
   done = false;
+  /** The whole blob matched its digest: readers may have the last byte (the store may still be committing it). */
+  verified = false;
   error: Error | null = null;
   private aborted: Error | null = null;
   private readers = 0;
@@ -70,7 +73,11 @@ export class Download {
         await this.writer.write(chunk.value);
         this.notify();
       }
-      // The store verifies the size and the digest, and only then makes the blob visible.
+      // The store verifies the size and the digest: from then on clients may have every byte, while
+      // the store makes the blob durable and visible (fsync and rename, or completing an upload).
+      await this.writer.verify();
+      this.verified = true;
+      this.notify();
       await this.writer.commit();
       this.done = true;
     } catch (err) {
@@ -129,7 +136,8 @@ export class Download {
           // whole blob is verified: no response looks complete before its bytes are known good.
           const written = this.writer.written;
           const wanted = end === null ? Infinity : end + 1;
-          const limit = this.done ? Math.min(written, wanted) : Math.max(0, Math.min(written, wanted) - 1);
+          const whole = this.done || this.verified;
+          const limit = whole ? Math.min(written, wanted) : Math.max(0, Math.min(written, wanted) - 1);
           if (pos < limit) {
             const buf = new Uint8Array(Math.min(limit - pos, READ_CHUNK));
             const n = await this.writer.readAt(pos, buf);
@@ -138,7 +146,7 @@ export class Download {
             controller.enqueue(n === buf.byteLength ? buf : buf.subarray(0, n));
             return;
           }
-          if ((this.done && pos >= written) || (end !== null && pos > end)) {
+          if ((whole && pos >= written) || (end !== null && pos > end)) {
             finish();
             controller.close();
             return;

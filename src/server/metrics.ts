@@ -136,6 +136,7 @@ export function createMetrics(listed: Iterable<string> = []) {
               return w.written;
             },
             write: (c) => w.write(c),
+            verify: () => w.verify(),
             readAt: (p, into) => w.readAt(p, into),
             abort: () => w.abort(),
             release: () => w.release(),

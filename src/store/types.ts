@@ -59,8 +59,13 @@ export interface BlobWriter {
   /** Reads back bytes already written (readers joining a download); returns how many were read. */
   readAt(position: number, into: Uint8Array): Promise<number>;
   /**
-   * Checks the size (when one was expected) and the digest, then makes the blob visible under its
-   * digest at once. On a mismatch throws StoreError("corrupt") and keeps nothing.
+   * Checks the size (when one was expected) and the digest of what was written; on a mismatch
+   * throws StoreError("corrupt") and keeps nothing. Bytes that pass may be handed to clients.
+   */
+  verify(): Promise<void>;
+  /**
+   * Verifies (unless verify() already did), then makes the blob visible under its digest at once
+   * (fsync and rename; completing an S3 upload). On a mismatch throws StoreError("corrupt").
    */
   commit(): Promise<void>;
   /** Drops what was written; nothing is left behind. Safe to call twice or after a failed commit. */

@@ -20,7 +20,7 @@ export function verifyingWriter(digest: string, expectedSize: number | undefined
   if (!d) throw new StoreError("corrupt", `not a digest: ${JSON.stringify(digest)}`);
   const hasher = createDigester(d.algorithm);
   let written = 0;
-  let state: "open" | "committed" | "dropped" = "open";
+  let state: "open" | "verified" | "committed" | "dropped" = "open";
 
   async function fail(message: string): Promise<never> {
     state = "dropped";
@@ -43,11 +43,16 @@ export function verifyingWriter(digest: string, expectedSize: number | undefined
       written += chunk.byteLength;
     },
     readAt: (position, into) => backend.readAt(position, into),
-    async commit() {
+    async verify() {
+      if (state === "verified") return;
       if (state !== "open") throw new StoreError("conflict", `the writer of ${digest} is closed`);
       if (expectedSize !== undefined && written !== expectedSize) await fail(`${written} of the ${expectedSize} bytes announced for ${digest}`);
       const got = hasher.digest();
       if (got !== digest) await fail(`content does not match its digest ${digest} (got ${got})`);
+      state = "verified";
+    },
+    async commit() {
+      await this.verify();
       try {
         await backend.publish();
         state = "committed";
@@ -58,7 +63,7 @@ export function verifyingWriter(digest: string, expectedSize: number | undefined
       }
     },
     async abort() {
-      if (state !== "open") return;
+      if (state !== "open" && state !== "verified") return;
       state = "dropped";
       await backend.drop();
     },

@@ -94,7 +94,8 @@ describe("serve beside other processes", () => {
     const got = await download;
     expect(got.status).toBe(200);
     expect(got.body && digestOf(got.body)).toBe(layer.digest);
-    expect(existsSync(join(store, "blobs/sha256", hex(layer.digest)))).toBe(true);
+    // The client has every byte once the digest matched; the commit (fsync, rename) follows at once.
+    await waitFor("the blob to be committed", async () => existsSync(join(store, "blobs/sha256", hex(layer.digest))));
     const verify = await cli(["verify", "--image-path", store]);
     expect(out(verify)).toContain("0 problem(s) found");
     expect(verify.code).toBe(0);

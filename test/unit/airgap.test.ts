@@ -9,6 +9,7 @@ import { parseImageList } from "../../src/config/image-list.ts";
 import { exportArchive, importArchive } from "../../src/cache/archive.ts";
 import { createFsStore } from "../../src/store/fs.ts";
 import { makeImage } from "../helpers/images.ts";
+import { waitFor } from "../helpers/procs.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
 import { tempFiles } from "../helpers/store-files.ts";
 
@@ -45,7 +46,8 @@ describe("prune", () => {
       const m = await (await r.request(`/v2/${n}/manifests/v1`)).json() as { config: { digest: string }; layers: Array<{ digest: string }> };
       for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) await (await r.request(`/v2/${n}/blobs/${d}`)).arrayBuffer();
     }
-    // A client that read a cold blob to the end got its last byte only after it was committed.
+    // A client gets the last byte once the digest matched; the store commits right after.
+    await waitFor("the blobs to be committed", async () => readdirSync(join(r.root, "blobs/sha256")).length === 4);
     const blobsBefore = readdirSync(join(r.root, "blobs/sha256")).length;
     expect(blobsBefore).toBe(4); // base and twin share config and layer bytes
     const rec = (await store.readTag("up.test", "base", "v1"))!;

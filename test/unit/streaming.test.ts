@@ -43,6 +43,8 @@ describe("cold blob streaming", () => {
     let got = chunk.value!.byteLength;
     for (let c = await reader.read(); !c.done; c = await reader.read()) got += c.value.byteLength;
     expect(got).toBe(all.byteLength);
+    // The last byte went out once the digest matched; the store commits (fsync, rename) right after.
+    await waitFor("the blob to be committed", async () => readdirSync(join(r.root, "blobs/sha256")).includes(digest.slice(7)));
     expect(readdirSync(join(r.root, "blobs/sha256"))).toEqual([digest.slice(7)]);
   });
 

@@ -3,6 +3,7 @@ import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { verifyStore } from "../../src/cache/verify.ts";
 import { makeImage } from "../helpers/images.ts";
+import { waitFor } from "../helpers/procs.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
 
 test("verify finds corrupt content, dangling and unreadable tag records; --repair removes them", async () => {
@@ -11,6 +12,7 @@ test("verify finds corrupt content, dangling and unreadable tag records; --repai
   r.upstream.add("app", "v1", img);
   await r.request("/v2/app/manifests/v1");
   for (const b of img.blobs) await (await r.request(`/v2/app/blobs/${b.digest}`)).arrayBuffer();
+  await waitFor("the blobs to be committed", async () => (await Promise.all(img.blobs.map((b) => r.store.statBlob(b.digest)))).every(Boolean));
   expect(await verifyStore(r.store, { repair: false })).toMatchObject({ blobs: 2, manifests: 1, tags: 1, corrupt: [], dangling: [], damaged: [] });
 
   writeFileSync(join(r.root, "blobs/sha256", img.blobs[1]!.digest.slice(7)), "flipped");

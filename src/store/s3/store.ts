@@ -30,6 +30,8 @@ export interface S3StoreOptions extends S3Access {
 }
 
 const READ_CONCURRENCY = 16;
+/** Multipart parts uploading at once per blob. */
+const PARTS_IN_FLIGHT = 3;
 
 function notFound(err: unknown): boolean {
   const e = err as { code?: string; name?: string; message?: string; status?: number };
@@ -117,8 +119,9 @@ export function createS3Store(o: S3StoreOptions): Store {
     const fh = await open(path, "w+", 0o600);
     let closed = false;
     let published = false;
-    let uploadId: string | null = null;
-    const etags: string[] = [];
+    let uploadId: Promise<string> | null = null;
+    /** Parts on their way up, in order; at most PARTS_IN_FLIGHT at once (memory: that many parts). */
+    const parts: Array<Promise<string>> = [];
     let pending: Uint8Array[] = [];
     let pendingBytes = 0;
     const takePending = () => {
@@ -141,8 +144,15 @@ export function createS3Store(o: S3StoreOptions): Store {
         pending.push(chunk.slice());
         pendingBytes += chunk.byteLength;
         if (pendingBytes >= partSize) {
-          uploadId ??= await startUpload(o, key);
-          etags.push(await uploadPart(o, key, uploadId, etags.length + 1, takePending()));
+          uploadId ??= startUpload(o, key);
+          const id = uploadId;
+          const n = parts.length + 1;
+          const bytes = takePending();
+          // The upload runs beside the download; only a full pipeline makes the writer wait.
+          if (parts.length >= PARTS_IN_FLIGHT) await parts[parts.length - PARTS_IN_FLIGHT];
+          const part = id.then((u) => uploadPart(o, key, u, n, bytes));
+          part.catch(() => {});
+          parts.push(part);
         }
       },
       async readAt(position, into) {
@@ -157,8 +167,9 @@ export function createS3Store(o: S3StoreOptions): Store {
       },
       async publish() {
         if (uploadId) {
-          if (pendingBytes) etags.push(await uploadPart(o, key, uploadId, etags.length + 1, takePending()));
-          await completeUpload(o, key, uploadId, etags);
+          const id = await uploadId;
+          if (pendingBytes) parts.push(uploadPart(o, key, id, parts.length + 1, takePending()));
+          await completeUpload(o, key, id, await Promise.all(parts));
         } else {
           try {
             await client.write(key, takePending());
@@ -170,7 +181,11 @@ export function createS3Store(o: S3StoreOptions): Store {
       },
       async drop() {
         pending = [];
-        if (uploadId) await abortUpload(o, key, uploadId).catch(() => {});
+        if (uploadId) {
+          await Promise.allSettled(parts);
+          const id = await uploadId.catch(() => null);
+          if (id) await abortUpload(o, key, id).catch(() => {});
+        }
         await close();
       },
       release: () => close(),
