@@ -20,9 +20,10 @@ export { hostPlatform, parsePlatform, type PlatformChoice, type PullResult } fro
 
 export type Cache = ReturnType<typeof createCache>;
 
-const DEFAULT_MANIFEST_MEMORY = 64 * 1024 * 1024;
+/** Manifests kept in memory: a few thousand typical manifests, and RSS stays small. */
+const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
 /** Blob sizes remembered from manifests (about 150 bytes each). */
-const DECLARED_SIZES = 100_000;
+const DECLARED_SIZES = 50_000;
 
 export function createCache(opts: CacheOptions) {
   const now = opts.now ?? Date.now;

@@ -37,13 +37,14 @@ export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (wh
   const memo = new Map<string, Promise<number>>();
   const records: TagRecord[] = [];
   for await (const r of store.allTags(onDamaged)) if (!pattern || pattern.test(recordName(r))) records.push(r);
+  // Sizes once per distinct image (many tags share one), a few at a time.
   const limit = pLimit(32);
-  const out = await Promise.all(records.map((r) => limit(async (): Promise<ListedImage> => {
-    const pinned = !!parseDigest(r.tag);
-    return {
-      image: `${r.upstream}/${r.repository}`, tag: pinned ? "<none>" : r.tag, digest: r.digest, mediaType: r.mediaType,
-      size: await storedSize(store, r.digest, memo), created: r.created, lastPulled: r.lastPulled,
-    };
-  })));
-  return out.sort((a, b) => (a.image === b.image ? a.tag.localeCompare(b.tag) : a.image < b.image ? -1 : 1));
+  const digests = [...new Set(records.map((r) => r.digest))];
+  const sizes = new Map(await Promise.all(digests.map((d) => limit(async () => [d, await storedSize(store, d, memo)] as const))));
+  const out = records.map((r): ListedImage => ({
+    image: `${r.upstream}/${r.repository}`, tag: parseDigest(r.tag) ? "<none>" : r.tag, digest: r.digest, mediaType: r.mediaType,
+    size: sizes.get(r.digest) ?? 0, created: r.created, lastPulled: r.lastPulled,
+  }));
+  const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return out.sort((a, b) => order(a.image, b.image) || order(a.tag, b.tag));
 }

@@ -17,7 +17,7 @@ import type { MemoryManifest } from "./memory.ts";
 export type ManifestResult = MemoryManifest;
 
 /** Platform manifests of indexes seen lately: fetching one by digest is part of a pull, not a pin. */
-const MAX_KNOWN_CHILDREN = 50_000;
+const MAX_KNOWN_CHILDREN = 20_000;
 
 /** Accept header sent upstream: what the client accepts plus every type we cache. */
 export function upstreamAccept(clientAccept: string | null): string {
@@ -33,6 +33,8 @@ export function upstreamAccept(clientAccept: string | null): string {
 export function createManifests(ctx: CacheContext) {
   const inflight = new Map<string, Promise<ManifestResult>>();
   const knownChildren = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
+  /** (upstream, manifest) pairs whose declarations are remembered already. */
+  const remembered = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
 
   function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null, parsed = parseManifest(bytes)): ManifestResult {
     const detected = parsed ? detectMediaType(parsed) : null;
@@ -46,6 +48,10 @@ export function createManifests(ctx: CacheContext) {
    * index's platform manifests.
    */
   function remember(upstream: string, m: ManifestResult) {
+    // Once per upstream and manifest: a warm tag must not parse its manifest on every pull.
+    const key = `${upstream} ${m.digest}`;
+    if (remembered.has(key)) return;
+    remembered.set(key, true);
     const shape = parseManifest(m.bytes);
     if (!shape) return;
     for (const d of [...(shape.manifests ?? []), ...(shape.config ? [shape.config] : []), ...(shape.layers ?? [])]) {

@@ -1,6 +1,7 @@
 // The one owner of tag records in a running cache: records read once and kept in memory, the
 // last-pulled and checked times that changed since the last write (the dirty set), the batched
 // flush that merges them with the records on disk, and pins for images pulled by digest.
+import { BoundedMap } from "../oci/bounded-map.ts";
 import type { Target } from "../oci/reference.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
@@ -12,18 +13,32 @@ export interface RecordedManifest {
 }
 
 /** Pinned-record look-ups remembered as absent, so a by-digest pull reads the disk at most once. */
-const MAX_ABSENT = 200_000;
+const MAX_ABSENT = 20_000;
+/** Records kept in memory besides the ones with unwritten times (those stay until flushed). */
+const MAX_CLEAN_RECORDS = 10_000;
 
 export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void) {
-  const records = new Map<string, TagRecord>();
-  const dirty = new Set<string>();
+  /** Records read or written lately, least recently used first out. */
+  const clean = new BoundedMap<string, TagRecord>(MAX_CLEAN_RECORDS);
+  /** Records whose last-pulled or checked time is not written yet: never evicted before flush. */
+  const dirty = new Map<string, TagRecord>();
+  const records = {
+    get: (k: string) => dirty.get(k) ?? clean.get(k),
+    set: (k: string, r: TagRecord) => (dirty.has(k) ? dirty.set(k, r) : clean.set(k, r)),
+    delete: (k: string) => {
+      clean.delete(k);
+      dirty.delete(k);
+    },
+  };
   const absent = new Set<string>();
   const nameOf = (t: Target, tag: string) => recordName({ upstream: t.upstream, repository: t.repository, tag });
   const iso = () => new Date(now()).toISOString();
 
   function touch(rec: TagRecord, fields: Partial<Pick<TagRecord, "lastPulled" | "checked">>) {
     Object.assign(rec, fields);
-    dirty.add(recordName(rec));
+    const key = recordName(rec);
+    clean.delete(key);
+    dirty.set(key, rec);
   }
 
   return {
@@ -49,8 +64,8 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       };
       await store.writeTag(rec);
       const key = recordName(rec);
-      records.set(key, rec);
       dirty.delete(key);
+      clean.set(key, rec);
       absent.delete(key);
     },
 
@@ -94,16 +109,14 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
      * back, and one that moved to another digest keeps the new digest, gaining only the later times.
      */
     async flush(): Promise<number> {
-      const keys = [...dirty];
+      const pending = [...dirty];
       dirty.clear();
       let written = 0;
-      for (const key of keys) {
-        const rec = records.get(key);
-        if (!rec) continue;
+      for (const [key, rec] of pending) {
         try {
           const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
           if (!disk) {
-            records.delete(key);
+            clean.delete(key);
             continue;
           }
           const later = (a: string, b: string) => (a > b ? a : b);
@@ -111,11 +124,12 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
             ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
             : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
           await store.writeTag(merged);
-          records.set(key, merged);
+          // A pull during the write made it dirty again: keep that one.
+          if (!dirty.has(key)) clean.set(key, merged);
           written++;
         } catch (err) {
           warn(`cannot record access to ${key}: ${(err as Error).message}`);
-          dirty.add(key);
+          if (!dirty.has(key)) dirty.set(key, rec);
         }
       }
       return written;

@@ -6,6 +6,7 @@
 // Several processes (serve, load, prune) may share a store: each writes its temp files in a
 // directory of its own, and only a directory whose process is gone is cleaned up.
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { randomUUID } from "node:crypto";
 import { digestOf, isDigest, parseDigest, type Digest } from "../oci/digest.ts";
@@ -18,7 +19,7 @@ import { verifyingWriter } from "./writer.ts";
 /** `_tags` cannot be a repository path component (components start with [a-z0-9]). */
 const TAGS_DIR = "_tags";
 /** Tag record files read at once while walking the store. */
-const READ_BATCH = 64;
+const READ_BATCH = 256;
 /** Temp files of an older layout (directly in tmp/) are removed once this old. */
 const LEGACY_TMP_AGE_MS = 60 * 60_000;
 
@@ -93,14 +94,19 @@ export function createFsStore(root: string): Store {
     }
     const files = names.filter((n) => n.endsWith(".json") && n.split(sep).at(-2) === TAGS_DIR).sort();
     for (let i = 0; i < files.length; i += READ_BATCH) {
-      const batch = files.slice(i, i + READ_BATCH);
-      const read = await Promise.all(batch.map((f) => readOrNull(join(dir, f))));
-      for (let j = 0; j < batch.length; j++) {
-        const bytes = read[j];
-        if (!bytes) continue;
-        const parts = batch[j]!.split(sep);
+      // Small files read synchronously are several times faster than one promise each; a batch
+      // at a time, yielding in between, keeps a running server answering.
+      if (i) await new Promise((r) => setImmediate(r));
+      for (const f of files.slice(i, i + READ_BATCH)) {
+        let bytes: Uint8Array;
+        try {
+          bytes = readFileSync(join(dir, f));
+        } catch {
+          continue; // removed meanwhile
+        }
+        const parts = f.split(sep);
         const at = { upstream: parts[0]!, repository: parts.slice(1, -2).join("/"), tag: parts.at(-1)!.slice(0, -5) };
-        yield { path: join(dir, batch[j]!), record: parseTagRecord(bytes, at) };
+        yield { path: join(dir, f), record: parseTagRecord(bytes, at) };
       }
     }
   }
