@@ -16,6 +16,8 @@ export interface RecordedManifest {
 const MAX_ABSENT = 20_000;
 /** Records kept in memory besides the ones with unwritten times (those stay until flushed). */
 const MAX_CLEAN_RECORDS = 10_000;
+/** Unwritten records that start a flush at once rather than at the next timer (memory stays bounded). */
+const MAX_DIRTY = 10_000;
 
 export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void) {
   /** Records read or written lately, least recently used first out. */
@@ -39,9 +41,11 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     const key = recordName(rec);
     clean.delete(key);
     dirty.set(key, rec);
+    if (dirty.size >= MAX_DIRTY && !flushing) void book.flush();
   }
+  let flushing: Promise<number> | null = null;
 
-  return {
+  const book = {
     /** The record of a tag (or pin), from memory or the store. */
     async get(target: Target, tag: string): Promise<TagRecord | null> {
       const key = nameOf(target, tag);
@@ -109,32 +113,40 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
      * back, and one that moved to another digest keeps the new digest, gaining only the later times.
      */
     async flush(): Promise<number> {
-      const pending = [...dirty];
-      dirty.clear();
-      let written = 0;
-      for (const [key, rec] of pending) {
-        try {
-          const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
-          if (!disk) {
-            clean.delete(key);
-            continue;
-          }
-          const later = (a: string, b: string) => (a > b ? a : b);
-          const merged = disk.digest === rec.digest
-            ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
-            : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
-          await store.writeTag(merged);
-          // A pull during the write made it dirty again: keep that one.
-          if (!dirty.has(key)) clean.set(key, merged);
-          written++;
-        } catch (err) {
-          warn(`cannot record access to ${key}: ${(err as Error).message}`);
-          if (!dirty.has(key)) dirty.set(key, rec);
-        }
-      }
-      return written;
+      // One write-out at a time; a caller waits for a running one, then writes what is left.
+      while (flushing) await flushing.catch(() => 0);
+      flushing = writeDirty().finally(() => (flushing = null));
+      return flushing;
     },
   };
+  return book;
+
+  async function writeDirty(): Promise<number> {
+    const pending = [...dirty];
+    dirty.clear();
+    let written = 0;
+    for (const [key, rec] of pending) {
+      try {
+        const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
+        if (!disk) {
+          clean.delete(key);
+          continue;
+        }
+        const later = (a: string, b: string) => (a > b ? a : b);
+        const merged = disk.digest === rec.digest
+          ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
+          : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
+        await store.writeTag(merged);
+        // A pull during the write made it dirty again: keep that one.
+        if (!dirty.has(key)) clean.set(key, merged);
+        written++;
+      } catch (err) {
+        warn(`cannot record access to ${key}: ${(err as Error).message}`);
+        if (!dirty.has(key)) dirty.set(key, rec);
+      }
+    }
+    return written;
+  }
 }
 
 export type TagBook = ReturnType<typeof createTagBook>;

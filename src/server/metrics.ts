@@ -109,15 +109,7 @@ export function createMetrics(listed: Iterable<string> = []) {
     },
     /** Counts the store once (at start, in the background). */
     async countStore(store: Store) {
-      const counted = { bytes: 0, blobs: 0, manifests: 0, tags: 0 };
-      for (const kind of ["blobs", "manifests"] as ContentKind[]) {
-        for await (const d of store.listContent(kind)) {
-          counted[kind]++;
-          counted.bytes += (await store.contentInfo(kind, d))?.size ?? 0;
-        }
-      }
-      for await (const _ of store.allTags()) counted.tags++;
-      Object.assign(figures, counted);
+      Object.assign(figures, await store.stats());
       publish();
     },
     /** A store that reports what is added and removed, so the figures need no walk. */

@@ -264,6 +264,35 @@ export function createFsStore(root: string): Store {
       await rm(tagPath(upstream, repository, tag), { force: true });
     },
 
+    async stats() {
+      const out = { blobs: 0, manifests: 0, bytes: 0, tags: 0 };
+      for (const kind of ["blobs", "manifests"] as ContentKind[]) {
+        for (const algorithm of ["sha256", "sha512"]) {
+          const dir = join(root, kind, algorithm);
+          let names: string[];
+          try {
+            names = await readdir(dir);
+          } catch {
+            continue;
+          }
+          for (let i = 0; i < names.length; i += READ_BATCH) {
+            const sizes = await Promise.all(names.slice(i, i + READ_BATCH).map((n) => stat(join(dir, n)).then((s) => s.size, () => -1)));
+            for (const s of sizes.filter((x) => x >= 0)) {
+              out[kind]++;
+              out.bytes += s;
+            }
+          }
+        }
+      }
+      try {
+        const names = await readdir(join(root, "repositories"), { recursive: true });
+        out.tags = names.filter((n) => n.endsWith(".json") && n.split(sep).at(-2) === TAGS_DIR).length;
+      } catch {
+        // no records yet
+      }
+      return out;
+    },
+
     async *damagedTags() {
       for await (const t of walkTagFiles(join(root, "repositories"))) {
         if (!t.record) yield { where: relative(root, t.path), remove: () => rm(t.path, { force: true }) };

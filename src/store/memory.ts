@@ -91,5 +91,10 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       tags.delete(recordName({ upstream, repository, tag }));
     },
     async *damagedTags() {},
+    async stats() {
+      let bytes = 0;
+      for (const kind of ["blobs", "manifests"] as ContentKind[]) for (const i of content[kind].values()) bytes += i.bytes.byteLength;
+      return { blobs: content.blobs.size, manifests: content.manifests.size, bytes, tags: tags.size };
+    },
   };
 }

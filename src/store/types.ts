@@ -107,6 +107,17 @@ export interface Store {
   removeTag(upstream: string, repository: string, tag: string): Promise<void>;
   /** Record files that cannot be read as records. */
   damagedTags(): AsyncIterable<DamagedRecord>;
+  /** What the store holds, counted without reading records or content (for metrics at start). */
+  stats(): Promise<StoreStats>;
+}
+
+export interface StoreStats {
+  blobs: number;
+  manifests: number;
+  /** Bytes of blobs and manifests. */
+  bytes: number;
+  /** Tag records (pins included). */
+  tags: number;
 }
 
 export type ContentKind = "blobs" | "manifests";

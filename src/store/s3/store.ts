@@ -315,6 +315,18 @@ export function createS3Store(o: S3StoreOptions): Store {
       });
     },
 
+    async stats() {
+      const out = { blobs: 0, manifests: 0, bytes: 0, tags: 0 };
+      for (const kind of ["blobs", "manifests"] as ContentKind[]) {
+        for await (const k of keys(`${prefix}${kind}/`)) {
+          out[kind]++;
+          out.bytes += k.size;
+        }
+      }
+      for await (const k of keys(`${prefix}repositories/`)) if (k.key.endsWith(".json") && k.key.split("/").at(-2) === "_tags") out.tags++;
+      return out;
+    },
+
     async *damagedTags() {
       for await (const r of records()) {
         if (!r.record) yield { where: r.key.slice(prefix.length), remove: () => client.delete(r.key).then(() => {}) };
