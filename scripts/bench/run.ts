@@ -5,7 +5,7 @@
 // and writes them as JSON (bench-results.json, or --json FILE). --only a,b runs some cases.
 // Needs (Debian): nginx wrk hyperfine docker-registry skopeo curl, and `bun run build` first.
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { cpus, totalmem, release } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { BINARY } from "../../test/helpers/binary.ts";
 import { closeAll } from "./lib.ts";
@@ -58,6 +58,8 @@ const ctx: Ctx = {
   log: (msg) => console.error(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}`),
 };
 const started = performance.now();
+// Other work on the machine skews every figure: the load average before and after says how quiet it was.
+const loadBefore = loadavg()[0]!;
 const rows: Row[] = [];
 const errors: string[] = [];
 try {
@@ -76,13 +78,14 @@ try {
 }
 const elapsed = (performance.now() - started) / 1000;
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, bun ${Bun.version}`;
+const loadNote = `1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after`;
 console.log(`\nociregistry benchmark${quick ? " (--quick: short runs, small stores; not for publishing)" : ""}, ${new Date().toISOString().slice(0, 10)}, ${machine}`);
-console.log(`every baseline measured in this run; ratio = ours / baseline; ${elapsed.toFixed(0)} s in all\n`);
+console.log(`every baseline measured in this run; ratio = ours / baseline; ${elapsed.toFixed(0)} s in all; ${loadNote}\n`);
 console.log(resultsTable(rows));
 if (ctx.scaling.length) console.log(`\nscaling with the store size\n${scalingTable(ctx.scaling)}`);
 for (const e of errors) console.log(`\nFAILED ${e}`);
 writeFileSync(jsonFile, JSON.stringify({
-  date: new Date().toISOString(), machine, quick, elapsedSeconds: Math.round(elapsed), rows, scaling: ctx.scaling, errors,
+  date: new Date().toISOString(), machine, load: loadNote, quick, elapsedSeconds: Math.round(elapsed), rows, scaling: ctx.scaling, errors,
   markdown: { results: resultsTable(rows, true), scaling: scalingTable(ctx.scaling, true) },
 }, null, 2) + "\n");
 console.log(`\nwrote ${jsonFile}`);
