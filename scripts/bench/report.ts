@@ -57,6 +57,7 @@ export function ceiling(figure: string, unit: string, ours: number, max: number,
 
 const fmt = (x: number | undefined, unit = "") => {
   if (x === undefined || Number.isNaN(x)) return "—";
+  if (!unit && Number.isInteger(x)) return String(x); // a count
   const digits = Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : Math.abs(x) >= 1 ? 2 : 3;
   return `${x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })}${unit ? ` ${unit}` : ""}`;
 };
