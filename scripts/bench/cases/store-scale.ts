@@ -1,7 +1,7 @@
 // The store's size against start-up, memory, `list`, `prune --dry-run` and warm request cost:
 // stores of 1,000 / 10,000 / 100,000 tag records made by make-store.ts, each served by the
 // compiled cache. Idle RSS is compared with distribution idle (it keeps no per-tag state).
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BINARY } from "../../../test/helpers/binary.ts";
@@ -47,16 +47,19 @@ export async function storeScale(ctx: Ctx): Promise<Row[]> {
 
         const cfg = join(dir, "config.yml");
         writeFileSync(cfg, cacheConfig([FAKE_UP]));
+        let spawned = 0;
         const spawn = async () => {
           const port = await freePort();
-          const proc = track(Bun.spawn([BINARY, "--config-file", cfg, "--image-path", store, "serve", "--host", "127.0.0.1", "--port", String(port)], { stdout: "ignore", stderr: "pipe" }));
+          // The log goes to a file: an unread pipe could fill up and stall the cache.
+          const log = join(dir, `serve-${spawned++}.log`);
+          const proc = track(Bun.spawn([BINARY, "--config-file", cfg, "--image-path", store, "serve", "--host", "127.0.0.1", "--port", String(port)], { stdout: "ignore", stderr: Bun.file(log) }));
           ss.add(() => stopProcess(proc));
-          return { proc, url: `http://127.0.0.1:${port}` };
+          return { proc, log, url: `http://127.0.0.1:${port}` };
         };
-        const ready = async (p: { proc: Subprocess; url: string }, t0: number) => {
+        const ready = async (p: { proc: Subprocess; log: string; url: string }, t0: number) => {
           for (;;) {
             if ((await fetch(`${p.url}/readyz`).then((r) => r.status, () => 0)) === 200) return (performance.now() - t0) / 1000;
-            if (p.proc.exitCode !== null) throw new Error(`serve exited ${p.proc.exitCode}: ${await new Response(p.proc.stderr as ReadableStream).text()}`);
+            if (p.proc.exitCode !== null) throw new Error(`serve exited ${p.proc.exitCode}: ${readFileSync(p.log, "utf8")}`);
             if (performance.now() - t0 > 30_000) throw new Error("serve not ready after 30 s");
             await Bun.sleep(5);
           }
