@@ -1,6 +1,7 @@
 // The one owner of tag records in a running cache: records read once and kept in memory, the
 // last-pulled and checked times that changed since the last write (the dirty set), the batched
 // flush that merges them with the records on disk, and pins for images pulled by digest.
+import pLimit from "p-limit";
 import { BoundedMap } from "../oci/bounded-map.ts";
 import type { Target } from "../oci/reference.ts";
 import { recordName } from "../store/record.ts";
@@ -18,6 +19,8 @@ const MAX_ABSENT = 20_000;
 const MAX_CLEAN_RECORDS = 10_000;
 /** Unwritten records that start a flush at once rather than at the next timer (memory stays bounded). */
 const MAX_DIRTY = 10_000;
+/** Records written at once by a flush. */
+const FLUSH_CONCURRENCY = 8;
 
 export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void) {
   /** Records read or written lately, least recently used first out. */
@@ -125,12 +128,14 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     const pending = [...dirty];
     dirty.clear();
     let written = 0;
-    for (const [key, rec] of pending) {
+    // Several at a time: each write is a small file made durable (fsync), mostly waiting on the disk.
+    const limit = pLimit(FLUSH_CONCURRENCY);
+    await Promise.all(pending.map(([key, rec]) => limit(async () => {
       try {
         const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
         if (!disk) {
           clean.delete(key);
-          continue;
+          return;
         }
         const later = (a: string, b: string) => (a > b ? a : b);
         const merged = disk.digest === rec.digest
@@ -144,7 +149,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         warn(`cannot record access to ${key}: ${(err as Error).message}`);
         if (!dirty.has(key)) dirty.set(key, rec);
       }
-    }
+    })));
     return written;
   }
 }

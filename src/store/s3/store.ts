@@ -3,6 +3,7 @@
 // once verified (an object is whole or absent); a local scratch copy under the image path serves
 // readers joining a download. Tag records are JSON objects written last-writer-wins (each replica
 // merges last-pulled times before it writes). Reads are S3 files: sliceable, streamed by Bun.
+import { writeSync } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -140,7 +141,7 @@ export function createS3Store(o: S3StoreOptions): Store {
     return verifyingWriter(digest, size, {
       async write(chunk, position) {
         let off = 0;
-        while (off < chunk.byteLength) off += (await fh.write(chunk, off, chunk.byteLength - off, position + off)).bytesWritten;
+        while (off < chunk.byteLength) off += writeSync(fh.fd, chunk, off, chunk.byteLength - off, position + off);
         pending.push(chunk.slice());
         pendingBytes += chunk.byteLength;
         if (pendingBytes >= partSize) {
