@@ -61,6 +61,7 @@ export function createManifests(ctx: CacheContext) {
   }
 
   function revalidateAfter(target: Target, tag: string): number {
+    if (!ctx.tagPolicies.length) return ctx.revalidateAfterMs;
     const key = recordName({ upstream: target.upstream, repository: target.repository, tag });
     return ctx.tagPolicies.find((p) => p.match.test(key))?.revalidateAfterMs ?? ctx.revalidateAfterMs;
   }
@@ -76,11 +77,11 @@ export function createManifests(ctx: CacheContext) {
   }
 
   /** GETs a manifest from upstream, verifies it and stores it. */
-  async function fetchAndStore(target: Target, reference: string, accept: string): Promise<ManifestResult> {
+  async function fetchAndStore(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
     let res: Response;
     try {
       res = await ctx.upstreams.request(target.upstream, {
-        method: "GET", repository: target.repository, path: `manifests/${reference}`, headers: { Accept: accept },
+        method: "GET", repository: target.repository, path: `manifests/${reference}`, headers: { Accept: upstreamAccept(clientAccept) },
       });
     } catch (err) {
       throw fromUpstream(err, "manifest");
@@ -124,10 +125,10 @@ export function createManifests(ctx: CacheContext) {
   }
 
   /** Asks upstream (HEAD) whether a cached tag still points where it did. */
-  async function stillCurrent(target: Target, rec: TagRecord, accept: string): Promise<boolean | "unknown"> {
+  async function stillCurrent(target: Target, rec: TagRecord, clientAccept: string | null): Promise<boolean | "unknown"> {
     try {
       const res = await ctx.upstreams.request(target.upstream, {
-        method: "HEAD", repository: target.repository, path: `manifests/${rec.tag}`, headers: { Accept: accept },
+        method: "HEAD", repository: target.repository, path: `manifests/${rec.tag}`, headers: { Accept: upstreamAccept(clientAccept) },
       });
       res.body?.cancel().catch(() => {});
       if (!res.ok) {
@@ -142,7 +143,7 @@ export function createManifests(ctx: CacheContext) {
     }
   }
 
-  async function byTag(target: Target, tag: string, accept: string): Promise<ManifestResult> {
+  async function byTag(target: Target, tag: string, accept: string | null): Promise<ManifestResult> {
     const rec = await ctx.records.get(target, tag);
     const nowMs = ctx.now();
     if (rec) {
@@ -173,7 +174,7 @@ export function createManifests(ctx: CacheContext) {
     return m;
   }
 
-  async function byDigest(target: Target, digest: string, accept: string): Promise<ManifestResult> {
+  async function byDigest(target: Target, digest: string, accept: string | null): Promise<ManifestResult> {
     const m = await stored(digest);
     if (m) {
       ctx.observe.hit?.("manifest");
@@ -196,7 +197,6 @@ export function createManifests(ctx: CacheContext) {
     },
     /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
     get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
-      const accept = upstreamAccept(clientAccept);
       if (isDigest(reference)) {
         ctx.records.pulledPin(target, reference);
         const hot = ctx.memory.get(reference);
@@ -208,7 +208,7 @@ export function createManifests(ctx: CacheContext) {
       const key = `${target.upstream} ${target.repository} ${reference}`;
       let p = inflight.get(key);
       if (!p) {
-        p = (isDigest(reference) ? byDigest(target, reference, accept) : byTag(target, reference, accept))
+        p = (isDigest(reference) ? byDigest(target, reference, clientAccept) : byTag(target, reference, clientAccept))
           .finally(() => inflight.delete(key));
         inflight.set(key, p);
       }

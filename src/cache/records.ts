@@ -36,12 +36,23 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     },
   };
   const absent = new Set<string>();
-  const nameOf = (t: Target, tag: string) => recordName({ upstream: t.upstream, repository: t.repository, tag });
-  const iso = () => new Date(now()).toISOString();
+  // The same spelling as recordName, without its digest check: this runs on every pull.
+  const nameOf = (t: Pick<TagRecord, "upstream" | "repository">, tag: string) => `${t.upstream}/${t.repository}${tag.includes(":") ? "@" : ":"}${tag}`;
+  /** The time as ISO text, made at most once a second: a pull's time need not be finer. */
+  let isoAt = 0;
+  let isoText = "";
+  const iso = () => {
+    const t = now();
+    if (t - isoAt >= 1000 || t < isoAt) {
+      isoAt = t;
+      isoText = new Date(t).toISOString();
+    }
+    return isoText;
+  };
 
   function touch(rec: TagRecord, fields: Partial<Pick<TagRecord, "lastPulled" | "checked">>) {
     Object.assign(rec, fields);
-    const key = recordName(rec);
+    const key = nameOf(rec, rec.tag);
     clean.delete(key);
     dirty.set(key, rec);
     if (dirty.size >= MAX_DIRTY && !flushing) void book.flush();

@@ -2,8 +2,9 @@
 // recently used entry first. Every map keyed by something a client or an upstream chooses is one
 // of these, so no request pattern can grow the process without bound.
 export class BoundedMap<K, V> {
-  private map = new Map<K, { value: V; weight: number }>();
+  private map = new Map<K, { value: V; weight: number; tick: number }>();
   private total = 0;
+  private clock = 0;
   constructor(
     private readonly maxEntries: number,
     private readonly maxWeight = Infinity,
@@ -13,8 +14,13 @@ export class BoundedMap<K, V> {
   get(key: K): V | undefined {
     const e = this.map.get(key);
     if (!e) return undefined;
-    this.map.delete(key);
-    this.map.set(key, e);
+    // Moved to the recent end only once it has drifted into the older half: an entry hit again and
+    // again stays put (approximate LRU, no map churn on the hot path).
+    if (this.clock - e.tick >= this.map.size / 2) {
+      this.map.delete(key);
+      this.map.set(key, e);
+      e.tick = ++this.clock;
+    }
     return e.value;
   }
 
@@ -26,7 +32,7 @@ export class BoundedMap<K, V> {
     this.delete(key);
     const weight = this.weigh(value);
     if (weight > this.maxWeight) return this;
-    this.map.set(key, { value, weight });
+    this.map.set(key, { value, weight, tick: ++this.clock });
     this.total += weight;
     for (const [k, e] of this.map) {
       if (this.map.size <= this.maxEntries && this.total <= this.maxWeight) break;

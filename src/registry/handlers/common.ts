@@ -1,6 +1,7 @@
 // Headers and request parsing shared by the resource handlers.
 import { RegistryError } from "../errors.ts";
 import type { Target } from "../../oci/reference.ts";
+import { BoundedMap } from "../../oci/bounded-map.ts";
 import { resolveTarget } from "../target.ts";
 
 /** Headers of every registry response; nosniff keeps browsers from reading an upstream's bytes as a page. */
@@ -15,8 +16,14 @@ export interface RequestContext {
   target: Target;
 }
 
+/** Resolutions of recent names: clients repeat the same few, and they cost a few regular expressions each. */
+const resolved = new BoundedMap<string, ReturnType<typeof resolveTarget>>(4096);
+
 export function resolveOrThrow(name: string, url: URL, defaultNs: string): Target {
-  const r = resolveTarget(name, url.searchParams.get("ns"), defaultNs);
+  const ns = url.search ? url.searchParams.get("ns") : null;
+  const key = `${defaultNs} ${ns ?? ""} ${name}`;
+  let r = resolved.get(key);
+  if (!r) resolved.set(key, (r = resolveTarget(name, ns, defaultNs)));
   if (!r.ok) throw new RegistryError("NAME_INVALID", r.reason);
   return r.target;
 }

@@ -1,5 +1,5 @@
 // `GET/HEAD /v2/<name>/manifests/<reference>`: the exact upstream bytes with their digest.
-import type { Cache } from "../../cache/index.ts";
+import type { Cache, ManifestResult } from "../../cache/index.ts";
 import { isDigest } from "../../oci/digest.ts";
 import { isServableManifestType } from "../../oci/mediatypes.ts";
 import { isTag } from "../../oci/names.ts";
@@ -13,14 +13,24 @@ export async function handleManifest(cache: Cache, rc: RequestContext, reference
     throw new RegistryError("MANIFEST_UNKNOWN", `no manifest has the tag ${JSON.stringify(reference.slice(0, 200))}: not a valid tag`);
   }
   const m = await cache.manifests.get(rc.target, reference, rc.req.headers.get("accept"));
-  return new Response(rc.method === "HEAD" ? null : m.bytes, {
-    headers: {
+  return new Response(rc.method === "HEAD" ? null : m.bytes, { headers: headersOf(m) });
+}
+
+/** A manifest's response headers, made once per manifest object (the same ones serve every pull of it). */
+const made = new WeakMap<ManifestResult, Record<string, string>>();
+
+function headersOf(m: ManifestResult): Record<string, string> {
+  let h = made.get(m);
+  if (!h) {
+    h = {
       ...API_VERSION,
       // A store written before media types were checked may hold others: never let one choose how a browser reads us.
       "Content-Type": isServableManifestType(m.mediaType) ? m.mediaType : "application/octet-stream",
       "Content-Length": String(m.bytes.byteLength),
       "Docker-Content-Digest": m.digest,
       ETag: `"${m.digest}"`,
-    },
-  });
+    };
+    made.set(m, h);
+  }
+  return h;
 }
