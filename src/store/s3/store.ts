@@ -3,19 +3,17 @@
 // once verified (an object is whole or absent); a local scratch copy under the image path serves
 // readers joining a download. Tag records are JSON objects written last-writer-wins (each replica
 // merges last-pulled times before it writes). Reads are S3 files: sliceable, streamed by Bun.
-import { writeSync } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { randomUUID } from "node:crypto";
 import pLimit from "p-limit";
 import { digestOf, isDigest, parseDigest } from "../../oci/digest.ts";
 import { isRepositoryName } from "../../oci/names.ts";
 import { processOwner } from "../owner.ts";
 import { isRecordTag, parseTagRecord, serializeTagRecord } from "../record.ts";
-import { StoreError, type BlobWriter, type ContentKind, type Store, type TagRecord } from "../types.ts";
-import { verifyingWriter } from "../writer.ts";
-import { abortUpload, completeUpload, incompleteUploads, startUpload, uploadPart } from "./multipart.ts";
+import { StoreError, type ContentKind, type Store, type TagRecord } from "../types.ts";
+import { abortUpload, incompleteUploads } from "./multipart.ts";
 import { s3Request, type S3Access } from "./sigv4.ts";
+import { s3BlobWriter, unavailable } from "./writer.ts";
 
 export interface S3StoreOptions extends S3Access {
   /** Key prefix inside the bucket ("" or ending in "/"). */
@@ -31,18 +29,12 @@ export interface S3StoreOptions extends S3Access {
 }
 
 const READ_CONCURRENCY = 16;
-/** Multipart parts uploading at once per blob. */
-const PARTS_IN_FLIGHT = 3;
 
 function notFound(err: unknown): boolean {
   const e = err as { code?: string; name?: string; message?: string; status?: number };
   return e?.code === "NoSuchKey" || e?.code === "ENOENT" || e?.status === 404 || /NoSuchKey|not found|404/i.test(e?.message ?? "");
 }
 
-function unavailable(err: unknown, what: string): StoreError {
-  const e = err as { code?: string; message?: string };
-  return new StoreError("unavailable", `S3 ${what}: ${e?.code ? `${e.code}: ` : ""}${e?.message ?? String(err)}`);
-}
 
 export function createS3Store(o: S3StoreOptions): Store {
   const client = new Bun.S3Client({
@@ -113,86 +105,6 @@ export function createS3Store(o: S3StoreOptions): Store {
     yield* flush();
   }
 
-  async function blobWriter(digest: string, size: number | undefined): Promise<BlobWriter> {
-    const key = contentKey("blobs", digest);
-    await mkdir(scratch, { recursive: true });
-    const path = join(scratch, randomUUID());
-    const fh = await open(path, "w+", 0o600);
-    let closed = false;
-    let published = false;
-    let uploadId: Promise<string> | null = null;
-    /** Parts on their way up, in order; at most PARTS_IN_FLIGHT at once (memory: that many parts). */
-    const parts: Array<Promise<string>> = [];
-    let pending: Uint8Array[] = [];
-    let pendingBytes = 0;
-    const takePending = () => {
-      const bytes = Buffer.concat(pending);
-      pending = [];
-      pendingBytes = 0;
-      return bytes;
-    };
-    const close = async () => {
-      if (!closed) {
-        closed = true;
-        await fh.close().catch(() => {});
-        await rm(path, { force: true });
-      }
-    };
-    return verifyingWriter(digest, size, {
-      async write(chunk, position) {
-        let off = 0;
-        while (off < chunk.byteLength) off += writeSync(fh.fd, chunk, off, chunk.byteLength - off, position + off);
-        pending.push(chunk.slice());
-        pendingBytes += chunk.byteLength;
-        if (pendingBytes >= partSize) {
-          uploadId ??= startUpload(o, key);
-          const id = uploadId;
-          const n = parts.length + 1;
-          const bytes = takePending();
-          // The upload runs beside the download; only a full pipeline makes the writer wait.
-          if (parts.length >= PARTS_IN_FLIGHT) await parts[parts.length - PARTS_IN_FLIGHT];
-          const part = id.then((u) => uploadPart(o, key, u, n, bytes));
-          part.catch(() => {});
-          parts.push(part);
-        }
-      },
-      async readAt(position, into) {
-        if (closed && published) {
-          // A reader that joined as the writer was released: read the object itself.
-          const bytes = await client.file(key).slice(position, position + into.byteLength).bytes();
-          into.set(bytes);
-          return bytes.byteLength;
-        }
-        if (closed) throw new StoreError("not-found", `the writer of ${digest} was released`);
-        return (await fh.read(into, 0, into.byteLength, position)).bytesRead;
-      },
-      async publish() {
-        if (uploadId) {
-          const id = await uploadId;
-          if (pendingBytes) parts.push(uploadPart(o, key, id, parts.length + 1, takePending()));
-          await completeUpload(o, key, id, await Promise.all(parts));
-        } else {
-          try {
-            await client.write(key, takePending());
-          } catch (err) {
-            throw unavailable(err, `writing ${key}`);
-          }
-        }
-        published = true;
-      },
-      async drop() {
-        pending = [];
-        if (uploadId) {
-          await Promise.allSettled(parts);
-          const id = await uploadId.catch(() => null);
-          if (id) await abortUpload(o, key, id).catch(() => {});
-        }
-        await close();
-      },
-      release: () => close(),
-    });
-  }
-
   return {
     location: `s3://${o.bucket}/${prefix}`,
 
@@ -238,7 +150,7 @@ export function createS3Store(o: S3StoreOptions): Store {
       }
     },
 
-    createBlobWriter: (digest, opts = {}) => blobWriter(digest, opts.size),
+    createBlobWriter: (digest, opts = {}) => s3BlobWriter(o, client, contentKey("blobs", digest), digest, opts.size, scratch, partSize),
 
     readManifest: (digest) => readBytes(contentKey("manifests", digest)),
 
