@@ -1,5 +1,6 @@
 // Tag records: the one validator every reader of a record uses (the store, an archive being
 // loaded) and the one spelling of a record's name.
+import { BoundedMap } from "../oci/bounded-map.ts";
 import { isDigest } from "../oci/digest.ts";
 import { isHost, isRepositoryName, isTag } from "../oci/names.ts";
 import { formatReference } from "../oci/reference.ts";
@@ -17,6 +18,16 @@ export function isRecordTag(tag: string): boolean {
 
 const isTime = (t: unknown) => typeof t === "string" && !Number.isNaN(Date.parse(t));
 
+/** (upstream, repository) pairs already checked: a store has many records per repository. */
+const checkedRepositories = new BoundedMap<string, boolean>(10_000);
+
+function validRepository(upstream: string, repository: string): boolean {
+  const key = `${upstream}/${repository}`;
+  let ok = checkedRepositories.get(key);
+  if (ok === undefined) checkedRepositories.set(key, (ok = isHost(upstream) && isRepositoryName(repository)));
+  return ok;
+}
+
 /**
  * Whether a parsed value is a complete, well-formed tag record; with `at`, also that it is the
  * record of that upstream, repository and tag (the place it was found). A pinned record's name
@@ -25,8 +36,7 @@ const isTime = (t: unknown) => typeof t === "string" && !Number.isNaN(Date.parse
 export function isValidTagRecord(v: unknown, at?: Pick<TagRecord, "upstream" | "repository" | "tag">): v is TagRecord {
   const r = v as TagRecord | null;
   if (!r || typeof r !== "object") return false;
-  if (typeof r.upstream !== "string" || !isHost(r.upstream)) return false;
-  if (typeof r.repository !== "string" || !isRepositoryName(r.repository)) return false;
+  if (typeof r.upstream !== "string" || typeof r.repository !== "string" || !validRepository(r.upstream, r.repository)) return false;
   if (typeof r.tag !== "string" || !isRecordTag(r.tag)) return false;
   if (typeof r.digest !== "string" || !isDigest(r.digest)) return false;
   if (isDigest(r.tag) && r.tag !== r.digest) return false;

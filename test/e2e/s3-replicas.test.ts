@@ -162,6 +162,28 @@ describe("commands on S3", () => {
     expect(await store.statBlob(img.two!.blobs[1]!.digest)).toBeNull();
   });
 
+  test("load of an image list into S3, and verify --repair there", async () => {
+    const file = join(dir, "load-s3.yml");
+    writeFileSync(file, s3Yaml().replace(`s3://${BUCKET}/cache`, `s3://${BUCKET}/loaded`));
+    const list = join(dir, "load-s3.txt");
+    writeFileSync(list, `${UP}/library/three:v1\n${UP}/library/four:v1\n`);
+    expect((await cli(["load", "--image-file", list], file)).code).toBe(0);
+    const listed = JSON.parse((await cli(["list", "--json"], file)).stdout) as Array<{ image: string }>;
+    expect(listed.map((i) => i.image).sort()).toEqual([`${UP}/library/four`, `${UP}/library/three`]);
+    // Damage one blob in S3: verify finds it, --repair removes it, the next verify is clean.
+    const store = createS3Store({ ...rgwAccess(), bucket: BUCKET, pathStyle: true, prefix: "loaded/", scratchDir: dir });
+    const layer = img.three!.blobs[1]!;
+    const client = new Bun.S3Client({ endpoint: rgw.endpoint, region: rgw.region, bucket: BUCKET, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
+    await client.write(`loaded/blobs/sha256/${layer.digest.slice(7)}`, "not the layer");
+    const found = await cli(["verify"], file);
+    expect(found.code).toBe(1);
+    expect(found.stdout).toContain(`corrupt: blobs ${layer.digest}`);
+    expect((await cli(["verify", "--repair"], file)).code).toBe(0);
+    const clean = await cli(["verify"], file);
+    expect(clean.stdout).toContain("0 problem(s) found");
+    expect(await store.statBlob(layer.digest)).toBeNull();
+  });
+
   test("a wrong endpoint, bucket or key stops the start with a message naming it", async () => {
     for (const [yaml, env, message] of [
       [s3Yaml().replace(rgw.endpoint, "http://127.0.0.1:1"), {}, "127.0.0.1:1"],
