@@ -22,28 +22,33 @@ export interface Image {
   children: Image[];
 }
 
-/** A one-file ustar archive. */
-export function tarOf(name: string, content: Uint8Array): Uint8Array<ArrayBuffer> {
-  const header = new Uint8Array(512);
+/** A ustar header block for a regular file (or `type`) of `size` bytes. */
+export function tarHeader(name: string, size: number, type = "0"): Uint8Array<ArrayBuffer> {
+  const h = new Uint8Array(512);
   const enc = new TextEncoder();
-  const put = (s: string, off: number, len: number) => header.set(enc.encode(s).subarray(0, len), off);
+  const put = (s: string, off: number, len: number) => h.set(enc.encode(s).subarray(0, len), off);
   const octal = (n: number, len: number) => n.toString(8).padStart(len - 1, "0") + "\0";
   put(name, 0, 100);
   put(octal(0o644, 8), 100, 8);
   put(octal(0, 8), 108, 8);
   put(octal(0, 8), 116, 8);
-  put(octal(content.byteLength, 12), 124, 12);
+  put(octal(size, 12), 124, 12);
   put(octal(1_700_000_000, 12), 136, 12);
   put("        ", 148, 8);
-  put("0", 156, 1);
+  put(type, 156, 1);
   put("ustar\0", 257, 6);
   put("00", 263, 2);
   let sum = 0;
-  for (const b of header) sum += b;
+  for (const b of h) sum += b;
   put(octal(sum, 7) + " ", 148, 8);
+  return h;
+}
+
+/** A one-file ustar archive. */
+export function tarOf(name: string, content: Uint8Array): Uint8Array<ArrayBuffer> {
   const pad = (512 - (content.byteLength % 512)) % 512;
   const out = new Uint8Array(512 + content.byteLength + pad + 1024);
-  out.set(header, 0);
+  out.set(tarHeader(name, content.byteLength), 0);
   out.set(content, 512);
   return out;
 }

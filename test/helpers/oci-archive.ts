@@ -2,7 +2,7 @@
 // (for skopeo to read as `oci:DIR:REF`) or a ustar archive in memory, as `oci-archive:` writes.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { allBlobs, type Image } from "./images.ts";
+import { allBlobs, tarHeader, type Image } from "./images.ts";
 
 export interface LayoutImage {
   image: Image;
@@ -10,27 +10,7 @@ export interface LayoutImage {
   ref?: string;
 }
 
-/** A ustar header block for a regular file (or `type`) of `size` bytes. */
-export function tarHeader(name: string, size: number, type = "0"): Uint8Array<ArrayBuffer> {
-  const h = new Uint8Array(512);
-  const enc = new TextEncoder();
-  const put = (s: string, off: number, len: number) => h.set(enc.encode(s).subarray(0, len), off);
-  const octal = (n: number, len: number) => n.toString(8).padStart(len - 1, "0") + "\0";
-  put(name, 0, 100);
-  put(octal(0o644, 8), 100, 8);
-  put(octal(0, 8), 108, 8);
-  put(octal(0, 8), 116, 8);
-  put(octal(size, 12), 124, 12);
-  put(octal(1_700_000_000, 12), 136, 12);
-  put("        ", 148, 8);
-  put(type, 156, 1);
-  put("ustar\0", 257, 6);
-  put("00", 263, 2);
-  let sum = 0;
-  for (const b of h) sum += b;
-  put(octal(sum, 7) + " ", 148, 8);
-  return h;
-}
+export { tarHeader };
 
 /** A ustar archive of these files, with its end marker. */
 export function tarFiles(files: Array<{ name: string; bytes: Uint8Array }>): Uint8Array<ArrayBuffer> {
