@@ -38,12 +38,12 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
   const absent = new Set<string>();
   // The same spelling as recordName, without its digest check: this runs on every pull.
   const nameOf = (t: Pick<TagRecord, "upstream" | "repository">, tag: string) => `${t.upstream}/${t.repository}${tag.includes(":") ? "@" : ":"}${tag}`;
-  /** The time as ISO text, made at most once a second: a pull's time need not be finer. */
-  let isoAt = 0;
+  /** The time as ISO text, made once per millisecond however many pulls share it. */
+  let isoAt = -1;
   let isoText = "";
   const iso = () => {
     const t = now();
-    if (t - isoAt >= 1000 || t < isoAt) {
+    if (t !== isoAt) {
       isoAt = t;
       isoText = new Date(t).toISOString();
     }
