@@ -36,8 +36,6 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     },
   };
   const absent = new Set<string>();
-  // The same spelling as recordName, without its digest check: this runs on every pull.
-  const nameOf = (t: Pick<TagRecord, "upstream" | "repository">, tag: string) => `${t.upstream}/${t.repository}${tag.includes(":") ? "@" : ":"}${tag}`;
   /** The time as ISO text, made once per millisecond however many pulls share it. */
   let isoAt = -1;
   let isoText = "";
@@ -52,7 +50,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
 
   function touch(rec: TagRecord, fields: Partial<Pick<TagRecord, "lastPulled" | "checked">>) {
     Object.assign(rec, fields);
-    const key = nameOf(rec, rec.tag);
+    const key = recordName(rec);
     clean.delete(key);
     dirty.set(key, rec);
     if (dirty.size >= MAX_DIRTY && !flushing) void book.flush();
@@ -62,7 +60,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
   const book = {
     /** The record of a tag (or pin), from memory or the store. */
     async get(target: Target, tag: string): Promise<TagRecord | null> {
-      const key = nameOf(target, tag);
+      const key = recordName({ ...target, tag });
       let rec = records.get(key);
       if (!rec) {
         rec = (await store.readTag(target.upstream, target.repository, tag)) ?? undefined;
@@ -100,7 +98,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
 
     /** Marks a digest-pinned image as pulled, if it has a record; costs at most one disk read per pin. */
     pulledPin(target: Target, digest: string) {
-      const key = nameOf(target, digest);
+      const key = recordName({ ...target, tag: digest });
       const rec = records.get(key);
       if (rec) return touch(rec, { lastPulled: iso() });
       if (absent.has(key)) return;

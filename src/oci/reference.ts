@@ -58,6 +58,7 @@ export function parseImageReference(text: string): ParsedReference {
   return { ok: true, ref: { ...normal.target, reference: digest ?? tag ?? "latest" } };
 }
 
+/** `host/repo:tag` or `host/repo@digest`. A tag never contains ":" and a digest always does. */
 export function formatReference(r: ImageReference): string {
-  return `${r.upstream}/${r.repository}${isDigest(r.reference) ? "@" : ":"}${r.reference}`;
+  return `${r.upstream}/${r.repository}${r.reference.includes(":") ? "@" : ":"}${r.reference}`;
 }
