@@ -3,7 +3,7 @@
 // download is keyed by (upstream, digest): until its bytes are verified and committed they are
 // only that upstream's word, and never handed to a client of another upstream.
 import type { Target } from "../oci/reference.ts";
-import { contentLength } from "../upstream/body.ts";
+import { contentLength, discardBody } from "../upstream/body.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import { Download } from "./download.ts";
@@ -31,7 +31,7 @@ export function createBlobs(ctx: CacheContext) {
       throw fromUpstream(err, "blob");
     }
     if (res.status === 200) return res;
-    res.body?.cancel().catch(() => {});
+    discardBody(res);
     throw fromUpstreamStatus(res.status, target.upstream, `${target.upstream}/${target.repository}@${digest}`, "blob");
   }
 
@@ -40,7 +40,7 @@ export function createBlobs(ctx: CacheContext) {
     const announced = contentLength(res);
     const declared = ctx.declaredSizes.get(`${target.upstream} ${digest}`) ?? null;
     if (announced !== null && declared !== null && announced !== declared) {
-      res.body?.cancel().catch(() => {});
+      discardBody(res);
       throw new CacheError("invalid", "blob", `upstream ${target.upstream} announced ${announced} bytes for ${digest}, its manifest declares ${declared}`);
     }
     // The download is held to the declared size even when the upstream announces none.
@@ -104,7 +104,7 @@ export function createBlobs(ctx: CacheContext) {
       }
       if (opts.sizeOnly) {
         const res = await openUpstream(target, digest, "HEAD");
-        res.body?.cancel().catch(() => {});
+        discardBody(res);
         return { kind: "remote", size: contentLength(res) };
       }
       const d = await flight(target, digest);

@@ -8,7 +8,7 @@ import {
 } from "../oci/mediatypes.ts";
 import { recordName } from "../store/record.ts";
 import type { TagRecord } from "../store/types.ts";
-import { readBody } from "../upstream/body.ts";
+import { discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
@@ -88,7 +88,7 @@ export function createManifests(ctx: CacheContext) {
     }
     const where = `${target.upstream}/${target.repository}:${reference}`;
     if (!res.ok) {
-      res.body?.cancel().catch(() => {});
+      discardBody(res);
       throw fromUpstreamStatus(res.status, target.upstream, where, "manifest");
     }
     let bytes: Uint8Array;
@@ -130,7 +130,7 @@ export function createManifests(ctx: CacheContext) {
       const res = await ctx.upstreams.request(target.upstream, {
         method: "HEAD", repository: target.repository, path: `manifests/${rec.tag}`, headers: { Accept: upstreamAccept(clientAccept) },
       });
-      res.body?.cancel().catch(() => {});
+      discardBody(res);
       if (!res.ok) {
         ctx.log.warn(`serving cached ${target.upstream}/${target.repository}:${rec.tag}: upstream answered HTTP ${res.status} to revalidation`);
         return "unknown";

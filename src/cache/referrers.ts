@@ -7,7 +7,7 @@
 import { digestOf } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
-import { readBody } from "../upstream/body.ts";
+import { discardBody, readBody } from "../upstream/body.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError } from "./errors.ts";
 import type { createManifests } from "./manifests.ts";
@@ -67,7 +67,7 @@ export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof 
       }
       return bytes;
     }
-    res.body?.cancel().catch(() => {});
+    discardBody(res);
     if (res.status !== 404) throw new CacheError("unreachable", "manifest", `upstream ${target.upstream} answered HTTP ${res.status} for the referrers of ${digest}`);
     // No referrers API: the fallback tag, as clients push it for such registries.
     try {

@@ -1,5 +1,5 @@
 // Tag lists: from the upstream when it answers, from the cached tag records when it does not.
-import { readBody } from "../upstream/body.ts";
+import { discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError } from "./errors.ts";
@@ -45,7 +45,7 @@ export function createTags(ctx: CacheContext) {
         return cached(target, name, n, last, `upstream unreachable`);
       }
       if (!res.ok) {
-        res.body?.cancel().catch(() => {});
+        discardBody(res);
         if (res.status === 404) return cached(target, name, n, last, "repository unknown to upstream");
         ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: upstream answered HTTP ${res.status}`);
         return cached(target, name, n, last, `upstream answered HTTP ${res.status}`);

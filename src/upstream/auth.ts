@@ -3,7 +3,7 @@
 // drops expired tokens; a token response is bounded in size and time. Secrets never leave this
 // module except in headers.
 import { BoundedMap } from "../oci/bounded-map.ts";
-import { readBody, type BodyLimits } from "./body.ts";
+import { discardBody, readBody, type BodyLimits } from "./body.ts";
 import { UpstreamError } from "./errors.ts";
 
 export interface Credentials {
@@ -83,11 +83,11 @@ export function createTokenCache(opts: {
         timedOut ? `token server ${url.host} did not answer within ${opts.timeoutMs} ms` : `cannot reach token server ${url.host}: ${e.message}`);
     }
     if (res.status === 401 || res.status === 403) {
-      res.body?.cancel().catch(() => {});
+      discardBody(res);
       throw new UpstreamError(t.upstream, "denied", `token server ${url.host} refused the ${t.credentials ? "configured credentials" : "anonymous request"} (HTTP ${res.status})`, res.status);
     }
     if (!res.ok) {
-      res.body?.cancel().catch(() => {});
+      discardBody(res);
       throw new UpstreamError(t.upstream, "protocol", `token server ${url.host} answered HTTP ${res.status}`);
     }
     const bytes = await readBody(res, t.upstream, `the token from ${url.host}`, limits);

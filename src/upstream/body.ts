@@ -22,7 +22,7 @@ export function contentLength(res: Response): number | null {
 export async function readBody(res: Response, upstream: string, what: string, limits: BodyLimits): Promise<Uint8Array> {
   const declared = contentLength(res);
   if (declared !== null && declared > limits.maxBytes) {
-    res.body?.cancel().catch(() => {});
+    discardBody(res);
     throw new UpstreamError(upstream, "too-large", `${what} is ${declared} bytes, more than the ${limits.maxBytes} allowed`);
   }
   if (!res.body) return new Uint8Array();
