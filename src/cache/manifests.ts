@@ -47,12 +47,12 @@ export function createManifests(ctx: CacheContext) {
    * declares: blob sizes, keyed by that upstream, so its downloads can be held to them; and an
    * index's platform manifests.
    */
-  function remember(upstream: string, m: ManifestResult) {
+  function remember(upstream: string, m: ManifestResult, parsed?: ManifestShape) {
     // Once per upstream and manifest: a warm tag must not parse its manifest on every pull.
     const key = `${upstream} ${m.digest}`;
     if (remembered.has(key)) return;
     remembered.set(key, true);
-    const shape = parseManifest(m.bytes);
+    const shape = parsed ?? parseManifest(m.bytes);
     if (!shape) return;
     for (const d of [...(shape.manifests ?? []), ...(shape.config ? [shape.config] : []), ...(shape.layers ?? [])]) {
       if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(`${upstream} ${d.digest}`, d.size);
@@ -119,7 +119,7 @@ export function createManifests(ctx: CacheContext) {
     }
     await ctx.store.writeManifest(digest, bytes);
     ctx.memory.set(m);
-    remember(target.upstream, m);
+    remember(target.upstream, m, parsed);
     ctx.observe.miss?.("manifest");
     return m;
   }
