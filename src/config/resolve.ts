@@ -162,6 +162,11 @@ export function parseConfigText(text: string, source: string): Raw {
   return raw;
 }
 
+const FLAG_KEYS = [
+  "imagePath", "logLevel", "logFormat", "host", "port", "defaultNs", "pullTimeout", "airGapped",
+  "revalidateAfter", "dockerConfig", "logFile", "store",
+] as const satisfies readonly (keyof ConfigFlags)[];
+
 export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Config {
   const cfg: Config = { ...DEFAULTS, registries: [], users: [] };
   if (flags.configFile) {
@@ -175,24 +180,12 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
   }
   const flagRaw: Raw = {};
   const flagName: Record<string, string> = {};
-  const set = (key: string, flag: string, v: unknown) => {
-    if (v !== undefined) {
-      flagRaw[key] = v;
-      flagName[key] = flag;
-    }
-  };
-  set("imagePath", "--image-path", flags.imagePath);
-  set("logLevel", "--log-level", flags.logLevel);
-  set("logFormat", "--log-format", flags.logFormat);
-  set("host", "--host", flags.host);
-  set("port", "--port", flags.port);
-  set("defaultNs", "--default-ns", flags.defaultNs);
-  set("pullTimeout", "--pull-timeout", flags.pullTimeout);
-  set("airGapped", "--air-gapped", flags.airGapped);
-  set("revalidateAfter", "--revalidate-after", flags.revalidateAfter);
-  set("dockerConfig", "--docker-config", flags.dockerConfig);
-  set("logFile", "--log-file", flags.logFile);
-  set("store", "--store", flags.store);
+  // A flag overrides the config key of its name; errors name it as typed (imagePath: --image-path).
+  for (const key of FLAG_KEYS) {
+    if (flags[key] === undefined) continue;
+    flagRaw[key] = flags[key];
+    flagName[key] = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  }
   apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
   if (flags.archives !== undefined) cfg.archives = { path: str(flags.archives, "--archives"), rescanMs: cfg.archives?.rescanMs ?? ARCHIVES_RESCAN_MS };
   mergeOutsideCredentials(cfg, flagName.dockerConfig ?? "dockerConfig", env);
