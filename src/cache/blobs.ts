@@ -110,7 +110,7 @@ export function createBlobs(ctx: CacheContext) {
       const d = await flight(target, digest);
       if (!d || d.done) {
         const s = await ctx.store.statBlob(digest);
-        if (s) return { kind: "stored", size: s.size, file: s.file };
+        if (s) return { kind: "stored", ...s };
       }
       if (!d) throw new CacheError("not-found", "blob", `${target.upstream}/${target.repository}@${digest} was removed from the store while it was asked for`);
       return { kind: "download", size: d.total, download: d };

@@ -114,3 +114,26 @@ describe("cold blob streaming", () => {
     expect(calls).toBe(1);
   });
 });
+
+describe("a blob stored by another writer while this one missed it", () => {
+  test("is served as the store describes it (stream only, redirect), not as a bare file", async () => {
+    const r = await createTestRegistry();
+    const bytes = new Uint8Array(5000).fill(9);
+    const digest = digestOf(bytes);
+    const w = await r.store.createBlobWriter(digest);
+    await w.write(bytes);
+    await w.commit();
+    await w.release();
+    // The first look misses, as when another replica commits the blob a moment later.
+    const stat = r.store.statBlob.bind(r.store);
+    let looks = 0;
+    r.store.statBlob = async (d) => {
+      const s = looks++ === 0 ? null : await stat(d);
+      return s && { ...s, streamOnly: true, redirect: () => "https://s3.test/presigned" };
+    };
+    const source = await r.cache.blobs.get({ upstream: "up.test", repository: "library/app" }, digest);
+    expect(source).toMatchObject({ kind: "stored", size: 5000, streamOnly: true });
+    expect(source.kind === "stored" && source.redirect?.(60)).toBe("https://s3.test/presigned");
+    expect(r.upstream.log.filter((l) => l.includes("/blobs/"))).toEqual([]);
+  });
+});
