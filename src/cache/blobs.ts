@@ -51,7 +51,7 @@ export function createBlobs(ctx: CacheContext) {
     ctx.observe.downloadStarted?.();
     return Download.start({
       digest, total, writer, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
-      idleTimeoutMs: ctx.pullTimeoutMs,
+      idleTimeoutMs: ctx.pullTimeoutMs, minRate: ctx.minTransferRate,
       onEnd: (d) => {
         flights.delete(key);
         ctx.observe.downloadEnded?.(d.written, !d.error);

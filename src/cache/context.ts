@@ -4,6 +4,7 @@ import type { BoundedMap } from "../oci/bounded-map.ts";
 import type { Target } from "../oci/reference.ts";
 import type { Store } from "../store/types.ts";
 import type { Upstreams } from "../upstream/client.ts";
+import type { TransferRate } from "./download.ts";
 import type { ManifestMemory } from "./memory.ts";
 import type { TagBook } from "./records.ts";
 
@@ -52,9 +53,12 @@ export interface CacheOptions {
   observe?: CacheObserver;
   /** Consulted first for every manifest and blob a client asks for. */
   archives?: ArchiveSource;
+  /** A blob download slower than this is cut, so a drip cannot hold an upstream slot for ever. */
+  minTransferRate?: TransferRate;
 }
 
-export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes" | "archives">> {
+export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes" | "archives" | "minTransferRate">> {
+  minTransferRate?: TransferRate;
   /** Sizes that an upstream's manifests declare for the blobs they reference, by `upstream digest`. */
   declaredSizes: BoundedMap<string, number>;
   memory: ManifestMemory;

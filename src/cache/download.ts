@@ -6,6 +6,11 @@ import type { BlobWriter } from "../store/types.ts";
 
 const READ_CHUNK = 1024 * 1024;
 
+/** The slowest an upstream body may be: fewer bytes than this over a whole window end it. */
+export interface TransferRate {
+  bytesPerSecond: number;
+  windowMs: number;
+}
 
 export class Download {
   done = false;
@@ -35,10 +40,12 @@ export class Download {
     body: ReadableStream<Uint8Array>;
     writer: BlobWriter;
     idleTimeoutMs: number;
+    /** Below this rate, averaged over a window, the download is cut like a stalled one. */
+    minRate?: TransferRate;
     onEnd: (d: Download) => void;
   }): Download {
     const d = new Download(opts.digest, opts.total, opts.writer);
-    d.run(opts.body, opts.idleTimeoutMs).finally(() => opts.onEnd(d));
+    d.run(opts.body, opts.idleTimeoutMs, opts.minRate).finally(() => opts.onEnd(d));
     return d;
   }
 
@@ -52,26 +59,49 @@ export class Download {
     return new Promise((resolve) => this.wake.push(resolve));
   }
 
-  private async run(body: ReadableStream<Uint8Array>, idleTimeoutMs: number) {
+  private async run(body: ReadableStream<Uint8Array>, idleTimeoutMs: number, minRate?: TransferRate) {
     const reader = body.getReader();
     this.cancelRead = () => void reader.cancel().catch(() => {});
+    const rate = minRate && minRate.bytesPerSecond > 0 && minRate.windowMs > 0 ? minRate : null;
+    let windowStart = performance.now();
+    let windowBytes = 0;
+    let lastData = windowStart;
     try {
+      let next: ReturnType<typeof reader.read> | null = null;
       for (;;) {
+        next ??= reader.read();
+        const now = performance.now();
+        // Wake at the next idle deadline or the end of the rate window, whichever comes first.
+        const wait = Math.max(0, Math.min(lastData + idleTimeoutMs, rate ? windowStart + rate.windowMs : Infinity) - now);
         let timer: Timer | undefined;
-        const idle = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no data from upstream for ${idleTimeoutMs} ms`)), idleTimeoutMs);
-        });
-        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        const tick = new Promise<"tick">((resolve) => (timer = setTimeout(() => resolve("tick"), wait)));
+        let chunk: Awaited<ReturnType<typeof reader.read>> | "tick";
         try {
-          chunk = await Promise.race([reader.read(), idle]);
+          chunk = await Promise.race([next, tick]);
         } finally {
           clearTimeout(timer);
         }
         if (this.aborted) throw this.aborted;
-        if (chunk.done) break;
-        // The writer holds the blob to its announced size.
-        await this.writer.write(chunk.value);
-        this.notify();
+        const t = performance.now();
+        if (chunk !== "tick") {
+          next = null;
+          if (chunk.done) break;
+          lastData = t;
+          windowBytes += chunk.value.byteLength;
+          // The writer holds the blob to its announced size.
+          await this.writer.write(chunk.value);
+          this.notify();
+        } else if (t - lastData >= idleTimeoutMs) {
+          throw new Error(`no data from upstream for ${idleTimeoutMs} ms`);
+        }
+        if (rate && t - windowStart >= rate.windowMs) {
+          const perSecond = (windowBytes * 1000) / (t - windowStart);
+          if (perSecond < rate.bytesPerSecond) {
+            throw new Error(`upstream sent ${Math.round(perSecond)} bytes/s over ${Math.round(rate.windowMs / 1000)} s, below the minimum of ${rate.bytesPerSecond} (minTransferRate)`);
+          }
+          windowStart = t;
+          windowBytes = 0;
+        }
       }
       // The store verifies the size and the digest: from then on clients may have every byte, while
       // the store makes the blob durable and visible (fsync and rename, or completing an upload).

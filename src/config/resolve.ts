@@ -9,7 +9,7 @@ import { ARCHIVES_RESCAN_MS, DEFAULTS, type Config, type RegistryEntry } from ".
 import { registry } from "./registries.ts";
 import { s3Store } from "./s3.ts";
 import { adminToken, archives, htpasswd, pruneConfig, serverTls, tagPolicies, users } from "./sections.ts";
-import { bool, duration, isObject, logLevel, millis, port, str, type Raw } from "./values.ts";
+import { bool, duration, isObject, logLevel, millis, port, str, transferRate, type Raw } from "./values.ts";
 
 export { ConfigError };
 
@@ -35,7 +35,7 @@ export interface ConfigFlags {
 type Env = Record<string, string | undefined>;
 
 const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
-  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections",
+  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections", "maxUpstreamConnectionsTotal", "minTransferRate", "transferRateWindow",
   "metrics", "health", "admin", "logFile", "store", "s3", "archives"]);
 
 /** Applies one layer of settings (file or flags) onto a config. */
@@ -74,6 +74,19 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
     const n = raw.maxUpstreamConnections;
     if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(where("maxUpstreamConnections"), "must be a whole number from 1 to 1024");
     cfg.maxUpstreamConnections = n;
+  }
+  if (raw.maxUpstreamConnectionsTotal !== undefined) {
+    const n = raw.maxUpstreamConnectionsTotal;
+    // Bun keeps at most 256 fetches in flight and queues the rest where no timeout sees them; the
+    // store (S3) and the token fetches need some of those too.
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 224) throw new ConfigError(where("maxUpstreamConnectionsTotal"), "must be a whole number from 1 to 224 (the runtime allows 256 fetches in flight)");
+    cfg.maxUpstreamConnectionsTotal = n;
+  }
+  if (raw.minTransferRate !== undefined) cfg.minTransferRate = transferRate(raw.minTransferRate, where("minTransferRate"));
+  if (raw.transferRateWindow !== undefined) {
+    const ms = duration(raw.transferRateWindow, where("transferRateWindow"));
+    if (ms < 1000) throw new ConfigError(where("transferRateWindow"), "must be at least 1s");
+    cfg.transferRateWindowMs = ms;
   }
   if (raw.store !== undefined || raw.s3 !== undefined) cfg.s3 = s3Store(raw.store, raw.s3, where, env, cfg.s3);
   if (raw.metrics !== undefined) cfg.metrics = typeof raw.metrics === "boolean" || raw.metrics === "true" || raw.metrics === "false" ? bool(raw.metrics, where("metrics")) : port(raw.metrics, where("metrics"));

@@ -123,8 +123,13 @@ export interface Config {
    * and redirects or token realms pointing at internal addresses are refused unless listed.
    */
   upstreams: "any" | "listed";
-  /** Requests open at once to one upstream. */
+  /** Requests open at once to one upstream (its resolved address and port). */
   maxUpstreamConnections: number;
+  /** Requests open at once to all upstreams together: below the runtime's own limit of fetches in flight. */
+  maxUpstreamConnectionsTotal: number;
+  /** A blob download slower than this (bytes/s), averaged over `transferRateWindowMs`, is cut; 0: never. */
+  minTransferRate: number;
+  transferRateWindowMs: number;
   /** Docker config.json whose `auths` supply upstream credentials. */
   dockerConfig?: string;
   /** When non-empty, clients must authenticate with HTTP basic auth. */
@@ -156,6 +161,9 @@ export const DEFAULTS: Config = {
   tagPolicies: [],
   upstreams: "any",
   maxUpstreamConnections: 32,
+  maxUpstreamConnectionsTotal: 192,
+  minTransferRate: 1024,
+  transferRateWindowMs: 30_000,
   users: [],
   metrics: true,
 };

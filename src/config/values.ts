@@ -73,3 +73,14 @@ export function compilePattern(p: string, key: string): RegExp {
     throw new ConfigError(key, `not a regular expression: ${(err as Error).message}`);
   }
 }
+
+const RATE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1000, kib: 1024, mb: 1000 ** 2, mib: 1024 ** 2 };
+
+/** Bytes per second from `1KiB/s`, `500B/s`, `2MB/s` or a bare number of bytes per second; 0 turns the check off. */
+export function transferRate(v: unknown, key: string): number {
+  const m = typeof v === "number" ? [String(v), String(v), ""] : typeof v === "string" ? v.trim().match(/^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)(?:\/s)?$/) : null;
+  const unit = RATE_UNITS[(m?.[2] ?? "").toLowerCase()];
+  const n = m && unit !== undefined ? Number(m[1]) * unit : NaN;
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(key, `must be a rate like 1KiB/s, 500B/s or 0 (off), got ${JSON.stringify(v)}`);
+  return Math.floor(n);
+}

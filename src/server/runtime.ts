@@ -48,6 +48,7 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     })),
     debug: (m) => log.withTag("upstream").debug(m),
     connectionsPerUpstream: cfg.maxUpstreamConnections,
+    connectionsTotal: cfg.maxUpstreamConnectionsTotal,
     guard: { listedOnly: cfg.upstreams === "listed", listed: listedUpstreams(cfg) },
     onRefused: (upstream, reason) => log.withTag("upstream").warn(`upstream ${upstream} refused us: ${reason}`),
     observe: hooks.upstream,
@@ -57,6 +58,7 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
     tagPolicies: cfg.tagPolicies.map((p) => ({ match: new RegExp(p.match), revalidateAfterMs: p.revalidateAfterMs })),
     observe: hooks.cache, archives: hooks.archives,
+    minTransferRate: { bytesPerSecond: cfg.minTransferRate, windowMs: cfg.transferRateWindowMs },
   });
   return { store, upstreams, cache };
 }

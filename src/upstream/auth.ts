@@ -71,11 +71,12 @@ export function createTokenCache(opts: {
     const url = new URL(t.realm);
     if (t.service) url.searchParams.set("service", t.service);
     if (t.scope) url.searchParams.set("scope", t.scope);
-    const headers: Record<string, string> = { Accept: "application/json" };
+    // `identity` and no decoding: a compressed token "bomb" stays the few bytes it was sent as.
+    const headers: Record<string, string> = { Accept: "application/json", "Accept-Encoding": "identity" };
     if (t.credentials) headers.Authorization = basicAuthorization(t.credentials);
     let res: Response;
     try {
-      res = await opts.fetch(url, { headers, signal: AbortSignal.timeout(opts.timeoutMs), tls: t.tls, redirect: "error" });
+      res = await opts.fetch(url, { headers, signal: AbortSignal.timeout(opts.timeoutMs), tls: t.tls, redirect: "error", decompress: false });
     } catch (err) {
       const e = err as Error;
       const timedOut = e.name === "TimeoutError" || e.name === "AbortError";

@@ -1,6 +1,8 @@
 // Reading an upstream body into memory, bounded in size and time: manifests, tag lists,
 // referrers, token responses. A tarpit or an endless body ends in an UpstreamError, never in a
-// socket held for ever or a process that grows without bound.
+// socket held for ever or a process that grows without bound. Bodies are never decoded: every
+// request asks for `identity`, and an encoded answer is refused here, so each limit counts the
+// bytes actually held (an 841-byte brotli body cannot inflate to a gigabyte).
 import { UpstreamError } from "./errors.ts";
 
 export interface BodyLimits {
@@ -18,8 +20,22 @@ export function contentLength(res: Response): number | null {
   return v !== null && /^\d+$/.test(v) ? Number(v) : null;
 }
 
-/** Reads a whole body within `limits`; throws UpstreamError (`too-large` or `timeout`) and cancels the body otherwise. */
+/** The response's Content-Encoding when it is anything but identity (lower case), else null. */
+export function contentEncoding(res: Response): string | null {
+  const v = res.headers.get("content-encoding")?.trim().toLowerCase();
+  return v && v !== "identity" ? v : null;
+}
+
+/**
+ * Reads a whole body within `limits`; throws UpstreamError (`protocol` for an encoded body,
+ * `too-large` or `timeout`) and cancels the body otherwise.
+ */
 export async function readBody(res: Response, upstream: string, what: string, limits: BodyLimits): Promise<Uint8Array> {
+  const encoding = contentEncoding(res);
+  if (encoding) {
+    discardBody(res);
+    throw new UpstreamError(upstream, "protocol", `${what} came ${JSON.stringify(encoding.slice(0, 40))}-encoded although we asked for identity; encoded bodies are not decoded`);
+  }
   const declared = contentLength(res);
   if (declared !== null && declared > limits.maxBytes) {
     discardBody(res);

@@ -1,15 +1,18 @@
 // The upstream client: every upstream request goes through here. A logical upstream is tried
 // endpoint by endpoint (mirrors in order, then the origin): a connection failure, a 5xx, a 429 or
 // a 404 moves on to the next. Each endpoint has its own circuit breaker (a 429 opens it for the
-// upstream's Retry-After) and its own cap on concurrent requests; a slot is held until the body
-// is read or dropped. Redirects and token realms go through the guard (exchange.ts).
+// upstream's Retry-After). Open requests are capped per upstream identity (resolved address and
+// port) and in one fair process-wide budget (limiter.ts); a slot is held until the body is read or
+// dropped, and waiting for one is never the upstream's failure. Redirects and token realms go
+// through the guard (exchange.ts).
 import pkg from "../../package.json" with { type: "json" };
 import { createBreakers, type BreakerOptions, type BreakerState } from "./breaker.ts";
 import { discardBody } from "./body.ts";
 import { endpointsOf, type Endpoint, type UpstreamSettings } from "./endpoint.ts";
 import { UpstreamError } from "./errors.ts";
 import { createExchange } from "./exchange.ts";
-import { createGuard, type GuardOptions } from "./guard.ts";
+import { createGuard, systemResolver, type GuardOptions } from "./guard.ts";
+import { identityOf, type AddressLookup } from "./identity.ts";
 import { createLimiter, releaseWhenDone } from "./limiter.ts";
 
 export type { CredentialSource, EndpointSettings, UpstreamSettings, UpstreamTls } from "./endpoint.ts";
@@ -57,8 +60,12 @@ export interface UpstreamOptions {
   registries: UpstreamSettings[];
   /** Time allowed until response headers arrive (and for a token response). */
   timeoutMs: number;
-  /** Requests open at once to one endpoint (default 32). */
+  /** Requests open at once to one upstream identity: its resolved address and port (default 32). */
   connectionsPerUpstream?: number;
+  /** Requests open at once to all upstreams together (default 192, below Bun's 256 fetches in flight). */
+  connectionsTotal?: number;
+  /** Resolves host names to the addresses that identify an upstream (default: the system resolver). */
+  lookup?: AddressLookup;
   /** Where redirects and token realms may point (default: anywhere public or internal, http(s) only). */
   guard?: Omit<GuardOptions, "listed"> & { listed?: ReadonlySet<string> };
   fetch?: typeof fetch;
@@ -87,7 +94,10 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const now = opts.now ?? Date.now;
   const observe = opts.observe ?? {};
   const breakers = createBreakers({ now, onChange: observe.breaker, ...opts.breaker });
-  const limiter = createLimiter({ perUpstream: opts.connectionsPerUpstream ?? 32 });
+  const limiter = createLimiter({ perUpstream: opts.connectionsPerUpstream ?? 32, total: opts.connectionsTotal ?? 192 });
+  const lookup = opts.lookup ?? systemResolver;
+  /** Requests open now per endpoint, for the status page (the limiter counts per identity). */
+  const open = new Map<string, number>();
   const guard = createGuard({ listedOnly: false, ...opts.guard, listed: opts.guard?.listed ?? new Set(opts.registries.map((r) => r.name)) });
   const exchange = createExchange({ fetch: opts.fetch ?? fetch, now, timeoutMs: opts.timeoutMs, guard, onRefused: opts.onRefused, onToken: observe.token });
   const configured = new Map(opts.registries.map((s) => [s.name, endpointsOf(s, DEFAULT_USER_AGENT)]));
@@ -118,11 +128,23 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
         ? new UpstreamError(e.upstream, "rate-limited", `is rate limiting requests; not asking again for ${secs} s`, 429, admitted.retryInMs)
         : new UpstreamError(e.upstream, "unreachable", `is failing; not retrying for ${secs} s (circuit open)`);
     }
-    const release = await limiter.acquire(e.id, opts.timeoutMs);
-    if (!release) {
+    const identity = await identityOf(e.base, lookup);
+    const slot = await limiter.acquire(identity, opts.timeoutMs);
+    if (!slot) {
+      // Our own queue, not the upstream's fault: its circuit is not touched.
       breakers.release(e.id);
-      return new UpstreamError(e.upstream, "busy", `already has the most requests open that one upstream may have; none finished within ${opts.timeoutMs} ms`);
+      return new UpstreamError(e.upstream, "busy", `no upstream connection was free within ${opts.timeoutMs} ms (${limiter.active(identity)} open to ${identity}, ${limiter.total()} to all upstreams: maxUpstreamConnections, maxUpstreamConnectionsTotal)`);
     }
+    open.set(e.id, (open.get(e.id) ?? 0) + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const n = (open.get(e.id) ?? 1) - 1;
+      if (n > 0) open.set(e.id, n);
+      else open.delete(e.id);
+      slot();
+    };
     const started = performance.now();
     let res: Response;
     try {
@@ -162,7 +184,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
 
   return {
     status() {
-      return { open: breakers.open(), active: limiter.snapshot() };
+      return { open: breakers.open(), active: Object.fromEntries(open) };
     },
     async request(upstream, req) {
       const endpoints = endpointsFor(upstream);

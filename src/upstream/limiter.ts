@@ -1,9 +1,14 @@
-// A cap on concurrent requests per upstream, so one slow or hostile upstream cannot take every
-// socket of the process: a slot is held from the request until its body is read, cancelled or
-// broken, and waiting for one is bounded in time and in the number of waiters.
+// Caps on upstream requests, so no upstream, however hostile or slow, can take the sockets every
+// other upstream needs. Requests are counted per upstream identity (resolved address and port, see
+// identity.ts) and in one process-wide budget kept below the runtime's own limit on fetches in
+// flight. A slot is held from the request until its body is read, cancelled or broken. When the
+// budget is spent, a freed slot goes to the waiting upstream that holds the fewest: while others
+// wait, no upstream gets more than its share. Waiting is bounded in time and in waiters.
 export interface LimiterOptions {
-  /** Requests open at once to one upstream. */
+  /** Requests open at once to one upstream identity. */
   perUpstream: number;
+  /** Requests open at once to all upstreams together (default: unbounded beyond perUpstream). */
+  total?: number;
   /** Waiters allowed per upstream before new requests fail at once. */
   maxWaiting?: number;
 }
@@ -13,20 +18,50 @@ interface Lane {
   waiting: Array<() => void>;
 }
 
-export function createLimiter(opts: LimiterOptions) {
+export interface Limiter {
+  /** Resolves with a release function once a slot is free; false when none freed up within `timeoutMs` or too many wait. */
+  acquire(upstream: string, timeoutMs: number): Promise<(() => void) | false>;
+  /** Requests open to an upstream now (for status and tests). */
+  active(upstream: string): number;
+  /** Requests open now, per upstream with any. */
+  snapshot(): Record<string, number>;
+  /** Requests open now, all upstreams together. */
+  total(): number;
+}
+
+export function createLimiter(opts: LimiterOptions): Limiter {
   const lanes = new Map<string, Lane>();
-  const maxWaiting = opts.maxWaiting ?? opts.perUpstream * 16;
+  const perLane = opts.perUpstream;
+  const budget = opts.total ?? Infinity;
+  const maxWaiting = opts.maxWaiting ?? perLane * 16;
+  let active = 0;
+
+  /** A lane may take a free slot now: under its own cap and the budget, with nobody queued before it. */
+  const mayStart = (lane: Lane) => lane.active < perLane && active < budget && lane.waiting.length === 0;
+
+  /** Hands freed slots to waiting lanes, fewest open requests first. */
+  function dispatch() {
+    while (active < budget) {
+      let pick: Lane | undefined;
+      for (const lane of lanes.values()) {
+        if (lane.waiting.length && lane.active < perLane && (!pick || lane.active < pick.active)) pick = lane;
+      }
+      if (!pick) return;
+      pick.active++;
+      active++;
+      pick.waiting.shift()!();
+    }
+  }
 
   function release(upstream: string, lane: Lane) {
-    const next = lane.waiting.shift();
-    if (next) return next();
     lane.active--;
-    if (lane.active === 0) lanes.delete(upstream);
+    active--;
+    dispatch();
+    if (lane.active === 0 && lane.waiting.length === 0) lanes.delete(upstream);
   }
 
   return {
-    /** Resolves with a release function once a slot is free; false when none freed up within `timeoutMs` or too many wait. */
-    async acquire(upstream: string, timeoutMs: number): Promise<(() => void) | false> {
+    async acquire(upstream, timeoutMs) {
       let lane = lanes.get(upstream);
       if (!lane) lanes.set(upstream, (lane = { active: 0, waiting: [] }));
       const l = lane;
@@ -37,12 +72,14 @@ export function createLimiter(opts: LimiterOptions) {
           release(upstream, l);
         }
       };
-      if (l.active < opts.perUpstream) {
+      if (mayStart(l)) {
         l.active++;
+        active++;
         return once;
       }
       if (l.waiting.length >= maxWaiting) return false;
       return new Promise((resolve) => {
+        // dispatch() counts the slot as taken before it calls grant.
         const grant = () => {
           clearTimeout(timer);
           resolve(once);
@@ -50,19 +87,19 @@ export function createLimiter(opts: LimiterOptions) {
         const timer = setTimeout(() => {
           const i = l.waiting.indexOf(grant);
           if (i >= 0) l.waiting.splice(i, 1);
+          if (l.active === 0 && l.waiting.length === 0) lanes.delete(upstream);
           resolve(false);
         }, timeoutMs);
         l.waiting.push(grant);
       });
     },
-    /** Requests open to an upstream now (for status and tests). */
-    active(upstream: string): number {
+    active(upstream) {
       return lanes.get(upstream)?.active ?? 0;
     },
-    /** Requests open now, per upstream with any. */
-    snapshot(): Record<string, number> {
-      return Object.fromEntries([...lanes].map(([u, l]) => [u, l.active]));
+    snapshot() {
+      return Object.fromEntries([...lanes].filter(([, l]) => l.active > 0).map(([u, l]) => [u, l.active]));
     },
+    total: () => active,
   };
 }
 

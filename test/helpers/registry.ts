@@ -38,6 +38,8 @@ export async function createTestRegistry(opts: TestRegistryOptions = {}) {
     timeoutMs: opts.pullTimeoutMs ?? 5000,
     fetch: upstream.fetch,
     now: clock.now,
+    // Never DNS in unit tests: each name is its own identity.
+    lookup: async () => [],
   });
   const cache = createCache({
     store, upstreams, airGapped: opts.airGapped ?? false,

@@ -4,6 +4,9 @@ import { createUpstreams } from "../../src/upstream/client.ts";
 import { UpstreamError } from "../../src/upstream/errors.ts";
 import { parseChallenge } from "../../src/upstream/auth.ts";
 
+/** Unit tests never ask DNS (this machine's resolver can stall for seconds). */
+const noDns = async () => [] as string[];
+
 interface Seen { url: string; auth: string | null }
 
 function tokenUpstream(opts: { tokenStatus?: number } = {}) {
@@ -41,7 +44,7 @@ describe("upstream client", () => {
 
   test("answers a bearer challenge anonymously and reuses the token for the same scope", async () => {
     const up = tokenUpstream();
-    const u = createUpstreams({ registries: [], timeoutMs: 1000, fetch: up.fetch });
+    const u = createUpstreams({ registries: [], timeoutMs: 1000, lookup: noDns, fetch: up.fetch });
     const r1 = await u.request("reg.test", { method: "GET", repository: "library/a", path: "manifests/v1" });
     expect(await r1.text()).toBe("manifest");
     const r2 = await u.request("reg.test", { method: "GET", repository: "library/a", path: "manifests/v2" });
@@ -58,14 +61,14 @@ describe("upstream client", () => {
 
   test("concurrent requests share one token fetch", async () => {
     const up = tokenUpstream();
-    const u = createUpstreams({ registries: [], timeoutMs: 1000, fetch: up.fetch });
+    const u = createUpstreams({ registries: [], timeoutMs: 1000, lookup: noDns, fetch: up.fetch });
     await Promise.all(Array.from({ length: 5 }, () => u.request("reg.test", { method: "GET", repository: "r", path: "manifests/v1" })));
     expect(up.seen.filter((s) => s.url.includes("auth.test"))).toHaveLength(1);
   });
 
   test("follows a blob redirect without sending Authorization to the other host", async () => {
     const up = tokenUpstream();
-    const u = createUpstreams({ registries: [], timeoutMs: 1000, fetch: up.fetch });
+    const u = createUpstreams({ registries: [], timeoutMs: 1000, lookup: noDns, fetch: up.fetch });
     const res = await u.request("reg.test", { method: "GET", repository: "r", path: `blobs/sha256:${"a".repeat(64)}` });
     expect(await res.text()).toBe("blob-bytes");
     const cdn = up.seen.find((s) => s.url.includes("cdn.test"))!;
@@ -74,7 +77,7 @@ describe("upstream client", () => {
 
   test("a refused token request is a 'denied' UpstreamError naming the upstream", async () => {
     const up = tokenUpstream({ tokenStatus: 401 });
-    const u = createUpstreams({ registries: [], timeoutMs: 1000, fetch: up.fetch });
+    const u = createUpstreams({ registries: [], timeoutMs: 1000, lookup: noDns, fetch: up.fetch });
     const err = await u.request("reg.test", { method: "GET", repository: "r", path: "manifests/v1" }).catch((e) => e);
     expect(err).toBeInstanceOf(UpstreamError);
     expect((err as UpstreamError).failure).toBe("denied");
@@ -82,10 +85,10 @@ describe("upstream client", () => {
   });
 
   test("connection failures and timeouts are classified", async () => {
-    const refused = createUpstreams({ registries: [], timeoutMs: 1000, fetch: (async () => { throw new TypeError("ECONNREFUSED"); }) as unknown as typeof fetch });
+    const refused = createUpstreams({ registries: [], timeoutMs: 1000, lookup: noDns, fetch: (async () => { throw new TypeError("ECONNREFUSED"); }) as unknown as typeof fetch });
     expect(((await refused.request("x.test", { method: "GET", repository: "r", path: "manifests/v1" }).catch((e) => e)) as UpstreamError).failure).toBe("unreachable");
     const hang = createUpstreams({
-      registries: [], timeoutMs: 50,
+      registries: [], timeoutMs: 50, lookup: noDns,
       fetch: ((_: unknown, init: RequestInit) => new Promise((_, reject) => init.signal!.addEventListener("abort", () => reject(new Error("aborted"))))) as unknown as typeof fetch,
     });
     expect(((await hang.request("x.test", { method: "GET", repository: "r", path: "manifests/v1" }).catch((e) => e)) as UpstreamError).failure).toBe("timeout");
@@ -97,7 +100,7 @@ describe("upstream client", () => {
       urls.push(String(input));
       return new Response("ok");
     }) as typeof fetch;
-    const u = createUpstreams({ registries: [{ name: "local.test:5000", scheme: "http" }], timeoutMs: 1000, fetch: f });
+    const u = createUpstreams({ registries: [{ name: "local.test:5000", scheme: "http" }], timeoutMs: 1000, lookup: noDns, fetch: f });
     await u.request("local.test:5000", { method: "GET", repository: "a", path: "manifests/v1" });
     await u.request("docker.io", { method: "GET", repository: "library/nginx", path: "manifests/v1" });
     expect(urls).toEqual(["http://local.test:5000/v2/a/manifests/v1", "https://registry-1.docker.io/v2/library/nginx/manifests/v1"]);
