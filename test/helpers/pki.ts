@@ -20,7 +20,7 @@ export async function makePki(hosts: string[]): Promise<Pki> {
   const ossl = (...args: string[]) => run(["openssl", ...args]);
   await ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
     "-subj", "/CN=ociregistry test CA", "-keyout", p("ca.key"), "-out", p("ca.crt"));
-  const san = hosts.map((h) => (/^[\d.]+$/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(",");
+  const san = hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(",");
   writeFileSync(p("server.ext"), `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
   writeFileSync(p("client.ext"), `extendedKeyUsage=clientAuth\n`);
   for (const who of ["server", "client"]) {
