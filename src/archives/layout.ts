@@ -22,8 +22,10 @@ export interface BlobLocation {
 }
 
 export interface ArchiveIndex {
-  /** The file version indexed: inode, size and modification time. */
+  /** The file version indexed: device, inode, size and modification time. */
   stamp: string;
+  /** The path the file was indexed at (its real path, when the source indexed it): blobs are read there. */
+  path: string;
   size: number;
   /** Every `blobs/<alg>/<hex>` entry (manifests included), by digest. */
   blobs: Map<string, BlobLocation>;
@@ -38,8 +40,8 @@ export class ArchiveError extends Error {
 export const REF_NAME = "org.opencontainers.image.ref.name";
 const BLOB_RE = /^blobs\/(sha256|sha512)\/([a-f0-9]+)$/;
 
-export function stampOf(st: { ino: number | bigint; size: number | bigint; mtimeMs: number | bigint }): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}`;
+export function stampOf(st: { dev: number | bigint; ino: number | bigint; size: number | bigint; mtimeMs: number | bigint }): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
 }
 
 async function readAt(fh: FileHandle, entry: TarEntry, max: number, what: string): Promise<Uint8Array> {
@@ -118,7 +120,7 @@ export async function readArchive(path: string, limits: TarLimits = DEFAULT_TAR_
       const ref = x.annotations?.[REF_NAME];
       return { digest, size: at.size, mediaType: typeof x.mediaType === "string" ? x.mediaType : "", refName: typeof ref === "string" ? ref : null };
     });
-    return { stamp: stampOf(st), size: st.size, blobs, images };
+    return { stamp: stampOf(st), path, size: st.size, blobs, images };
   } finally {
     await fh.close();
   }

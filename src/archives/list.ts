@@ -22,14 +22,14 @@ export interface ArchiveListedImage {
 }
 
 /** The size of an image inside an archive: its manifest(s) and the blobs they name that the archive holds. */
-async function sizeOf(abs: string, idx: ArchiveIndex, digest: string, seen: Set<string>): Promise<number> {
+async function sizeOf(idx: ArchiveIndex, digest: string, seen: Set<string>): Promise<number> {
   const at = idx.blobs.get(digest);
   if (!at || seen.has(digest)) return 0;
   seen.add(digest);
   let size = at.size;
   if (at.size > MAX_MANIFEST_BYTES) return size;
-  const c = childrenOf(await Bun.file(abs).slice(at.offset, at.offset + at.size).bytes());
-  for (const m of c.manifests) size += await sizeOf(abs, idx, m.digest, seen);
+  const c = childrenOf(await Bun.file(idx.path).slice(at.offset, at.offset + at.size).bytes());
+  for (const m of c.manifests) size += await sizeOf(idx, m.digest, seen);
   for (const b of c.blobs) {
     const held = idx.blobs.get(b.digest);
     if (held && !seen.has(b.digest)) {
@@ -52,7 +52,7 @@ export async function archiveImages(rel: string, abs: string, idx: ArchiveIndex)
     const tag = img.refName !== null ? annotationTag(img.refName) : idx.images.length === 1 ? fileRef ?? "<any>" : "<none>";
     rows.push({
       image, tag, digest: img.digest, mediaType: img.mediaType,
-      size: await sizeOf(abs, idx, img.digest, new Set()), created, archive: abs,
+      size: await sizeOf(idx, img.digest, new Set()), created, archive: abs,
     });
   }
   return rows;

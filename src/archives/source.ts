@@ -2,8 +2,10 @@
 // every `rescan`, and on demand), a file is indexed when first asked for (offsets and sizes of its
 // entries only) and re-indexed when its inode, size or mtime changed; every request stats the
 // file it uses, so a deleted file is gone at once. Blobs are byte ranges of the archive file.
-// A damaged or compressed archive is reported once per version of the file, and skipped.
-import { stat } from "node:fs/promises";
+// A damaged or compressed archive, or a file whose real path lies outside the directory, is
+// reported once per version of the file, and skipped. A blob is served only once its bytes were
+// checked against its digest (see verify.ts).
+import { realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { BoundedMap } from "../oci/bounded-map.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
@@ -12,8 +14,9 @@ import type { Target } from "../oci/reference.ts";
 import { candidates, chooseImage } from "./candidates.ts";
 import { ArchiveError, readArchive, stampOf, type ArchiveIndex, type BlobLocation } from "./layout.ts";
 import { archiveImages, type ArchiveListedImage } from "./list.ts";
-import { scanArchives, type ArchiveListing, type ScanLimits } from "./scan.ts";
+import { isInside, scanArchives, type ArchiveListing, type ScanLimits } from "./scan.ts";
 import type { TarLimits } from "./tar.ts";
+import { createBlobVerifier, type BlobVerifierOptions } from "./verify.ts";
 
 export interface ArchiveLogger {
   debug(msg: string): void;
@@ -29,6 +32,7 @@ export interface ArchiveSourceOptions {
   maxIndexedEntries?: number;
   scanLimits?: ScanLimits;
   tarLimits?: TarLimits;
+  verify?: BlobVerifierOptions;
 }
 
 export interface ArchiveManifest {
@@ -59,6 +63,9 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
   const log = opts.log;
   let listing: ArchiveListing = new Map();
   let listed = new Set<string>();
+  /** The directory's real path, from the last scan: no file is served from outside it. */
+  let root: string | null = null;
+  const verifier = createBlobVerifier(opts.verify);
   const indexes = new BoundedMap<string, ArchiveIndex>(opts.maxIndexes ?? 64, opts.maxIndexedEntries ?? 1_000_000, (i) => i.blobs.size + i.images.length);
   /** File → the version (stamp) found bad and reported, with why, so it is reported once. */
   const refused = new BoundedMap<string, { stamp: string; problem: string }>(10_000);
@@ -75,7 +82,14 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
 
   async function index(rel: string, abs: string, stamp: string, previous: ArchiveIndex | undefined): Promise<ArchiveIndex | null> {
     try {
-      const idx = await readArchive(abs, opts.tarLimits);
+      // Checked at every new version of the file: a link retargeted outside gets a new stamp.
+      // The real path is what is indexed and read, so no link is followed after this check.
+      const real = await realpath(abs);
+      if (!root || !isInside(root, real)) {
+        refuse(rel, stamp, `is a link to ${real}, outside the archives directory`);
+        return null;
+      }
+      const idx = await readArchive(real, opts.tarLimits);
       indexes.set(rel, idx);
       refused.delete(rel);
       const what = `${idx.images.length} image(s), ${idx.blobs.size} blob(s)`;
@@ -119,14 +133,14 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
   }
 
   /** The manifest at `at`, verified; `required`: the archive is damaged when it is not a manifest. */
-  async function manifestAt(rel: string, abs: string, idx: ArchiveIndex, digest: string, at: BlobLocation, declared: string, required: boolean): Promise<ArchiveManifest | null> {
+  async function manifestAt(rel: string, idx: ArchiveIndex, digest: string, at: BlobLocation, declared: string, required: boolean): Promise<ArchiveManifest | null> {
     if (at.size > MAX_MANIFEST_BYTES) {
       if (required) refuse(rel, idx.stamp, `holds manifest ${digest} larger than ${MAX_MANIFEST_BYTES} bytes`);
       return null;
     }
     let bytes: Uint8Array;
     try {
-      bytes = await Bun.file(abs).slice(at.offset, at.offset + at.size).bytes();
+      bytes = await Bun.file(idx.path).slice(at.offset, at.offset + at.size).bytes();
     } catch {
       return null;
     }
@@ -155,6 +169,7 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
         const t0 = performance.now();
         const r = await scanArchives(dir, opts.scanLimits);
         listing = r.listing;
+        root = r.root;
         listed = new Set([...r.listing].flatMap(([d, fs]) => fs.map((f) => (d ? `${d}/${f}` : f))));
         indexes.sweep((_, rel) => !listed.has(rel));
         refused.sweep((_, rel) => !listed.has(rel));
@@ -171,13 +186,13 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
       if (listed.size === 0) return null;
       const byDigest = isDigest(reference);
       for (const c of candidates(listing, target, byDigest ? null : reference)) {
-        const { index: idx, abs } = await state(c.path);
+        const { index: idx } = await state(c.path);
         if (!idx) continue;
         const image = byDigest ? null : chooseImage(idx.images, c, target, reference);
         const digest = byDigest ? reference : image?.digest;
         const at = digest ? idx.blobs.get(digest) : undefined;
         if (!digest || !at) continue;
-        const m = await manifestAt(c.path, abs, idx, digest, at, image?.mediaType ?? "", !byDigest);
+        const m = await manifestAt(c.path, idx, digest, at, image?.mediaType ?? "", !byDigest);
         if (m) return m;
       }
       return null;
@@ -186,11 +201,15 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
     async blob(target: Target, digest: string): Promise<ArchiveBlob | null> {
       if (listed.size === 0) return null;
       for (const c of candidates(listing, target, null)) {
-        const { index: idx, abs } = await state(c.path);
+        const { index: idx } = await state(c.path);
         const at = idx?.blobs.get(digest);
-        // The file was stat'ed just now; were it replaced before the bytes go out, the client's
-        // digest check would catch the mismatch.
-        if (at) return { size: at.size, file: Bun.file(abs).slice(at.offset, at.offset + at.size) };
+        if (!idx || !at) continue;
+        // Verified before anything is sent, so a mismatch goes on to the next archive, the store
+        // or the upstream instead of cutting a response short. The file was stat'ed just now;
+        // were it replaced before the bytes go out, the client's digest check would catch it.
+        const verdict = await verifier.check(idx.path, idx.stamp, digest, at);
+        if (verdict === "mismatch") refuse(c.path, idx.stamp, `holds ${digest} with content that does not match that digest`);
+        if (verdict === "ok") return { size: at.size, file: Bun.file(idx.path).slice(at.offset, at.offset + at.size) };
       }
       return null;
     },

@@ -197,7 +197,7 @@ describe("odd directory entries", () => {
     execFileSync("mkfifo", [join(dir, "library/fifo.oci")]);
     symlinkSync(".", join(dir, "library/loop"));
     const scan = await archives.rescan();
-    expect(scan.problems.some((p) => p.includes("deeper than 16 levels"))).toBe(true);
+    expect(scan.problems).toContain(`${join(dir, "library/loop")} leads to a directory already searched (a link to it or to a directory above it); not followed`);
     expect((await manifest("library/fifo/manifests/v1")).status).toBe(404);
     expect((await manifest("library/pair/manifests/a")).digest).toBe(img.pairA.digest);
   });

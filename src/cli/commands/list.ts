@@ -1,18 +1,24 @@
 // `ociregistry list`: what the store holds, like `crictl images`; with --archives (or the config's
-// archives.path), also the images of the .oci archives `serve` would serve first.
+// archives.path), also the images of the .oci archives `serve` would serve first. Names, tags and
+// file names come from upstreams and archives: every cell and message is printed escaped.
 import type { ArchiveListedImage } from "../../archives/list.ts";
 import { createArchiveSource } from "../../archives/source.ts";
 import { listImages, type ListedImage } from "../../cache/list.ts";
 import { compilePattern } from "../../config/values.ts";
+import { escapeText, jsonText } from "../../log.ts";
 import { parseDigest } from "../../oci/digest.ts";
 import { command, existingStore } from "../command.ts";
 import { archivesArg } from "../globals.ts";
 import { formatBytes } from "../progress.ts";
 
-function table(rows: string[][]): string {
+/** Aligned columns of escaped cells: a cell can neither move the cursor nor start a line. */
+function table(cells: string[][]): string {
+  const rows = cells.map((r) => r.map(escapeText));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("   ")).join("\n");
 }
+
+const warn = (message: string) => process.stderr.write(`${escapeText(message)}\n`);
 
 export default command({
   meta: { name: "list", description: "List the images in the store (example: ociregistry list --pattern 'docker.io/library/')" },
@@ -26,15 +32,15 @@ export default command({
   async run({ args, cfg }) {
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
     const images: Array<ListedImage | ArchiveListedImage> = [];
-    images.push(...await listImages(existingStore(cfg), pattern, (where) => process.stderr.write(`skipped unreadable tag record ${where} (ociregistry verify reports it)\n`)));
+    images.push(...await listImages(existingStore(cfg), pattern, (where) => warn(`skipped unreadable tag record ${where} (ociregistry verify reports it)`)));
     if (cfg.archives) {
       const archives = createArchiveSource(cfg.archives.path, { log: { debug() {}, info() {}, warn() {} } });
-      for (const p of (await archives.rescan()).problems) process.stderr.write(`${p}\n`);
-      const found = await archives.images((abs, problem) => process.stderr.write(`skipped archive ${abs}: ${problem}\n`));
+      for (const p of (await archives.rescan()).problems) warn(p);
+      const found = await archives.images((abs, problem) => warn(`skipped archive ${abs}: ${problem}`));
       images.push(...found.filter((i) => !pattern || pattern.test(`${i.image}:${i.tag}`)));
     }
     if (args.json) {
-      console.log(JSON.stringify(images, null, 2));
+      console.log(jsonText(images, 2));
       return;
     }
     const rows = [["IMAGE", "TAG", "DIGEST", "SIZE", "LAST PULLED", ...(cfg.archives ? ["ARCHIVE"] : [])]];
