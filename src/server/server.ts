@@ -9,7 +9,7 @@ import { createArchiveSource } from "../archives/source.ts";
 import { hostPlatform } from "../cache/index.ts";
 import { pullImages } from "../cache/pull-images.ts";
 import type { Config } from "../config/schema.ts";
-import type { Logger } from "../log.ts";
+import { LogLines, type Logger } from "../log.ts";
 import type { ImageReference } from "../oci/reference.ts";
 import { createBasicAuth } from "../registry/auth.ts";
 import type { RegistryError } from "../registry/errors.ts";
@@ -200,8 +200,8 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
       startPruner();
       if (opts.preload?.length) startPreload(opts.preload);
       if (instrumented) void metrics.countStore(store).catch((err) => log.warn(`cannot count the store for metrics: ${(err as Error).message}`));
-      log.info(banner(cfg, ports.port, ports).join("\n"));
-      if (opts.clientHints) log.info(clientHints(cfg.host, ports.port, !!t));
+      log.info(new LogLines(banner(cfg, ports.port, ports)));
+      if (opts.clientHints) log.info(new LogLines(clientHints(cfg.host, ports.port, !!t).split("\n")));
       return ports;
     },
     /** Graceful stop: readiness 503 at once; no new connections; downloads and responses get `graceMs`, then are cut; records are flushed. */
