@@ -1,6 +1,8 @@
 // bcrypt verifications, a few at a time: a flood of wrong passwords would otherwise occupy every
-// core and make a right login wait seconds. Clients without recent failures go first, and the
-// queues are bounded: a check that cannot even wait its turn is refused at once ("busy").
+// core and make a right login wait seconds. Clients without recent failures go first, the newest
+// of them first (a burst of first guesses from many addresses must not queue a login that arrives
+// after it: it waits for one verification, not for the burst), and the queues are bounded: a check
+// that cannot even wait its turn is refused at once ("busy").
 
 export class VerifyBusy extends Error {
   constructor() {
@@ -38,7 +40,7 @@ export function createVerifyQueue(o: VerifyQueueOptions = {}) {
       try {
         return await fn();
       } finally {
-        const next = urgent.shift() ?? other.shift();
+        const next = urgent.pop() ?? other.shift();
         if (next) next();
         else running--;
       }

@@ -67,7 +67,7 @@ describe("login throttle", () => {
 });
 
 describe("verify queue", () => {
-  test("runs two at a time, clean clients first, and refuses when its queue is full", async () => {
+  test("runs two at a time, clean clients first (newest first), and refuses when its queue is full", async () => {
     const q = createVerifyQueue({ concurrency: 2, maxOther: 2 });
     const order: string[] = [];
     let release!: () => void;
@@ -76,11 +76,12 @@ describe("verify queue", () => {
       await gate;
       order.push(name);
     };
-    const all = [q.run(false, job("r1")), q.run(false, job("r2")), q.run(false, job("o1")), q.run(false, job("o2")), q.run(true, job("clean"))];
+    const all = [q.run(false, job("r1")), q.run(false, job("r2")), q.run(false, job("o1")), q.run(false, job("o2")), q.run(true, job("c1")), q.run(true, job("c2"))];
     expect(await q.run(false, job("o3")).catch((e) => e)).toBeInstanceOf(VerifyBusy);
     release();
     await Promise.all(all);
-    expect(order.slice(2)).toEqual(["clean", "o1", "o2"]);
+    // Clean clients first, the newest of them first; the others in order.
+    expect(order.slice(2)).toEqual(["c2", "c1", "o1", "o2"]);
   });
 });
 
