@@ -70,7 +70,7 @@ describe("unexpected errors", () => {
       }
       const malformed = await fetch(`http://127.0.0.1:${port}/api/v1/images/%E0%A4%A`, { method: "DELETE", headers: { Authorization: "Bearer tok-0123456789abcdef" } });
       expect(malformed.status).toBe(400);
-      expect((await malformed.json()).error).toContain("malformed percent-escape");
+      expect(((await malformed.json()) as { error: string }).error).toContain("malformed percent-escape");
     } finally {
       await srv.stop();
     }
@@ -84,7 +84,7 @@ describe("malformed escapes and Link headers", () => {
     const r = await createTestRegistry();
     const res = await r.request(path);
     expect(res.status).toBe(400);
-    expect((await res.json()).errors[0].message).toContain("malformed percent-escape");
+    expect(((await res.json()) as { errors: Array<{ message: string }> }).errors[0]!.message).toContain("malformed percent-escape");
   });
 
   test("a tag list whose Link holds a malformed escape is answered without a next page", async () => {
@@ -96,7 +96,7 @@ describe("malformed escapes and Link headers", () => {
     const res = await r.request("/v2/up.test/app/tags/list?n=2");
     expect(res.status).toBe(200);
     expect(res.headers.get("link")).toBeNull();
-    expect((await res.json()).tags).toEqual(["v1", "v2"]);
+    expect(((await res.json()) as { tags: string[] }).tags).toEqual(["v1", "v2"]);
     expect(r.warnings.join("\n")).toContain("Link header that does not decode");
   });
 });
