@@ -22,6 +22,17 @@ export function paginate(tags: string[], n: number | null, last: string | null):
   return { tags: out, more };
 }
 
+/** The `last` of an upstream's `Link: <...?last=x>; rel="next"`: undefined without one, null when it does not decode. */
+function nextPageLast(link: string | null): string | undefined | null {
+  const raw = link?.match(/[?&]last=([^&>]+)/)?.[1];
+  if (raw === undefined) return undefined;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+}
+
 export function createTags(ctx: CacheContext) {
   async function cached(target: Target, name: string, n: number | null, last: string | null, why: string): Promise<TagList> {
     const all = await ctx.store.listTags(target.upstream, target.repository);
@@ -62,11 +73,12 @@ export function createTags(ctx: CacheContext) {
       }
       const tags = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === "string") : [];
       const link = res.headers.get("link");
-      const nextLast = link?.match(/[?&]last=([^&>]+)/)?.[1];
+      const nextLast = nextPageLast(link);
+      if (nextLast === null) ctx.log.warn(`the tag list of ${target.upstream}/${target.repository}: upstream sent a Link header that does not decode; answering its tags without a next page`);
       const nextN = link?.match(/[?&]n=(\d+)/)?.[1];
       return {
         name, tags,
-        next: nextLast ? { last: decodeURIComponent(nextLast), n: Number(nextN ?? n ?? tags.length) } : undefined,
+        next: nextLast ? { last: nextLast, n: Number(nextN ?? n ?? tags.length) } : undefined,
       };
     },
   };

@@ -1,6 +1,7 @@
 // The one place that turns failures into HTTP: the distribution spec's error codes, the one error
 // type every failed request ends in, and the mapping from the cache's typed errors to statuses.
 import { CacheError, type CacheSubject } from "../cache/index.ts";
+import { createOncePer } from "../oci/bounded-map.ts";
 import { StoreError } from "../store/types.ts";
 
 export const ERROR_CODES = {
@@ -88,4 +89,33 @@ export function toRegistryError(err: unknown): RegistryError | null {
     case "policy":
       return new RegistryError(code, err.message, { status: 502 });
   }
+}
+
+/**
+ * Answers failures nobody expected: the client gets the spec's generic `500 UNKNOWN` (no stack, no
+ * paths); the operator one log line per kind of failure (error class and where it was thrown) a minute.
+ */
+export function createUnexpected(log: (msg: string) => void, firstTime = createOncePer(60_000)) {
+  return (err: unknown, what: string, method = "GET"): Response => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const at = e.stack?.split("\n").find((l) => l.trim().startsWith("at "))?.trim() ?? "at an unknown place";
+    if (firstTime(`${e.name} ${at}`)) log(`${what}: unexpected ${e.name}: ${JSON.stringify(e.message.slice(0, 300))} ${at} (said once a minute)`);
+    return new RegistryError("UNKNOWN", "internal error; the cache's log has the details").toResponse(method);
+  };
+}
+
+/** Whether a path holds a percent-escape that does not decode (`%E0%A4%A`, `%zz`). */
+export function hasMalformedEscape(path: string): boolean {
+  if (!path.includes("%")) return false;
+  try {
+    decodeURIComponent(path);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** The 400 of a path with a malformed percent-escape. */
+export function malformedEscape(): RegistryError {
+  return new RegistryError("NAME_INVALID", "the request path holds a malformed percent-escape; send % as %25 and escapes of whole UTF-8 characters only");
 }

@@ -2,9 +2,9 @@
 import type { Cache } from "../cache/index.ts";
 import { createOncePer } from "../oci/bounded-map.ts";
 import type { DownstreamUser } from "../config/schema.ts";
-import { createBasicAuth } from "./auth.ts";
+import { createBasicAuth, type BasicAuth } from "./auth.ts";
 import { StoreError } from "../store/types.ts";
-import { RegistryError, toRegistryError } from "./errors.ts";
+import { createUnexpected, hasMalformedEscape, malformedEscape, RegistryError, toRegistryError } from "./errors.ts";
 import { handleBase } from "./handlers/base.ts";
 import { handleBlob } from "./handlers/blobs.ts";
 import { resolveOrThrow, type RequestContext } from "./handlers/common.ts";
@@ -27,12 +27,14 @@ export interface RegistryOptions {
   logRequests?: boolean;
   /** When given and non-empty, every request needs HTTP basic auth as one of these users. */
   users?: DownstreamUser[];
+  /** The login check to use instead of one made from `users` (the server shares one, and its throttle). */
+  auth?: BasicAuth | null;
   /** Whether clients may make the cache contact this upstream (the `upstreams: listed` policy). */
   allowUpstream?: (upstream: string) => boolean;
 }
 
-/** Answers a request; `url` is `req.url` parsed, when the caller already did that. */
-export type Handler = (req: Request, url?: URL) => Promise<Response>;
+/** Answers a request; `url` is `req.url` parsed, when the caller already did that; `client` the peer's address. */
+export type Handler = (req: Request, url?: URL, client?: string) => Promise<Response>;
 
 const RESOURCE_RE = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
 const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
@@ -40,8 +42,9 @@ const UPLOAD_RE = /^\/v2\/.+\/blobs\/uploads(\/.*)?$/;
 
 export function createRegistry(opts: RegistryOptions): Handler {
   const { cache, defaultNs, log } = opts;
-  const auth = opts.users?.length ? createBasicAuth(opts.users) : null;
+  const auth = opts.auth !== undefined ? opts.auth : opts.users?.length ? createBasicAuth(opts.users) : null;
   const firstTime = createOncePer(60_000);
+  const unexpected = createUnexpected((m) => log.error(m), firstTime);
 
   /** Says why a pull failed upstream, once per upstream and reason a minute (digests aside, the reason is the message). */
   function logUpstreamFailure(err: RegistryError, rc: string) {
@@ -57,10 +60,11 @@ export function createRegistry(opts: RegistryOptions): Handler {
     return t;
   }
 
-  async function route(req: Request, url: URL): Promise<Response> {
+  async function route(req: Request, url: URL, client: string | undefined): Promise<Response> {
     const path = url.pathname;
     const method = req.method;
-    if (auth) await auth.check(req.headers.get("authorization"));
+    if (auth) await auth.check(req.headers.get("authorization"), client);
+    if (hasMalformedEscape(path)) throw malformedEscape();
     if (path === "/v2" || path === "/v2/") {
       if (method !== "GET" && method !== "HEAD") throw unsupported(method);
       return handleBase(method);
@@ -91,13 +95,13 @@ export function createRegistry(opts: RegistryOptions): Handler {
     throw new RegistryError("NAME_UNKNOWN", `no such registry API path: ${path}`, { status: 404 });
   }
 
-  return async (req, parsed) => {
+  return async (req, parsed, client) => {
     const started = opts.logRequests ? performance.now() : 0;
     let res: Response;
     let url: URL | undefined;
     try {
       url = parsed ?? new URL(req.url);
-      res = await route(req, url);
+      res = await route(req, url, client);
     } catch (err) {
       const known = toRegistryError(err);
       if (err instanceof StoreError && firstTime(`store ${err.message}`)) log.error(`${req.method} ${url?.pathname ?? req.url}: ${err.message}`);
@@ -106,8 +110,7 @@ export function createRegistry(opts: RegistryOptions): Handler {
         res = known.toResponse(req.method);
       } else {
         // The detail is for the operator, not for whoever sent the request.
-        log.error(`${req.method} ${url?.pathname ?? req.url}: ${(err as Error)?.stack ?? String(err)}`);
-        res = new RegistryError("UNKNOWN", "internal error; the cache's log has the details").toResponse(req.method);
+        res = unexpected(err, `${req.method} ${url?.pathname ?? req.url}`, req.method);
       }
     }
     if (opts.logRequests) {

@@ -1,6 +1,7 @@
 // The admin API under /api/v1/: off unless a token is configured; every request needs
 // `Authorization: Bearer <token>`, compared in constant time (downstream basic auth does not
-// count). Images, prune, load jobs and the status figures the status page shows.
+// count); wrong tokens are throttled per client address like failed logins (429 with Retry-After).
+// Images, prune, load jobs and the status figures the status page shows.
 import { timingSafeEqual } from "node:crypto";
 import type { Archives } from "../archives/source.ts";
 import { hostPlatform, parsePlatform, type Cache, type PlatformChoice } from "../cache/index.ts";
@@ -9,6 +10,9 @@ import { pullImages, type PullProgress } from "../cache/pull-images.ts";
 import { parseDuration } from "../config/duration.ts";
 import { parseImageReference, type ImageReference } from "../oci/reference.ts";
 import { BoundedMap } from "../oci/bounded-map.ts";
+import { tooManyAttempts } from "../registry/auth.ts";
+import { hasMalformedEscape } from "../registry/errors.ts";
+import { clientKey, createLoginThrottle } from "../registry/throttle.ts";
 import { recordName } from "../store/record.ts";
 import type { Store } from "../store/types.ts";
 
@@ -37,6 +41,8 @@ export interface AdminOptions {
   status: () => unknown;
   /** Told of prune results (metrics). */
   onPruned?: (bytes: number) => void;
+  /** Throttles wrong tokens per client address (tests pass one with a clock). */
+  throttle?: ReturnType<typeof createLoginThrottle>;
 }
 
 function json(body: unknown, status = 200): Response {
@@ -71,14 +77,29 @@ class AdminInputError extends Error {}
 export function createAdmin(opts: AdminOptions) {
   const expected = new Bun.CryptoHasher("sha256").update(opts.token).digest();
   const jobs = new BoundedMap<string, Job>(MAX_JOBS);
+  const throttle = opts.throttle ?? createLoginThrottle();
   let nextJob = 1;
 
-  function authorized(req: Request): boolean {
+  function tokenMatches(req: Request): boolean {
     const h = req.headers.get("authorization") ?? "";
     const m = h.match(/^Bearer\s+(.+)$/i);
     if (!m) return false;
     // Hashing both sides makes the comparison constant-time whatever the lengths.
     return timingSafeEqual(new Bun.CryptoHasher("sha256").update(m[1]!).digest(), expected);
+  }
+
+  /** null when the request carries the admin token; else the 401 (or, after a few wrong tokens from its address, 429) to answer. */
+  function refusal(req: Request, client?: string): Response | null {
+    const address = `address ${clientKey(client)}`;
+    const begun = throttle.begin([address]);
+    if (typeof begun !== "function") {
+      const t = tooManyAttempts(begun, "admin tokens");
+      return problem(429, t.message, { "Retry-After": t.retryAfter });
+    }
+    const ok = tokenMatches(req);
+    // A request without any Authorization is a page asking first, not a guess.
+    begun(ok ? "ok" : req.headers.has("authorization") ? "failed" : "dropped");
+    return ok ? null : problem(401, "the admin API needs Authorization: Bearer <admin token>", { "WWW-Authenticate": 'Bearer realm="ociregistry-admin"' });
   }
 
   async function prune(body: Record<string, unknown>) {
@@ -152,6 +173,7 @@ export function createAdmin(opts: AdminOptions) {
     }
     const image = path.match(/^images\/(.+)$/);
     if (image && m === "DELETE") {
+      if (hasMalformedEscape(image[1]!)) throw new AdminInputError("the image reference holds a malformed percent-escape; send % as %25");
       const ref = parseImageReference(decodeURIComponent(image[1]!));
       if (!ref.ok || !ref.ref.reference) throw new AdminInputError(`not an image reference: ${image[1]}`);
       const name = recordName({ upstream: ref.ref.upstream, repository: ref.ref.repository, tag: ref.ref.reference });
@@ -164,9 +186,10 @@ export function createAdmin(opts: AdminOptions) {
   }
 
   return {
-    /** Answers a request under /api/v1/; `path` is what follows that prefix. */
-    async handle(req: Request, path: string): Promise<Response> {
-      if (!authorized(req)) return problem(401, "the admin API needs Authorization: Bearer <admin token>", { "WWW-Authenticate": 'Bearer realm="ociregistry-admin"' });
+    /** Answers a request under /api/v1/; `path` is what follows that prefix; `client` the peer's address. */
+    async handle(req: Request, path: string, client?: string): Promise<Response> {
+      const refused = refusal(req, client);
+      if (refused) return refused;
       try {
         return await route(req, path);
       } catch (err) {
@@ -174,7 +197,7 @@ export function createAdmin(opts: AdminOptions) {
         throw err;
       }
     },
-    /** Lets other modules check the token (the status page's data). */
-    authorized,
+    /** Lets other modules check the token, throttled alike (the status page's data). */
+    refusal,
   };
 }

@@ -1,6 +1,7 @@
 // The status page at `/`: one self-contained HTML page (no CDN, no build step) that refreshes
 // itself. With the admin API on it asks for the admin token (kept in the tab's sessionStorage
-// only) and shows the cached images; without it, it shows aggregate figures only.
+// only) and shows the cached images; without it, it shows aggregate figures and the listed
+// upstreams only (upstreams clients named are counted, not named).
 
 export function statusPage(adminOn: boolean): Response {
   return new Response(PAGE.replace("__ADMIN__", adminOn ? "on" : "off"), {
@@ -76,7 +77,11 @@ function show(s) {
   $("hitrate").textContent = s.cache.hitRate === null ? "–" : Math.round(s.cache.hitRate * 100) + " %";
   $("inflight").textContent = s.cache.downloadsInFlight;
   const health = (u) => u.circuit === "closed" ? "healthy" : u.circuit === "open" ? "failing, retry in " + Math.ceil(u.retryInMs / 1000) + " s" : "probing";
-  rows("upstreams", s.upstreams, (tr, u) => { cell(tr, u.name); cell(tr, u.scheme); cell(tr, u.auth); cell(tr, health(u), u.circuit === "closed" ? "ok" : "bad"); cell(tr, u.activeRequests); });
+  const ups = s.upstreams.map((u) => ({ ...u, health: health(u) }));
+  // The public figures count the upstreams clients named instead of naming them.
+  const o = s.otherUpstreams;
+  if (o && (o.circuitsOpen || o.activeRequests)) ups.push({ name: "other (named by clients)", scheme: "", auth: "", circuit: o.circuitsOpen ? "open" : "closed", health: o.circuitsOpen ? o.circuitsOpen + " failing" : "healthy", activeRequests: o.activeRequests });
+  rows("upstreams", ups, (tr, u) => { cell(tr, u.name); cell(tr, u.scheme); cell(tr, u.auth); cell(tr, u.health, u.circuit === "closed" ? "ok" : "bad"); cell(tr, u.activeRequests); });
 }
 async function refresh() {
   try {

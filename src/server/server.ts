@@ -12,7 +12,7 @@ import type { Config } from "../config/schema.ts";
 import { LogLines, type Logger } from "../log.ts";
 import type { ImageReference } from "../oci/reference.ts";
 import { createBasicAuth } from "../registry/auth.ts";
-import type { RegistryError } from "../registry/errors.ts";
+import { createUnexpected, RegistryError } from "../registry/errors.ts";
 import { createRegistry } from "../registry/router.ts";
 import { createAdmin } from "./admin.ts";
 import { banner, clientHints } from "./banner.ts";
@@ -54,15 +54,17 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   // A missing archives directory stops the start; later scans that fail keep the last listing.
   if (archives) log.withTag("archives").info(`${(await archives.rescan()).files} .oci file(s) under ${archives.dir}`);
   const { store, cache, upstreams } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined });
+  // One login check for the registry and the status page, so both share its throttle.
+  const login = cfg.users.length ? createBasicAuth(cfg.users) : null;
   const registry = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
-    users: cfg.users,
+    auth: login,
     allowUpstream: cfg.upstreams === "listed" ? (u) => listed.has(u) : undefined,
   });
   const started = Date.now();
-  const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams });
+  const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed });
   const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
-  const login = cfg.users.length ? createBasicAuth(cfg.users) : null;
+  const unexpected = createUnexpected((m) => log.withTag("http").error(m));
   const grace = opts.graceMs ?? SHUTDOWN_GRACE_MS;
   const servers: Server<undefined>[] = [];
   const timers: Timer[] = [];
@@ -92,29 +94,42 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     return null;
   }
 
+  /** `/` and `/status.json`: public without the admin API only when clients need no login. */
+  async function ui(req: Request, path: string, client: string | undefined): Promise<Response> {
+    // With the admin token, /status.json shows everything /api/v1/status shows.
+    if (admin && path === "/status.json" && /^Bearer\s/i.test(req.headers.get("authorization") ?? "")) {
+      return admin.refusal(req, client) ?? Response.json(status.full(), { headers: { "Cache-Control": "no-store" } });
+    }
+    const refused = login ? await login.check(req.headers.get("authorization"), client).then(() => null, (e: unknown) => {
+      if (e instanceof RegistryError) return e.toResponse(req.method);
+      throw e;
+    }) : null;
+    if (refused) return refused;
+    if (path === "/") return statusPage(!!admin);
+    // Without the token: aggregates and the listed upstreams only (no image names, no client-named upstreams).
+    return admin ? new Response("the admin API is on: use /api/v1/status or /status.json with the admin token\n", { status: 404 }) : Response.json(status.aggregate(), { headers: { "Cache-Control": "no-store" } });
+  }
+
   /** Everything on the main port: operational endpoints, the admin API, the page, the registry. */
-  async function handle(req: Request): Promise<Response> {
+  async function handle(req: Request, server?: Server<undefined>): Promise<Response> {
     const t0 = performance.now();
     const url = new URL(req.url);
     const path = url.pathname;
     const op = operational(path);
     if (op) return op;
+    // The peer's address, never X-Forwarded-For (any client can send that): login throttling keys on it.
+    const client = server?.requestIP(req)?.address;
     let res: Response;
     let route: string;
     if (path.startsWith("/api/v1/") && admin) {
       route = "admin";
-      res = await admin.handle(req, path.slice("/api/v1/".length));
+      res = await admin.handle(req, path.slice("/api/v1/".length), client);
     } else if ((path === "/" || path === "/status.json") && req.method === "GET") {
       route = "ui";
-      // The page is public without the admin API only when clients need no login; the figures it
-      // shows without the admin API are aggregates (no image names).
-      const refused = login ? await login.check(req.headers.get("authorization")).then(() => null, (e: RegistryError) => e.toResponse(req.method)) : null;
-      if (refused) res = refused;
-      else if (path === "/") res = statusPage(!!admin);
-      else res = admin ? new Response("the admin API is on: use /api/v1/status with the admin token\n", { status: 404 }) : Response.json(status.aggregate());
+      res = await ui(req, path, client);
     } else {
       route = routeOf(path);
-      res = await registry(req, url);
+      res = await registry(req, url, client);
     }
     if (!instrumented) return res;
     const length = res.headers.get("content-length");
@@ -122,8 +137,14 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     return res;
   }
 
+  /** Bun.serve's answer to a throw no handler caught: the generic 500, never the runtime's error page. */
+  function error(err: Error): Response {
+    return unexpected(err, "request");
+  }
+
   function listen(port: number, fetch: (req: Request) => Promise<Response> | Response): Server<undefined> {
-    const s = Bun.serve({ hostname: cfg.host, port, fetch });
+    // development: false keeps Bun from answering a throw with its error page (stack, paths, source).
+    const s = Bun.serve({ hostname: cfg.host, port, fetch, error, development: false });
     servers.push(s);
     return s;
   }
@@ -168,6 +189,8 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     metrics,
     /** The main port's request handler, for in-process tests. */
     handler: handle,
+    /** What Bun.serve answers when a handler throws (for in-process tests). */
+    onError: error,
     /** Listens, starts the timers and the preload; returns the ports (useful with port 0). */
     start(): { port: number; metricsPort?: number; healthPort?: number } {
       const t = cfg.serverTlsConfig;
@@ -177,6 +200,8 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         // Streaming a cold blob may wait on a slow upstream; Bun's limit is 255 s.
         idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
         fetch: handle,
+        error,
+        development: false,
         tls: t ? { cert: t.cert, key: t.key, ca: t.ca, requestCert: t.clientAuth === "verify", rejectUnauthorized: t.clientAuth === "verify" } : undefined,
       });
       servers.push(main);
