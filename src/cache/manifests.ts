@@ -16,8 +16,18 @@ import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
 
-/** Platform manifests of indexes seen lately: fetching one by digest is part of a pull, not a pin. */
+/** (upstream, repository, platform manifest) triples of indexes seen lately: fetching one by digest is part of a pull, not a pin. */
 const MAX_KNOWN_CHILDREN = 20_000;
+
+/**
+ * Manifests of one index (or one subject's referrers) the cache follows or remembers. Real indexes
+ * list tens (each platform, often with an attestation beside it); thousands mean a broken or
+ * hostile upstream, which must not evict what every other upstream's indexes taught the cache.
+ */
+export const MAX_INDEX_MANIFESTS = 1000;
+
+/** Key of a platform manifest as part of an index some upstream served in some repository. */
+const partKey = (target: Target, digest: string) => `${target.upstream} ${target.repository} ${digest}`;
 
 /** Accept header sent upstream: what the client accepts plus every type we cache. */
 export function upstreamAccept(clientAccept: string | null): string {
@@ -33,7 +43,7 @@ export function upstreamAccept(clientAccept: string | null): string {
 export function createManifests(ctx: CacheContext) {
   const inflight = new Map<string, Promise<ManifestResult>>();
   const knownChildren = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
-  /** (upstream, manifest) pairs whose declarations are remembered already. */
+  /** (upstream, repository, manifest) triples whose declarations are remembered already. */
   const remembered = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
 
   function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null, parsed = parseManifest(bytes)): ManifestResult {
@@ -42,22 +52,41 @@ export function createManifests(ctx: CacheContext) {
     return { bytes, mediaType, digest };
   }
 
+  /** Notes an index's platform manifests as parts of it, for that upstream and repository only. */
+  function notePlatforms(target: Target, children: ReadonlyArray<{ digest?: unknown }>) {
+    for (const c of children.slice(0, MAX_INDEX_MANIFESTS)) if (typeof c?.digest === "string") knownChildren.set(partKey(target, c.digest), true);
+  }
+
   /**
-   * Remembers what a manifest that `upstream` vouched for (fetched from it, or its tag record)
-   * declares: blob sizes, keyed by that upstream, so its downloads can be held to them; and an
-   * index's platform manifests.
+   * Remembers what a manifest that `target.upstream` vouched for (fetched from it, or its tag
+   * record) declares: blob sizes, keyed by that upstream, so its downloads can be held to them;
+   * and an index's platform manifests, as parts of it in that upstream's repository.
    */
-  function remember(upstream: string, m: ManifestResult, parsed?: ManifestShape) {
-    // Once per upstream and manifest: a warm tag must not parse its manifest on every pull.
-    const key = `${upstream} ${m.digest}`;
+  function remember(target: Target, m: ManifestResult, parsed?: ManifestShape) {
+    // Once per upstream, repository and manifest: a warm tag must not parse its manifest on every pull.
+    const key = partKey(target, m.digest);
     if (remembered.has(key)) return;
     remembered.set(key, true);
     const shape = parsed ?? parseManifest(m.bytes);
     if (!shape) return;
-    for (const d of [...(shape.manifests ?? []), ...(shape.config ? [shape.config] : []), ...(shape.layers ?? [])]) {
-      if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(`${upstream} ${d.digest}`, d.size);
+    const listed = (shape.manifests ?? []).slice(0, MAX_INDEX_MANIFESTS);
+    for (const d of [...listed, ...(shape.config ? [shape.config] : []), ...(shape.layers ?? [])]) {
+      if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(`${target.upstream} ${d.digest}`, d.size);
     }
-    for (const c of shape.manifests ?? []) if (typeof c?.digest === "string") knownChildren.set(c.digest, true);
+    notePlatforms(target, listed);
+  }
+
+  /**
+   * A pull by digest through `target` counts for that upstream, wherever the bytes came from
+   * (memory, the store, a fetch): it touches the upstream's pin record, or makes one unless the
+   * manifest is a platform manifest of an index this same upstream served in this repository.
+   * Another upstream's index naming the same digest changes nothing for this one.
+   */
+  async function pulledByDigest(target: Target, m: ManifestResult) {
+    // An index pulled by digest makes its platform manifests parts of it here, as by tag; the
+    // bytes are the digest's, so what they declare holds whoever fetched them first.
+    remember(target, m);
+    await ctx.records.pulledByDigest(target, m, knownChildren.has(partKey(target, m.digest)));
   }
 
   function revalidateAfter(target: Target, tag: string): number {
@@ -119,7 +148,7 @@ export function createManifests(ctx: CacheContext) {
     }
     await ctx.store.writeManifest(digest, bytes);
     ctx.memory.set(m);
-    remember(target.upstream, m, parsed);
+    remember(target, m, parsed);
     ctx.observe.miss?.("manifest");
     return m;
   }
@@ -149,7 +178,7 @@ export function createManifests(ctx: CacheContext) {
     if (rec) {
       const m = await stored(rec.digest);
       if (m) {
-        remember(target.upstream, m);
+        remember(target, m);
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           ctx.records.pulled(rec, false);
@@ -178,6 +207,7 @@ export function createManifests(ctx: CacheContext) {
     const m = await stored(digest);
     if (m) {
       ctx.observe.hit?.("manifest");
+      await pulledByDigest(target, m);
       return m;
     }
     if (ctx.airGapped) {
@@ -186,23 +216,22 @@ export function createManifests(ctx: CacheContext) {
     const fetched = await fetchAndStore(target, digest, accept);
     // A pull by digest alone (how Kubernetes pulls pinned images) gets a record of its own, so
     // list, prune and export know it; a platform manifest of an index is part of that index.
-    if (!knownChildren.has(digest)) await ctx.records.record(target, digest, fetched, null);
+    await pulledByDigest(target, fetched);
     return fetched;
   }
 
   return {
-    /** Treats an index's manifests as parts of it: fetched by digest, they get no record of their own. */
-    adopt(bytes: Uint8Array) {
-      for (const c of childrenOf(bytes).manifests) knownChildren.set(c.digest, true);
+    /** Treats an index's manifests as parts of it in `target`: fetched by digest there, they get no record of their own. */
+    adopt(target: Target, bytes: Uint8Array) {
+      notePlatforms(target, childrenOf(bytes).manifests);
     },
     /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
     get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
       if (isDigest(reference)) {
-        ctx.records.pulledPin(target, reference);
         const hot = ctx.memory.get(reference);
         if (hot) {
           ctx.observe.hit?.("manifest");
-          return Promise.resolve(hot);
+          return pulledByDigest(target, hot).then(() => hot);
         }
       }
       const key = `${target.upstream} ${target.repository} ${reference}`;

@@ -48,7 +48,7 @@ export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof 
   /** Keeps an index the upstream sent, unless it is what the store holds already. */
   async function keep(target: Target, digest: string, bytes: Uint8Array) {
     const indexDigest = digestOf(bytes);
-    manifests.adopt(bytes);
+    manifests.adopt(target, bytes);
     const rec = await ctx.records.get(target, referrersTag(digest));
     if (rec?.digest === indexDigest) return ctx.records.pulled(rec, true);
     await ctx.store.writeManifest(indexDigest, bytes);
