@@ -16,8 +16,8 @@ import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
 
-/** (upstream, repository, platform manifest) triples of indexes seen lately: fetching one by digest is part of a pull, not a pin. */
-const MAX_KNOWN_CHILDREN = 20_000;
+/** (upstream, repository, digest) triples remembered as covered by a record (see `covered`). */
+const MAX_COVERED = 20_000;
 
 /**
  * Manifests of one index (or one subject's referrers) the cache follows or remembers. Real indexes
@@ -26,7 +26,7 @@ const MAX_KNOWN_CHILDREN = 20_000;
  */
 export const MAX_INDEX_MANIFESTS = 1000;
 
-/** Key of a platform manifest as part of an index some upstream served in some repository. */
+/** Key of a manifest as an upstream served it in a repository. */
 const partKey = (target: Target, digest: string) => `${target.upstream} ${target.repository} ${digest}`;
 
 /** Accept header sent upstream: what the client accepts plus every type we cache. */
@@ -42,9 +42,14 @@ export function upstreamAccept(clientAccept: string | null): string {
 
 export function createManifests(ctx: CacheContext) {
   const inflight = new Map<string, Promise<ManifestResult>>();
-  const knownChildren = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
+  /**
+   * Manifests a record of an upstream covers in a repository, seen lately: its tags' targets and
+   * their platform manifests. Pulled by digest through that same upstream and repository, one is
+   * part of the tagged image, not a pin of its own; through any other, it is not covered.
+   */
+  const covered = new BoundedMap<string, true>(MAX_COVERED);
   /** (upstream, repository, manifest) triples whose declarations are remembered already. */
-  const remembered = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
+  const remembered = new BoundedMap<string, true>(MAX_COVERED);
 
   function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null, parsed = parseManifest(bytes)): ManifestResult {
     const detected = parsed ? detectMediaType(parsed) : null;
@@ -54,7 +59,7 @@ export function createManifests(ctx: CacheContext) {
 
   /** Notes an index's platform manifests as parts of it, for that upstream and repository only. */
   function notePlatforms(target: Target, children: ReadonlyArray<{ digest?: unknown }>) {
-    for (const c of children.slice(0, MAX_INDEX_MANIFESTS)) if (typeof c?.digest === "string") knownChildren.set(partKey(target, c.digest), true);
+    for (const c of children.slice(0, MAX_INDEX_MANIFESTS)) if (typeof c?.digest === "string") covered.set(partKey(target, c.digest), true);
   }
 
   /**
@@ -86,7 +91,7 @@ export function createManifests(ctx: CacheContext) {
     // An index pulled by digest makes its platform manifests parts of it here, as by tag; the
     // bytes are the digest's, so what they declare holds whoever fetched them first.
     remember(target, m);
-    await ctx.records.pulledByDigest(target, m, knownChildren.has(partKey(target, m.digest)));
+    await ctx.records.pulledByDigest(target, m, covered.has(partKey(target, m.digest)));
   }
 
   function revalidateAfter(target: Target, tag: string): number {
@@ -179,6 +184,7 @@ export function createManifests(ctx: CacheContext) {
       const m = await stored(rec.digest);
       if (m) {
         remember(target, m);
+        covered.set(partKey(target, m.digest), true);
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           ctx.records.pulled(rec, false);
@@ -199,6 +205,9 @@ export function createManifests(ctx: CacheContext) {
     }
     const m = await fetchAndStore(target, tag, accept);
     await ctx.records.record(target, tag, m, rec);
+    // A tag that moved no longer covers what it pointed at: pulled by digest, that is a pin now.
+    if (rec && rec.digest !== m.digest) covered.delete(partKey(target, rec.digest));
+    covered.set(partKey(target, m.digest), true);
     ctx.log.info(`cached ${target.upstream}/${target.repository}:${tag} (${m.digest})`);
     return m;
   }

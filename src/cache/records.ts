@@ -13,7 +13,7 @@ export interface RecordedManifest {
   bytes: Uint8Array;
 }
 
-/** Platform manifests pulled by digest known to have no record, so such a pull reads the disk at most once. */
+/** Covered manifests pulled by digest known to have no pin record, so such a pull reads the disk at most once. */
 const MAX_ABSENT = 20_000;
 /** Records kept in memory besides the ones with unwritten times (those stay until flushed). */
 const MAX_CLEAN_RECORDS = 10_000;
@@ -98,21 +98,22 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
 
     /**
      * A pull by digest through `target`: touches its pin record; when it has none, makes one
-     * unless `part` (a platform manifest of an index this upstream served in this repository).
-     * At most one disk read per pin, then memory; a new record is written once, before answering.
+     * unless `covered` (a tag of this upstream in this repository points at it or at an index
+     * listing it). At most one disk read per pin, then memory; a new record is written once,
+     * before answering.
      */
-    async pulledByDigest(target: Target, m: RecordedManifest, part: boolean): Promise<void> {
+    async pulledByDigest(target: Target, m: RecordedManifest, covered: boolean): Promise<void> {
       const key = recordName({ ...target, tag: m.digest });
       const known = records.get(key);
       if (known) return touch(known, { lastPulled: iso() });
-      if (absent.has(key) && part) return;
+      if (absent.has(key) && covered) return;
       try {
         const disk = absent.has(key) ? null : await store.readTag(target.upstream, target.repository, m.digest);
         if (disk) {
           records.set(key, disk);
           return touch(disk, { lastPulled: iso() });
         }
-        if (!part) return await this.record(target, m.digest, m, null);
+        if (!covered) return await this.record(target, m.digest, m, null);
         if (absent.size >= MAX_ABSENT) absent.clear();
         absent.add(key);
       } catch (err) {

@@ -95,6 +95,21 @@ describe("a pull by digest counts for its own upstream", () => {
     expect(record("l.test", img.digest)).toBe(true);
   });
 
+  test("a tag's target pulled by digest through its own upstream is that tag's image; through another, a pin", async () => {
+    const { r, img, pull, record } = await setup();
+    await pull("l.test", "mine");
+    await pull("l.test", img.digest);
+    expect(record("l.test", img.digest)).toBe(false);
+    await pull("e.test", img.digest);
+    expect(record("e.test", img.digest)).toBe(true);
+    // The tag moves: the digest it left, pulled by digest, is a pin now.
+    r.upstream.add("app", "mine", makeImage());
+    r.clock.advance(DAY);
+    await pull("l.test", "mine");
+    await pull("l.test", img.digest);
+    expect(record("l.test", img.digest)).toBe(true);
+  });
+
   test("warm pulls by digest read no record from disk: one read per pin at most", async () => {
     const { r, img, evil, pull } = await setup();
     const index = makeIndex(["amd64"]);
