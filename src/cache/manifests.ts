@@ -83,9 +83,9 @@ export function createManifests(ctx: CacheContext) {
 
   /**
    * A pull by digest through `target` counts for that upstream, wherever the bytes came from
-   * (memory, the store, a fetch): it touches the upstream's pin record, or makes one unless the
-   * manifest is a platform manifest of an index this same upstream served in this repository.
-   * Another upstream's index naming the same digest changes nothing for this one.
+   * (memory, the store, a fetch): it touches the upstream's pin record, or makes one unless a
+   * tag of this same upstream in this repository covers the manifest (points at it, or at an
+   * index listing it). Another upstream's index or tag naming the digest changes nothing here.
    */
   async function pulledByDigest(target: Target, m: ManifestResult) {
     // An index pulled by digest makes its platform manifests parts of it here, as by tag; the
@@ -224,7 +224,7 @@ export function createManifests(ctx: CacheContext) {
     }
     const fetched = await fetchAndStore(target, digest, accept);
     // A pull by digest alone (how Kubernetes pulls pinned images) gets a record of its own, so
-    // list, prune and export know it; a platform manifest of an index is part of that index.
+    // list, prune and export know it; a manifest a tag covers is part of that tag's image.
     await pulledByDigest(target, fetched);
     return fetched;
   }
