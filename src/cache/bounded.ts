@@ -31,3 +31,36 @@ export function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: 
   const run = pLimit(limit);
   return Promise.all(items.map((item) => run(() => fn(item))));
 }
+
+/**
+ * Bytes held at once by some kind of work (large manifests being read and parsed): `take(n)`
+ * waits, first come first served, until `n` more fit, and returns the release. A take larger than
+ * the whole budget runs alone.
+ */
+export function createByteBudget(total: number) {
+  let used = 0;
+  const waiting: Array<{ n: number; go: () => void }> = [];
+  const fits = (n: number) => used === 0 || used + n <= total;
+  const pump = () => {
+    while (waiting.length && fits(waiting[0]!.n)) {
+      const w = waiting.shift()!;
+      used += w.n;
+      w.go();
+    }
+  };
+  return {
+    async take(n: number): Promise<() => void> {
+      if (!waiting.length && fits(n)) used += n;
+      else await new Promise<void>((go) => waiting.push({ n, go }));
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        used -= n;
+        pump();
+      };
+    },
+  };
+}
+
+export type ByteBudget = ReturnType<typeof createByteBudget>;

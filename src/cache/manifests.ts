@@ -8,7 +8,7 @@ import {
 } from "../oci/mediatypes.ts";
 import { recordName } from "../store/record.ts";
 import type { TagRecord } from "../store/types.ts";
-import { discardBody, readBody } from "../upstream/body.ts";
+import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
@@ -25,6 +25,17 @@ const MAX_COVERED = 20_000;
  * hostile upstream, which must not evict what every other upstream's indexes taught the cache.
  */
 export const MAX_INDEX_MANIFESTS = 1000;
+
+/** Manifests up to this size (nearly all: an image's is a few KiB) are read outside the budget below. */
+const SMALL_MANIFEST_BYTES = 256 * 1024;
+/** Bytes of larger manifests read and parsed at once, process-wide: two of the largest. */
+export const MANIFEST_BUDGET_BYTES = 2 * MAX_MANIFEST_BYTES;
+
+/** A manifest's share of the budget: none when small or refused unread, the most when unannounced. */
+export function manifestBudgetWeight(announced: number | null): number {
+  if (announced !== null && (announced <= SMALL_MANIFEST_BYTES || announced > MAX_MANIFEST_BYTES)) return 0;
+  return announced ?? MAX_MANIFEST_BYTES;
+}
 
 /** Key of a manifest as an upstream served it in a repository. */
 const partKey = (target: Target, digest: string) => `${target.upstream} ${target.repository} ${digest}`;
@@ -125,6 +136,18 @@ export function createManifests(ctx: CacheContext) {
       discardBody(res);
       throw fromUpstreamStatus(res.status, target.upstream, where, "manifest");
     }
+    // Large manifests are read and parsed a few at a time: parsing one costs several times its
+    // size, and a hostile upstream can send many of the largest at once.
+    const weight = manifestBudgetWeight(contentLength(res));
+    const release = weight ? await ctx.manifestBudget.take(weight) : null;
+    try {
+      return await readAndStore(target, reference, res, where);
+    } finally {
+      release?.();
+    }
+  }
+
+  async function readAndStore(target: Target, reference: string, res: Response, where: string): Promise<ManifestResult> {
     let bytes: Uint8Array;
     try {
       bytes = await readBody(res, target.upstream, `the manifest ${where}`, {

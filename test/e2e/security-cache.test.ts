@@ -168,6 +168,46 @@ describe("load of an index with very many children (item 3)", () => {
   }, 60_000);
 });
 
+describe("very many referrers, and a huge index through serve (item 3, variants)", () => {
+  test("load --with-referrers of a subject with 20,000 referrers: refused with the count, none fetched, RSS < 150 MB", async () => {
+    const subject = makeImage();
+    e.add("refs/app", "v1", subject);
+    const huge = wideIndex(20_000);
+    let fetched = 0;
+    e.behave("refs", (x) => {
+      if (x.kind === "manifests" && x.ref !== "v1" && x.ref !== subject.digest) fetched++;
+      if (x.kind !== "referrers") return honest(x);
+      x.res.writeHead(200, { "Content-Type": OCI_INDEX, "Content-Length": String(huge.bytes.byteLength) });
+      x.res.end(Buffer.from(huge.bytes));
+    });
+    const { store, config } = prepare(base);
+    const r = await load(store, config, [`${E}/refs/app:v1`], ["--with-referrers"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${E}/refs/app:v1: ${subject.digest} has 20000 referrers; a pull follows at most 1000`);
+    expect(fetched).toBe(0);
+    expect(r.peak).toBeLessThan(150 * MB);
+  }, 60_000);
+
+  test("serve relays a 20,000-child index as it is, fetching no child, in bounded memory; L's pulls keep working", async () => {
+    const huge = serveIndex(wideIndex(20_000));
+    e.behave("relay", huge.behaviour);
+    const img = makeImage();
+    l.add("steady/app", "v1", img);
+    const { cache } = await caches.start(base);
+    const mem = watchMemory(cache.proc.pid, 600 * MB);
+    const [got, steady] = await Promise.all([
+      get(`${cache.url}/v2/relay/app/manifests/v1?ns=${E}`),
+      get(`${cache.url}/v2/steady/app/manifests/v1?ns=${L}`),
+    ]);
+    mem.stop();
+    expect(got.status).toBe(200);
+    expect(got.body?.byteLength).toBeGreaterThan(3 * MB);
+    expect(steady.body).toEqual(img.manifest);
+    expect(huge.stats.childRequests).toBe(0);
+    expect(mem.peak()).toBeLessThan(150 * MB);
+  }, 60_000);
+});
+
 describe("another upstream's index naming L's manifest (item 8)", () => {
   test("L's pull by digest is recorded for L, listed, kept by prune after E's record ages, and served with L down", async () => {
     const img = makeImage();

@@ -3,6 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { digestOf } from "../../src/oci/digest.ts";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/oci/mediatypes.ts";
+import { createByteBudget } from "../../src/cache/bounded.ts";
 import { missingContent } from "../../src/cache/closure.ts";
 import { CacheError } from "../../src/cache/errors.ts";
 import { MAX_INDEX_MANIFESTS } from "../../src/cache/manifests.ts";
@@ -125,5 +126,25 @@ describe("load and preload fan out a few at a time", () => {
     };
     expect(await missingContent(r.store, digest)).toEqual([`every platform manifest of ${digest}`]);
     expect(peak).toBeLessThanOrEqual(8);
+  });
+});
+
+describe("the byte budget for large manifests", () => {
+  test("takes beyond the budget wait, first come first served; one larger than it runs alone", async () => {
+    const budget = createByteBudget(10);
+    const order: string[] = [];
+    const a = await budget.take(6);
+    const b = budget.take(6).then((r) => (order.push("b"), r));
+    const c = budget.take(20).then((r) => (order.push("c"), r));
+    await Bun.sleep(5);
+    expect(order).toEqual([]);
+    a();
+    (await b)();
+    (await c)();
+    expect(order).toEqual(["b", "c"]);
+    const d = await budget.take(10);
+    d();
+    d();
+    expect(await Promise.race([budget.take(10).then(() => "granted"), Bun.sleep(5).then(() => "waiting")])).toBe("granted");
   });
 });
