@@ -3,6 +3,7 @@
 // image is complete in the store. References that are not digests are reported, never followed.
 import { childrenOf } from "../oci/walk.ts";
 import type { Store } from "../store/types.ts";
+import { mapBounded } from "./bounded.ts";
 
 export interface Closure {
   manifests: Set<string>;
@@ -10,6 +11,9 @@ export interface Closure {
   /** `<manifest digest>: <reference as written>` for every child reference that is not a digest. */
   invalid: string[];
 }
+
+/** Platform manifests of one index checked at once. */
+const CHECK_CONCURRENCY = 8;
 
 /** Follows manifests from `roots`; manifests that are not stored are listed but not followed. */
 export async function closureOf(store: Store, roots: Iterable<string>): Promise<Closure> {
@@ -43,7 +47,8 @@ export async function missingContent(store: Store, digest: string, memo = new Ma
       const c = childrenOf(bytes);
       const missing: string[] = [];
       if (c.manifests.length) {
-        const platforms = await Promise.all(c.manifests.map((m) => missingContent(store, m.digest, memo)));
+        // A few at a time: the index may list thousands (and the store may be remote).
+        const platforms = await mapBounded(c.manifests, CHECK_CONCURRENCY, (m) => missingContent(store, m.digest, memo));
         const pulled = platforms.filter((m) => !m[0]?.startsWith("manifest "));
         if (pulled.length === 0) missing.push(`every platform manifest of ${digest}`);
         else if (!pulled.some((m) => m.length === 0)) missing.push(...pulled.flat());

@@ -4,6 +4,7 @@ import type { BoundedMap } from "../oci/bounded-map.ts";
 import type { Target } from "../oci/reference.ts";
 import type { Store } from "../store/types.ts";
 import type { Upstreams } from "../upstream/client.ts";
+import type { ByteBudget } from "./bounded.ts";
 import type { TransferRate } from "./download.ts";
 import type { ManifestMemory } from "./memory.ts";
 import type { TagBook } from "./records.ts";
@@ -63,4 +64,6 @@ export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemor
   declaredSizes: BoundedMap<string, number>;
   memory: ManifestMemory;
   records: TagBook;
+  /** Bytes of large manifests (and referrers indexes) being read and parsed at once. */
+  manifestBudget: ByteBudget;
 }

@@ -64,3 +64,9 @@ export function fromUpstreamStatus(status: number, upstream: string, where: stri
   if (status === 401 || status === 403) return new CacheError("refused", subject, message, status);
   return new CacheError("unreachable", subject, message, status);
 }
+
+/** A failure of one part of a larger pull, named in front; a CacheError keeps its failure and status. */
+export function inPart(err: unknown, part: string): Error {
+  if (err instanceof CacheError) return new CacheError(err.failure, err.subject, `${part}: ${err.message}`, err.status, err.retryAfterMs);
+  return new Error(`${part}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+}

@@ -3,7 +3,8 @@ import { BoundedMap } from "../oci/bounded-map.ts";
 import { archivesFirst } from "./archives-first.ts";
 import { createBlobs } from "./blobs.ts";
 import type { CacheContext, CacheOptions } from "./context.ts";
-import { createManifests } from "./manifests.ts";
+import { createByteBudget } from "./bounded.ts";
+import { createManifests, MANIFEST_BUDGET_BYTES } from "./manifests.ts";
 import { ManifestMemory } from "./memory.ts";
 import { pruneStore, type PruneOptions } from "./prune.ts";
 import { createPuller } from "./pull.ts";
@@ -35,6 +36,7 @@ export function createCache(opts: CacheOptions) {
     declaredSizes: new BoundedMap(DECLARED_SIZES),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
     records: createTagBook(opts.store, now, (m) => opts.log.warn(m)),
+    manifestBudget: createByteBudget(MANIFEST_BUDGET_BYTES),
   };
   const stored = { manifests: createManifests(ctx), blobs: createBlobs(ctx) };
   // Clients see the archives first; load and preload pull into the store only.

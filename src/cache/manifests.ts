@@ -8,7 +8,7 @@ import {
 } from "../oci/mediatypes.ts";
 import { recordName } from "../store/record.ts";
 import type { TagRecord } from "../store/types.ts";
-import { discardBody, readBody } from "../upstream/body.ts";
+import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
@@ -16,8 +16,29 @@ import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
 
-/** Platform manifests of indexes seen lately: fetching one by digest is part of a pull, not a pin. */
-const MAX_KNOWN_CHILDREN = 20_000;
+/** (upstream, repository, digest) triples remembered as covered by a record (see `covered`). */
+const MAX_COVERED = 20_000;
+
+/**
+ * Manifests of one index (or one subject's referrers) the cache follows or remembers. Real indexes
+ * list tens (each platform, often with an attestation beside it); thousands mean a broken or
+ * hostile upstream, which must not evict what every other upstream's indexes taught the cache.
+ */
+export const MAX_INDEX_MANIFESTS = 1000;
+
+/** Manifests up to this size (nearly all: an image's is a few KiB) are read outside the budget below. */
+const SMALL_MANIFEST_BYTES = 256 * 1024;
+/** Bytes of larger manifests read and parsed at once, process-wide: two of the largest. */
+export const MANIFEST_BUDGET_BYTES = 2 * MAX_MANIFEST_BYTES;
+
+/** A manifest's share of the budget: none when small or refused unread, the most when unannounced. */
+export function manifestBudgetWeight(announced: number | null): number {
+  if (announced !== null && (announced <= SMALL_MANIFEST_BYTES || announced > MAX_MANIFEST_BYTES)) return 0;
+  return announced ?? MAX_MANIFEST_BYTES;
+}
+
+/** Key of a manifest as an upstream served it in a repository. */
+const partKey = (target: Target, digest: string) => `${target.upstream} ${target.repository} ${digest}`;
 
 /** Accept header sent upstream: what the client accepts plus every type we cache. */
 export function upstreamAccept(clientAccept: string | null): string {
@@ -32,9 +53,14 @@ export function upstreamAccept(clientAccept: string | null): string {
 
 export function createManifests(ctx: CacheContext) {
   const inflight = new Map<string, Promise<ManifestResult>>();
-  const knownChildren = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
-  /** (upstream, manifest) pairs whose declarations are remembered already. */
-  const remembered = new BoundedMap<string, true>(MAX_KNOWN_CHILDREN);
+  /**
+   * Manifests a record of an upstream covers in a repository, seen lately: its tags' targets and
+   * their platform manifests. Pulled by digest through that same upstream and repository, one is
+   * part of the tagged image, not a pin of its own; through any other, it is not covered.
+   */
+  const covered = new BoundedMap<string, true>(MAX_COVERED);
+  /** (upstream, repository, manifest) triples whose declarations are remembered already. */
+  const remembered = new BoundedMap<string, true>(MAX_COVERED);
 
   function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null, parsed = parseManifest(bytes)): ManifestResult {
     const detected = parsed ? detectMediaType(parsed) : null;
@@ -42,22 +68,41 @@ export function createManifests(ctx: CacheContext) {
     return { bytes, mediaType, digest };
   }
 
+  /** Notes an index's platform manifests as parts of it, for that upstream and repository only. */
+  function notePlatforms(target: Target, children: ReadonlyArray<{ digest?: unknown }>) {
+    for (const c of children.slice(0, MAX_INDEX_MANIFESTS)) if (typeof c?.digest === "string") covered.set(partKey(target, c.digest), true);
+  }
+
   /**
-   * Remembers what a manifest that `upstream` vouched for (fetched from it, or its tag record)
-   * declares: blob sizes, keyed by that upstream, so its downloads can be held to them; and an
-   * index's platform manifests.
+   * Remembers what a manifest that `target.upstream` vouched for (fetched from it, or its tag
+   * record) declares: blob sizes, keyed by that upstream, so its downloads can be held to them;
+   * and an index's platform manifests, as parts of it in that upstream's repository.
    */
-  function remember(upstream: string, m: ManifestResult, parsed?: ManifestShape) {
-    // Once per upstream and manifest: a warm tag must not parse its manifest on every pull.
-    const key = `${upstream} ${m.digest}`;
+  function remember(target: Target, m: ManifestResult, parsed?: ManifestShape) {
+    // Once per upstream, repository and manifest: a warm tag must not parse its manifest on every pull.
+    const key = partKey(target, m.digest);
     if (remembered.has(key)) return;
     remembered.set(key, true);
     const shape = parsed ?? parseManifest(m.bytes);
     if (!shape) return;
-    for (const d of [...(shape.manifests ?? []), ...(shape.config ? [shape.config] : []), ...(shape.layers ?? [])]) {
-      if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(`${upstream} ${d.digest}`, d.size);
+    const listed = (shape.manifests ?? []).slice(0, MAX_INDEX_MANIFESTS);
+    for (const d of [...listed, ...(shape.config ? [shape.config] : []), ...(shape.layers ?? [])]) {
+      if (typeof d?.digest === "string" && Number.isSafeInteger(d.size) && d.size >= 0) ctx.declaredSizes.set(`${target.upstream} ${d.digest}`, d.size);
     }
-    for (const c of shape.manifests ?? []) if (typeof c?.digest === "string") knownChildren.set(c.digest, true);
+    notePlatforms(target, listed);
+  }
+
+  /**
+   * A pull by digest through `target` counts for that upstream, wherever the bytes came from
+   * (memory, the store, a fetch): it touches the upstream's pin record, or makes one unless a
+   * tag of this same upstream in this repository covers the manifest (points at it, or at an
+   * index listing it). Another upstream's index or tag naming the digest changes nothing here.
+   */
+  async function pulledByDigest(target: Target, m: ManifestResult) {
+    // An index pulled by digest makes its platform manifests parts of it here, as by tag; the
+    // bytes are the digest's, so what they declare holds whoever fetched them first.
+    remember(target, m);
+    await ctx.records.pulledByDigest(target, m, covered.has(partKey(target, m.digest)));
   }
 
   function revalidateAfter(target: Target, tag: string): number {
@@ -91,6 +136,18 @@ export function createManifests(ctx: CacheContext) {
       discardBody(res);
       throw fromUpstreamStatus(res.status, target.upstream, where, "manifest");
     }
+    // Large manifests are read and parsed a few at a time: parsing one costs several times its
+    // size, and a hostile upstream can send many of the largest at once.
+    const weight = manifestBudgetWeight(contentLength(res));
+    const release = weight ? await ctx.manifestBudget.take(weight) : null;
+    try {
+      return await readAndStore(target, reference, res, where);
+    } finally {
+      release?.();
+    }
+  }
+
+  async function readAndStore(target: Target, reference: string, res: Response, where: string): Promise<ManifestResult> {
     let bytes: Uint8Array;
     try {
       bytes = await readBody(res, target.upstream, `the manifest ${where}`, {
@@ -119,7 +176,7 @@ export function createManifests(ctx: CacheContext) {
     }
     await ctx.store.writeManifest(digest, bytes);
     ctx.memory.set(m);
-    remember(target.upstream, m, parsed);
+    remember(target, m, parsed);
     ctx.observe.miss?.("manifest");
     return m;
   }
@@ -149,7 +206,8 @@ export function createManifests(ctx: CacheContext) {
     if (rec) {
       const m = await stored(rec.digest);
       if (m) {
-        remember(target.upstream, m);
+        remember(target, m);
+        covered.set(partKey(target, m.digest), true);
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           ctx.records.pulled(rec, false);
@@ -170,6 +228,9 @@ export function createManifests(ctx: CacheContext) {
     }
     const m = await fetchAndStore(target, tag, accept);
     await ctx.records.record(target, tag, m, rec);
+    // A tag that moved no longer covers what it pointed at: pulled by digest, that is a pin now.
+    if (rec && rec.digest !== m.digest) covered.delete(partKey(target, rec.digest));
+    covered.set(partKey(target, m.digest), true);
     ctx.log.info(`cached ${target.upstream}/${target.repository}:${tag} (${m.digest})`);
     return m;
   }
@@ -178,6 +239,7 @@ export function createManifests(ctx: CacheContext) {
     const m = await stored(digest);
     if (m) {
       ctx.observe.hit?.("manifest");
+      await pulledByDigest(target, m);
       return m;
     }
     if (ctx.airGapped) {
@@ -185,24 +247,23 @@ export function createManifests(ctx: CacheContext) {
     }
     const fetched = await fetchAndStore(target, digest, accept);
     // A pull by digest alone (how Kubernetes pulls pinned images) gets a record of its own, so
-    // list, prune and export know it; a platform manifest of an index is part of that index.
-    if (!knownChildren.has(digest)) await ctx.records.record(target, digest, fetched, null);
+    // list, prune and export know it; a manifest a tag covers is part of that tag's image.
+    await pulledByDigest(target, fetched);
     return fetched;
   }
 
   return {
-    /** Treats an index's manifests as parts of it: fetched by digest, they get no record of their own. */
-    adopt(bytes: Uint8Array) {
-      for (const c of childrenOf(bytes).manifests) knownChildren.set(c.digest, true);
+    /** Treats an index's manifests as parts of it in `target`: fetched by digest there, they get no record of their own. */
+    adopt(target: Target, bytes: Uint8Array) {
+      notePlatforms(target, childrenOf(bytes).manifests);
     },
     /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
     get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
       if (isDigest(reference)) {
-        ctx.records.pulledPin(target, reference);
         const hot = ctx.memory.get(reference);
         if (hot) {
           ctx.observe.hit?.("manifest");
-          return Promise.resolve(hot);
+          return pulledByDigest(target, hot).then(() => hot);
         }
       }
       const key = `${target.upstream} ${target.repository} ${reference}`;

@@ -65,9 +65,21 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
     if (opts.limit === undefined || remove.length < opts.limit) remove.push(r);
   }
   if (attached.length) {
+    // A referrer stays while a record of its own upstream and repository reaches its subject:
+    // another upstream holding the same digest keeps nothing of this one alive, nor removes it.
     const going = new Set(remove.map(recordName));
-    const staying = await closureOf(store, records.filter((r) => !subjectOf(r.tag) && !going.has(recordName(r))).map((r) => r.digest));
-    for (const a of attached) if (!staying.manifests.has(subjectOf(a.tag)!)) remove.push(a);
+    const repoOf = (r: TagRecord) => `${r.upstream}/${r.repository}`;
+    const withReferrers = new Set(attached.map(repoOf));
+    const roots = new Map<string, string[]>();
+    for (const r of records) {
+      if (subjectOf(r.tag) || going.has(recordName(r)) || !withReferrers.has(repoOf(r))) continue;
+      const list = roots.get(repoOf(r)) ?? [];
+      list.push(r.digest);
+      roots.set(repoOf(r), list);
+    }
+    const reached = new Map<string, Set<string>>();
+    for (const [repo, digests] of roots) reached.set(repo, (await closureOf(store, digests)).manifests);
+    for (const a of attached) if (!reached.get(repoOf(a))?.has(subjectOf(a.tag)!)) remove.push(a);
   }
   const report: PruneReport = { images: remove.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, unreferenced: 0, skipped: [], dryRun: opts.dryRun };
   for (const r of remove) {

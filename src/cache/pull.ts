@@ -7,8 +7,9 @@ import { INDEX_TYPES, type Platform } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
 import { childrenOf } from "../oci/walk.ts";
 import type { createBlobs } from "./blobs.ts";
-import type { createManifests } from "./manifests.ts";
-import { CacheError } from "./errors.ts";
+import { MAX_INDEX_MANIFESTS, type createManifests } from "./manifests.ts";
+import { forEachBounded } from "./bounded.ts";
+import { CacheError, inPart } from "./errors.ts";
 import type { TagBook } from "./records.ts";
 import { attachedTags, type createReferrers } from "./referrers.ts";
 
@@ -48,42 +49,78 @@ export interface PullOptions {
   withReferrers?: boolean;
 }
 
+/** Distinct blobs one pull may name, all platforms together; a real image names tens. */
+const MAX_PULL_BLOBS = 20_000;
+/** Platform manifests of one index fetched at once. */
+const MANIFEST_CONCURRENCY = 4;
+
+const platformText = (p: Platform) => [p.os, p.architecture, p.variant].filter(Boolean).join("/");
+/** An upstream's platform text, fit for a message: short, control characters escaped. */
+const shown = (p: Platform) => JSON.stringify(platformText(p).slice(0, 60)).slice(1, -1);
+
 export function createPuller(
   manifests: ReturnType<typeof createManifests>, blobs: ReturnType<typeof createBlobs>, records: TagBook,
   referrers: ReturnType<typeof createReferrers>, blobConcurrency = 4,
 ) {
+  /** Blob downloads of every image this puller pulls, together. */
   const limit = pLimit(blobConcurrency);
 
-  /** A manifest (and its platform manifests) with their blobs; `pin` records a pull by digest. */
+  /**
+   * A manifest (and its platform manifests) with their blobs; `pin` records a pull by digest.
+   * Returns the top manifest and the digests of the image manifests pulled.
+   */
   async function pullOne(target: Target, reference: string, platforms: PlatformChoice, pin: boolean, opts: PullOptions, result: PullResult) {
     const top = await manifests.get(target, reference, null);
     if (pin && isDigest(reference)) await records.pin(target, top);
-    let images = [top];
-    if (INDEX_TYPES.has(top.mediaType)) {
-      const children = childrenOf(top.bytes).manifests.filter((m) =>
-        platforms === "all" || platforms.some((p) => matches(m.platform, p)));
-      if (children.length === 0) {
-        const wanted = platforms === "all" ? "any" : platforms.map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join("/")).join(", ");
-        throw new Error(`no manifest for platform ${wanted} in the index`);
-      }
-      images = await Promise.all(children.map((c) => manifests.get(target, c.digest, null)));
-    }
     const digests = new Set<string>();
-    for (const img of images) for (const b of childrenOf(img.bytes).blobs) digests.add(b.digest);
+    const addBlobs = (bytes: Uint8Array) => {
+      for (const b of childrenOf(bytes).blobs) digests.add(b.digest);
+      if (digests.size > MAX_PULL_BLOBS) {
+        throw new CacheError("invalid", "manifest", `the image ${top.digest} names more than ${MAX_PULL_BLOBS} blobs (real images name tens); the pull is refused`);
+      }
+    };
+    let images = [top.digest];
+    if (INDEX_TYPES.has(top.mediaType)) {
+      const listed = childrenOf(top.bytes).manifests;
+      if (listed.length > MAX_INDEX_MANIFESTS) {
+        throw new CacheError("invalid", "manifest", `the index ${top.digest} lists ${listed.length} manifests; a pull follows at most ${MAX_INDEX_MANIFESTS} `
+          + "from one index (real images list tens), so it is refused. Pull the platform manifest you need by digest instead");
+      }
+      const wanted = listed.filter((m) => platforms === "all" || platforms.some((p) => matches(m.platform, p)));
+      const children = [...new Map(wanted.map((c) => [c.digest, c])).values()];
+      if (children.length === 0) {
+        throw new Error(`no manifest for platform ${platforms === "all" ? "any" : platforms.map(platformText).join(", ")} in the index`);
+      }
+      // A few at a time: an index names as many children as its upstream likes.
+      await forEachBounded(children, MANIFEST_CONCURRENCY, async (c) => {
+        try {
+          addBlobs((await manifests.get(target, c.digest, null)).bytes);
+        } catch (err) {
+          throw inPart(err, `platform manifest ${c.digest}${c.platform ? ` (${shown(c.platform)})` : ""}`);
+        }
+      });
+      images = children.map((c) => c.digest);
+    } else {
+      addBlobs(top.bytes);
+    }
     result.images += images.length;
     result.blobs += digests.size;
-    await Promise.all([...digests].map((d) => limit(async () => {
+    await forEachBounded(digests, limit, async (d) => {
       const n = await blobs.ensure(target, d);
       result.downloaded += n;
       if (n) opts.onBytes?.(n);
-    })));
+    });
     return { top, images };
   }
 
   /** Referrers of each subject and cosign's tags, whole; one level deep (a signature's own signature too). */
   async function pullReferrers(target: Target, subjects: string[], opts: PullOptions, result: PullResult, depth = 0) {
     for (const subject of subjects) {
-      const found = await referrers.digests(target, subject);
+      const found = [...new Set(await referrers.digests(target, subject))];
+      if (found.length > MAX_INDEX_MANIFESTS) {
+        throw new CacheError("invalid", "manifest", `${subject} has ${found.length} referrers; a pull follows at most ${MAX_INDEX_MANIFESTS}, so they are refused. `
+          + "Load without --with-referrers, or pull the referrers you need by digest");
+      }
       for (const d of found) {
         const { top } = await pullOne(target, d, "all", false, opts, result);
         result.referrers++;
@@ -104,7 +141,7 @@ export function createPuller(
     const result: PullResult = { digest: "", images: 0, blobs: 0, downloaded: 0, referrers: 0 };
     const { top, images } = await pullOne(target, reference, platforms, true, opts, result);
     result.digest = top.digest;
-    if (opts.withReferrers) await pullReferrers(target, [...new Set([top.digest, ...images.map((i) => i.digest)])], opts, result);
+    if (opts.withReferrers) await pullReferrers(target, [...new Set([top.digest, ...images])], opts, result);
     return result;
   };
 }

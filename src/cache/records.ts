@@ -13,7 +13,7 @@ export interface RecordedManifest {
   bytes: Uint8Array;
 }
 
-/** Pinned-record look-ups remembered as absent, so a by-digest pull reads the disk at most once. */
+/** Covered manifests pulled by digest known to have no pin record, so such a pull reads the disk at most once. */
 const MAX_ABSENT = 20_000;
 /** Records kept in memory besides the ones with unwritten times (those stay until flushed). */
 const MAX_CLEAN_RECORDS = 10_000;
@@ -96,20 +96,30 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       touch(rec, checked ? { lastPulled: t, checked: t } : { lastPulled: t });
     },
 
-    /** Marks a digest-pinned image as pulled, if it has a record; costs at most one disk read per pin. */
-    pulledPin(target: Target, digest: string) {
-      const key = recordName({ ...target, tag: digest });
-      const rec = records.get(key);
-      if (rec) return touch(rec, { lastPulled: iso() });
-      if (absent.has(key)) return;
-      if (absent.size >= MAX_ABSENT) absent.clear();
-      absent.add(key);
-      void store.readTag(target.upstream, target.repository, digest).then((r) => {
-        if (!r) return;
-        absent.delete(key);
-        records.set(key, r);
-        touch(r, { lastPulled: iso() });
-      }, () => {});
+    /**
+     * A pull by digest through `target`: touches its pin record; when it has none, makes one
+     * unless `covered` (a tag of this upstream in this repository points at it or at an index
+     * listing it). At most one disk read per pin, then memory; a new record is written once,
+     * before answering.
+     */
+    async pulledByDigest(target: Target, m: RecordedManifest, covered: boolean): Promise<void> {
+      const key = recordName({ ...target, tag: m.digest });
+      const known = records.get(key);
+      if (known) return touch(known, { lastPulled: iso() });
+      if (absent.has(key) && covered) return;
+      try {
+        const disk = absent.has(key) ? null : await store.readTag(target.upstream, target.repository, m.digest);
+        if (disk) {
+          records.set(key, disk);
+          return touch(disk, { lastPulled: iso() });
+        }
+        if (!covered) return await this.record(target, m.digest, m, null);
+        if (absent.size >= MAX_ABSENT) absent.clear();
+        absent.add(key);
+      } catch (err) {
+        // The image is served all the same; the next pull tries the record again.
+        warn(`cannot record the pull of ${key}: ${(err as Error).message}`);
+      }
     },
 
     /** Forgets a record another command removed (prune). */

@@ -7,10 +7,10 @@
 import { digestOf } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
-import { discardBody, readBody } from "../upstream/body.ts";
+import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError } from "./errors.ts";
-import type { createManifests } from "./manifests.ts";
+import { manifestBudgetWeight, type createManifests } from "./manifests.ts";
 
 export const EMPTY_REFERRERS = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
 
@@ -48,7 +48,7 @@ export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof 
   /** Keeps an index the upstream sent, unless it is what the store holds already. */
   async function keep(target: Target, digest: string, bytes: Uint8Array) {
     const indexDigest = digestOf(bytes);
-    manifests.adopt(bytes);
+    manifests.adopt(target, bytes);
     const rec = await ctx.records.get(target, referrersTag(digest));
     if (rec?.digest === indexDigest) return ctx.records.pulled(rec, true);
     await ctx.store.writeManifest(indexDigest, bytes);
@@ -56,11 +56,14 @@ export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof 
   }
 
   /** The upstream's referrers of a digest: from its API, else from the fallback tag; null when it has none. */
-  async function fromUpstream(target: Target, digest: string): Promise<Uint8Array | null> {
+  async function fromUpstream(target: Target, digest: string, hold: (release: () => void) => void): Promise<Uint8Array | null> {
     const res = await ctx.upstreams.request(target.upstream, {
       method: "GET", repository: target.repository, path: `referrers/${digest}`, headers: { Accept: OCI_INDEX },
     });
     if (res.ok) {
+      // Held until the caller has stored and filtered it: each parse of a large index costs several times its size.
+      const weight = manifestBudgetWeight(contentLength(res));
+      if (weight) hold(await ctx.manifestBudget.take(weight));
       const bytes = await readBody(res, target.upstream, `the referrers of ${digest}`, { maxBytes: MAX_MANIFEST_BYTES, idleMs: ctx.pullTimeoutMs, deadlineMs: ctx.pullTimeoutMs });
       if (!Array.isArray((parseManifest(bytes) as { manifests?: unknown } | null)?.manifests)) {
         throw new CacheError("invalid", "manifest", `upstream ${target.upstream} sent referrers of ${digest} that are not an image index`);
@@ -82,14 +85,17 @@ export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof 
     /** The referrers index of a digest, filtered by artifactType when one is given. */
     async list(target: Target, digest: string, artifactType: string | null): Promise<{ body: string; filtered: boolean }> {
       if (!ctx.airGapped) {
+        let release: (() => void) | null = null;
         try {
-          const bytes = await fromUpstream(target, digest);
+          const bytes = await fromUpstream(target, digest, (r) => (release = r));
           if (bytes) {
             await keep(target, digest, bytes);
             return filter(bytes, artifactType);
           }
         } catch (err) {
           ctx.log.debug(`referrers of ${digest} from ${target.upstream}: ${(err as Error).message}; serving what the store holds`);
+        } finally {
+          (release as (() => void) | null)?.();
         }
       }
       const kept = await stored(target, digest);

@@ -1,0 +1,66 @@
+// Fan-out over lists an upstream supplies (an index's manifests, an image's blobs, referrers): a
+// few at a time, never all at once, and the first failure stops what has not started yet.
+import pLimit, { type LimitFunction } from "p-limit";
+
+/**
+ * Runs `fn` over `items` with at most `limit` (a count, or a limiter shared with other work)
+ * running at once. After a failure no new item starts; the running ones finish, then the first
+ * failure is thrown, so the caller reports the real cause rather than what its abandoned siblings
+ * ran into afterwards.
+ */
+export async function forEachBounded<T>(items: Iterable<T>, limit: number | LimitFunction, fn: (item: T) => Promise<void>): Promise<void> {
+  const run = typeof limit === "number" ? pLimit(limit) : limit;
+  let failure = null as { err: unknown } | null;
+  const jobs: Promise<void>[] = [];
+  for (const item of items) {
+    jobs.push(run(async () => {
+      if (failure) return;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }));
+  }
+  await Promise.all(jobs);
+  if (failure) throw failure.err;
+}
+
+/** `fn` over `items`, at most `limit` at once, results in order (store reads; no early stop). */
+export function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const run = pLimit(limit);
+  return Promise.all(items.map((item) => run(() => fn(item))));
+}
+
+/**
+ * Bytes held at once by some kind of work (large manifests being read and parsed): `take(n)`
+ * waits, first come first served, until `n` more fit, and returns the release. A take larger than
+ * the whole budget runs alone.
+ */
+export function createByteBudget(total: number) {
+  let used = 0;
+  const waiting: Array<{ n: number; go: () => void }> = [];
+  const fits = (n: number) => used === 0 || used + n <= total;
+  const pump = () => {
+    while (waiting.length && fits(waiting[0]!.n)) {
+      const w = waiting.shift()!;
+      used += w.n;
+      w.go();
+    }
+  };
+  return {
+    async take(n: number): Promise<() => void> {
+      if (!waiting.length && fits(n)) used += n;
+      else await new Promise<void>((go) => waiting.push({ n, go }));
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        used -= n;
+        pump();
+      };
+    },
+  };
+}
+
+export type ByteBudget = ReturnType<typeof createByteBudget>;
