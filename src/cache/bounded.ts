@@ -1,6 +1,8 @@
 // Fan-out over lists an upstream supplies (an index's manifests, an image's blobs, referrers): a
-// few at a time, never all at once, and the first failure stops what has not started yet.
+// few at a time, never all at once, and the first failure stops what has not started yet; and a
+// budget of bytes for work whose memory grows with what an upstream sends (large manifests).
 import pLimit, { type LimitFunction } from "p-limit";
+import { discardBody } from "../upstream/body.ts";
 
 /**
  * Runs `fn` over `items` with at most `limit` (a count, or a limiter shared with other work)
@@ -48,19 +50,51 @@ export function createByteBudget(total: number) {
       w.go();
     }
   };
+  const releaser = (n: number) => {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      used -= n;
+      pump();
+    };
+  };
   return {
     async take(n: number): Promise<() => void> {
       if (!waiting.length && fits(n)) used += n;
       else await new Promise<void>((go) => waiting.push({ n, go }));
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        used -= n;
-        pump();
-      };
+      return releaser(n);
+    },
+    /** Takes `n` at once when it fits and nobody waits; null otherwise. */
+    tryTake(n: number): (() => void) | null {
+      if (waiting.length || !fits(n)) return null;
+      used += n;
+      return releaser(n);
     },
   };
 }
 
 export type ByteBudget = ReturnType<typeof createByteBudget>;
+
+/**
+ * Sends `ask` and takes the answer's share (`weightOf`) of `budget` for the caller to release.
+ * Bun buffers a response body nobody reads, so an answer that would have to wait is dropped and
+ * asked for again once its share is free: waiting never holds a body in memory.
+ */
+export async function askWithinBudget(
+  budget: ByteBudget, ask: () => Promise<Response>, weightOf: (res: Response) => number,
+): Promise<{ res: Response; release: (() => void) | null }> {
+  const res = await ask();
+  const weight = weightOf(res);
+  if (!weight) return { res, release: null };
+  const now = budget.tryTake(weight);
+  if (now) return { res, release: now };
+  discardBody(res);
+  const release = await budget.take(weight);
+  try {
+    return { res: await ask(), release };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}

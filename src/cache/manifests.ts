@@ -10,6 +10,7 @@ import { recordName } from "../store/record.ts";
 import type { TagRecord } from "../store/types.ts";
 import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
+import { askWithinBudget } from "./bounded.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import type { MemoryManifest } from "./memory.ts";
@@ -123,27 +124,30 @@ export function createManifests(ctx: CacheContext) {
 
   /** GETs a manifest from upstream, verifies it and stores it. */
   async function fetchAndStore(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
-    let res: Response;
-    try {
-      res = await ctx.upstreams.request(target.upstream, {
-        method: "GET", repository: target.repository, path: `manifests/${reference}`, headers: { Accept: upstreamAccept(clientAccept) },
-      });
-    } catch (err) {
-      throw fromUpstream(err, "manifest");
-    }
     const where = `${target.upstream}/${target.repository}:${reference}`;
-    if (!res.ok) {
-      discardBody(res);
-      throw fromUpstreamStatus(res.status, target.upstream, where, "manifest");
-    }
+    const ask = async () => {
+      let res: Response;
+      try {
+        res = await ctx.upstreams.request(target.upstream, {
+          method: "GET", repository: target.repository, path: `manifests/${reference}`, headers: { Accept: upstreamAccept(clientAccept) },
+        });
+      } catch (err) {
+        throw fromUpstream(err, "manifest");
+      }
+      if (!res.ok) {
+        discardBody(res);
+        throw fromUpstreamStatus(res.status, target.upstream, where, "manifest");
+      }
+      return res;
+    };
     // Large manifests are read and parsed a few at a time: parsing one costs several times its
     // size, and a hostile upstream can send many of the largest at once.
-    const weight = manifestBudgetWeight(contentLength(res));
-    const release = weight ? await ctx.manifestBudget.take(weight) : null;
+    const { res, release } = await askWithinBudget(ctx.manifestBudget, ask, (r) => manifestBudgetWeight(contentLength(r)));
     try {
       return await readAndStore(target, reference, res, where);
     } finally {
-      release?.();
+      // The garbage of a large parse is returned before the next one piles more on it.
+      if (release) (release(), Bun.gc(true));
     }
   }
 

@@ -8,6 +8,7 @@ import { digestOf } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
 import { contentLength, discardBody, readBody } from "../upstream/body.ts";
+import { askWithinBudget } from "./bounded.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError } from "./errors.ts";
 import { manifestBudgetWeight, type createManifests } from "./manifests.ts";
@@ -57,13 +58,14 @@ export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof 
 
   /** The upstream's referrers of a digest: from its API, else from the fallback tag; null when it has none. */
   async function fromUpstream(target: Target, digest: string, hold: (release: () => void) => void): Promise<Uint8Array | null> {
-    const res = await ctx.upstreams.request(target.upstream, {
+    // A large index's share of the budget is held until the caller has stored and filtered it:
+    // each parse costs several times its size.
+    const ask = () => ctx.upstreams.request(target.upstream, {
       method: "GET", repository: target.repository, path: `referrers/${digest}`, headers: { Accept: OCI_INDEX },
     });
+    const { res, release } = await askWithinBudget(ctx.manifestBudget, ask, (r) => (r.ok ? manifestBudgetWeight(contentLength(r)) : 0));
+    if (release) hold(release);
     if (res.ok) {
-      // Held until the caller has stored and filtered it: each parse of a large index costs several times its size.
-      const weight = manifestBudgetWeight(contentLength(res));
-      if (weight) hold(await ctx.manifestBudget.take(weight));
       const bytes = await readBody(res, target.upstream, `the referrers of ${digest}`, { maxBytes: MAX_MANIFEST_BYTES, idleMs: ctx.pullTimeoutMs, deadlineMs: ctx.pullTimeoutMs });
       if (!Array.isArray((parseManifest(bytes) as { manifests?: unknown } | null)?.manifests)) {
         throw new CacheError("invalid", "manifest", `upstream ${target.upstream} sent referrers of ${digest} that are not an image index`);

@@ -15,6 +15,7 @@ import { makePki } from "../helpers/pki.ts";
 import { rawOpen, type RawConnection } from "../helpers/raw-http.ts";
 import { cacheFactory, errorMessage, get } from "../helpers/security.ts";
 import { digestOf } from "../../src/oci/digest.ts";
+import { OCI_INDEX, OCI_MANIFEST } from "../../src/oci/mediatypes.ts";
 
 const BOMBS = "127.0.13.1";
 const REAL = "127.0.13.2";
@@ -31,6 +32,11 @@ let real: Distribution;
 let caches: ReturnType<typeof cacheFactory>;
 let ca: string;
 const img = makeImage({ content: 4000 });
+/** A 4 MB index of 20,000 platform manifests: the largest manifest the spec allows, and costly to parse. */
+const wide = new TextEncoder().encode(JSON.stringify({
+  schemaVersion: 2, mediaType: OCI_INDEX,
+  manifests: Array.from({ length: 20_000 }, (_, i) => ({ mediaType: OCI_MANIFEST, digest: `sha256:${i.toString(16).padStart(64, "0")}`, size: 500, platform: { os: "linux", architecture: "amd64" } })),
+}));
 
 /** A token endpoint answering `body` with these headers: a small body that inflates to 1 GiB. */
 function tokenBomb(body: Uint8Array, headers: Record<string, string>, withLength: boolean): Behaviour {
@@ -65,6 +71,11 @@ beforeAll(async () => {
   bombs = await startHostile({ host: BOMBS });
   bombs.behave("br", tokenBomb(brotliCompressSync(inflated), { "Content-Encoding": "br" }, true));
   bombs.behave("gzip", tokenBomb(gzipSync(inflated), { "Content-Encoding": "gzip" }, false));
+  bombs.behave("wide", (x) => {
+    if (x.kind !== "manifests") return void x.res.writeHead(404, { "Content-Length": "0" }).end();
+    x.res.writeHead(200, { "Content-Type": OCI_INDEX, "Content-Length": String(wide.byteLength), "Docker-Content-Digest": digestOf(wide) });
+    x.res.end(Buffer.from(wide));
+  });
   bombs.behave("zstd", tokenBomb(Bun.zstdCompressSync(inflated), { "Content-Encoding": "zstd" }, true));
   // Client-named upstreams are HTTPS: the dripper serves TLS on :443 with a certificate for every
   // address spelling, from a CA the cache trusts through NODE_EXTRA_CA_CERTS.
@@ -141,6 +152,20 @@ describe("upstream starvation", () => {
     expect(cut).toBe(true);
     const rows = (JSON.parse(new TextDecoder().decode(status.body!)) as { upstreams: Array<{ name: string; circuit: string }> }).upstreams;
     expect(rows.find((r) => r.name === REAL)?.circuit).toBe("closed");
+    expect(mem.peak()).toBeLessThan(150 * MB);
+  }, 90_000);
+});
+
+describe("many large manifests at once", () => {
+  test("64 clients fetching 64 different 4 MB indexes get them all, in bounded memory, while a real upstream keeps serving", async () => {
+    const { cache } = await caches.start(`${listed}`);
+    const mem = watchMemory(cache.proc.pid, 1200 * MB);
+    const clients = Promise.all(Array.from({ length: 64 }, (_, i) => get(`${cache.url}/v2/wide/r${i}/manifests/v1?ns=${BOMBS}`, { headers: { Accept: OCI_INDEX } }, 60_000)));
+    const meanwhile = await healthyPull(cache.url);
+    const gots = await clients;
+    mem.stop();
+    for (const g of gots) expect({ status: g.status, digest: g.body && digestOf(g.body) }).toEqual({ status: 200, digest: digestOf(wide) });
+    expect(meanwhile).toMatchObject({ manifest: 200, blobsOk: true });
     expect(mem.peak()).toBeLessThan(150 * MB);
   }, 90_000);
 });
