@@ -9,7 +9,7 @@ import { discardBody } from "./body.ts";
 import { endpointsOf, type Endpoint, type UpstreamSettings } from "./endpoint.ts";
 import { UpstreamError } from "./errors.ts";
 import { createExchange } from "./exchange.ts";
-import { createGuard, type GuardOptions } from "./guard.ts";
+import { createGuard, GuardRefusal, type GuardOptions } from "./guard.ts";
 import { createLimiter, releaseWhenDone } from "./limiter.ts";
 
 export type { CredentialSource, EndpointSettings, UpstreamSettings, UpstreamTls } from "./endpoint.ts";
@@ -59,8 +59,12 @@ export interface UpstreamOptions {
   timeoutMs: number;
   /** Requests open at once to one endpoint (default 32). */
   connectionsPerUpstream?: number;
-  /** Where redirects and token realms may point (default: anywhere public or internal, http(s) only). */
-  guard?: Omit<GuardOptions, "listed"> & { listed?: ReadonlySet<string> };
+  /**
+   * Which upstreams clients may name and where redirects and token realms may point (default
+   * `any`: anywhere http(s); the config's default `public` is passed by the runtime). `listed`
+   * defaults to the registries' names.
+   */
+  guard?: Partial<GuardOptions>;
   fetch?: typeof fetch;
   now?: () => number;
   /** Told once per upstream and reason a minute when an upstream refuses our credentials or certificate. */
@@ -88,7 +92,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const observe = opts.observe ?? {};
   const breakers = createBreakers({ now, onChange: observe.breaker, ...opts.breaker });
   const limiter = createLimiter({ perUpstream: opts.connectionsPerUpstream ?? 32 });
-  const guard = createGuard({ listedOnly: false, ...opts.guard, listed: opts.guard?.listed ?? new Set(opts.registries.map((r) => r.name)) });
+  const guard = createGuard({ policy: "any", ...opts.guard, listed: opts.guard?.listed ?? opts.registries.map((r) => r.name) });
   const exchange = createExchange({ fetch: opts.fetch ?? fetch, now, timeoutMs: opts.timeoutMs, guard, onRefused: opts.onRefused, onToken: observe.token });
   const configured = new Map(opts.registries.map((s) => [s.name, endpointsOf(s, DEFAULT_USER_AGENT)]));
 
@@ -166,6 +170,12 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
     },
     async request(upstream, req) {
       const endpoints = endpointsFor(upstream);
+      // A client chose this upstream: the guard decides whether the cache may go there at all.
+      if (!configured.has(upstream)) {
+        await guard.checkUpstream(endpoints[0]!.base).catch((err) => {
+          throw err instanceof GuardRefusal ? new UpstreamError(upstream, "policy", err.message) : err;
+        });
+      }
       const reasons: UpstreamError[] = [];
       for (let i = 0; i < endpoints.length; i++) {
         const r = await tryEndpoint(endpoints[i]!, req, i === endpoints.length - 1);
