@@ -10,6 +10,9 @@ import { credentialsMayGoTo, GuardRefusal, type Guard } from "./guard.ts";
 
 const MAX_REDIRECTS = 5;
 
+/** Repositories whose auth challenge is remembered. */
+const MAX_CHALLENGES = 10_000;
+
 interface Authorization {
   header: string | undefined;
   /** The realm host the configured credentials were withheld from, when they were. */
@@ -25,8 +28,6 @@ function refusal(e: Endpoint, auth: Authorization, hadCreds: boolean, status: nu
   }
   return `refused ${hadCreds ? "the configured credentials" : "an anonymous token"} (HTTP ${status})`;
 }
-/** Repositories whose auth challenge is remembered. */
-const MAX_CHALLENGES = 10_000;
 
 export interface ExchangeRequest {
   method: "GET" | "HEAD";
