@@ -39,6 +39,10 @@ export function globalFlags(args: Record<string, unknown>): ConfigFlags {
 export const upstreamArgs = {
   "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
   "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
+  upstreams: {
+    type: "string", valueHint: "POLICY",
+    description: "public: any upstream on public addresses, internal ones only when listed (default); listed: registries entries only; any: every host, internal services included",
+  },
 } as const satisfies ArgsDef;
 
 /** `--archives DIR` (serve, list): a directory of .oci archives (config `archives.path`). */

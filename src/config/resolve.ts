@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 import { canonicalUpstream, isHost } from "../oci/names.ts";
 import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
-import { ARCHIVES_RESCAN_MS, DEFAULTS, type Config, type RegistryEntry } from "./schema.ts";
+import { ARCHIVES_RESCAN_MS, DEFAULTS, UPSTREAM_POLICIES, type Config, type RegistryEntry, type UpstreamPolicy } from "./schema.ts";
 import { registry } from "./registries.ts";
 import { s3Store } from "./s3.ts";
 import { adminToken, archives, htpasswd, pruneConfig, serverTls, tagPolicies, users } from "./sections.ts";
@@ -28,6 +28,8 @@ export interface ConfigFlags {
   dockerConfig?: string;
   logFile?: string;
   store?: string;
+  /** `public`, `listed` or `any` (config `upstreams`). */
+  upstreams?: string;
   /** `--archives DIR`: sets archives.path, keeping the file's archives.rescan. */
   archives?: string;
 }
@@ -67,8 +69,10 @@ function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
   }
   if (raw.pruneConfig !== undefined) cfg.pruneConfig = pruneConfig(raw.pruneConfig, where("pruneConfig"));
   if (raw.upstreams !== undefined) {
-    if (raw.upstreams !== "any" && raw.upstreams !== "listed") throw new ConfigError(where("upstreams"), "must be any or listed");
-    cfg.upstreams = raw.upstreams;
+    if (!UPSTREAM_POLICIES.includes(raw.upstreams as UpstreamPolicy)) {
+      throw new ConfigError(where("upstreams"), `must be public, listed or any, got ${JSON.stringify(raw.upstreams)}`);
+    }
+    cfg.upstreams = raw.upstreams as UpstreamPolicy;
   }
   if (raw.maxUpstreamConnections !== undefined) {
     const n = raw.maxUpstreamConnections;
@@ -177,7 +181,7 @@ export function parseConfigText(text: string, source: string): Raw {
 
 const FLAG_KEYS = [
   "imagePath", "logLevel", "logFormat", "host", "port", "defaultNs", "pullTimeout", "airGapped",
-  "revalidateAfter", "dockerConfig", "logFile", "store",
+  "revalidateAfter", "dockerConfig", "logFile", "store", "upstreams",
 ] as const satisfies readonly (keyof ConfigFlags)[];
 
 export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Config {

@@ -4,6 +4,10 @@
 export type LogLevel = "error" | "warn" | "info" | "debug" | "trace";
 export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug", "trace"];
 
+/** Which upstreams clients may make the cache contact (see Config.upstreams). */
+export type UpstreamPolicy = "public" | "listed" | "any";
+export const UPSTREAM_POLICIES: readonly UpstreamPolicy[] = ["public", "listed", "any"];
+
 export interface RegistryTls {
   ca?: string;
   cert?: string;
@@ -119,10 +123,14 @@ export interface Config {
   /** Per-tag freshness rules, first match wins; tags matching none use revalidateAfterMs. */
   tagPolicies: TagPolicy[];
   /**
-   * `listed`: only upstreams with a registries entry (and the default namespace) may be contacted,
-   * and redirects or token realms pointing at internal addresses are refused unless listed.
+   * `public` (default): clients may name any upstream whose every address is public; internal
+   * addresses (loopback, private, link-local, …) only when listed under registries. Redirects and
+   * token realms follow the same rule.
+   * `listed`: only upstreams with a registries entry (and the default namespace) may be contacted;
+   * redirects and token realms as with `public`.
+   * `any`: any http(s) host, internal services included; an explicit opt-in, warned about at start.
    */
-  upstreams: "any" | "listed";
+  upstreams: UpstreamPolicy;
   /** Requests open at once to one upstream (its resolved address and port). */
   maxUpstreamConnections: number;
   /** Requests open at once to all upstreams together: below the runtime's own limit of fetches in flight. */
@@ -159,7 +167,7 @@ export const DEFAULTS: Config = {
   revalidateAfterMs: 5 * 60_000,
   registries: [],
   tagPolicies: [],
-  upstreams: "any",
+  upstreams: "public",
   maxUpstreamConnections: 32,
   maxUpstreamConnectionsTotal: 192,
   minTransferRate: 1024,

@@ -15,6 +15,12 @@ function every(ms: number): string {
   return ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`;
 }
 
+const POLICY: Record<Config["upstreams"], string> = {
+  public: "public (any a client names on public addresses; internal ones only when listed)",
+  listed: "listed only",
+  any: "ANY host a client names, internal ones included",
+};
+
 /** The start-up banner: version, store, address, TLS, auth, upstream policy, each upstream. */
 export function banner(cfg: Config, port: number, extras: { metricsPort?: number; healthPort?: number }): string[] {
   const t = cfg.serverTlsConfig;
@@ -23,11 +29,15 @@ export function banner(cfg: Config, port: number, extras: { metricsPort?: number
     `  TLS: ${t ? (t.clientAuth === "verify" ? "on, client certificates required" : "on") : "off (plain HTTP)"}; ` +
       `client auth: ${cfg.users.length ? `basic, ${cfg.users.length} user(s)` : t?.clientAuth === "verify" ? "client certificates" : "none"}; ` +
       `admin API: ${cfg.adminToken ? "on (/api/v1/, bearer token)" : "off"}`,
-    `  upstreams: ${cfg.upstreams === "listed" ? "listed only" : "any host a client names"}; default namespace ${cfg.defaultNs}` +
+    `  upstreams: ${POLICY[cfg.upstreams]}; default namespace ${cfg.defaultNs}` +
       `${cfg.airGapped ? "; AIR-GAPPED (no upstream is contacted)" : ""}`,
     `  metrics: ${cfg.metrics === false ? "off" : extras.metricsPort !== undefined ? `/metrics on port ${extras.metricsPort}` : "/metrics"}; ` +
       `health: /healthz, /readyz${extras.healthPort !== undefined ? ` (also on port ${extras.healthPort})` : ""}`,
   ];
+  if (cfg.upstreams === "any") {
+    lines.push("  WARNING: upstreams: any lets every client make this cache contact any host, internal services included " +
+      "(loopback, private networks, cloud metadata); use the default `public` and list internal registries under registries");
+  }
   if (cfg.archives) lines.push(`  archives: ${cfg.archives.path}, consulted first, rescanned every ${every(cfg.archives.rescanMs)}`);
   for (const r of cfg.registries) {
     const via = r.endpoints?.length ? `, via ${r.endpoints.map((e) => e.url).join(" then ")}${r.originFallback ? " then the origin" : " only"}` : "";

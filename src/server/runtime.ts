@@ -15,6 +15,27 @@ export function listedUpstreams(cfg: Config): Set<string> {
   return new Set([canonicalUpstream(cfg.defaultNs), ...cfg.registries.map((r) => r.name)]);
 }
 
+/**
+ * Every host the operator named, which the upstream policy lets the cache contact even on an
+ * internal address: the listed upstreams, their mirrors and token hosts, and `extra` (hosts of the
+ * operator's own image lists).
+ */
+export function guardListed(cfg: Config, extra: Iterable<string> = []): Set<string> {
+  const hosts = listedUpstreams(cfg);
+  for (const r of cfg.registries) {
+    for (const t of r.tokenHosts ?? []) hosts.add(t.toLowerCase());
+    for (const e of r.endpoints ?? []) {
+      try {
+        hosts.add(new URL(e.url).host);
+      } catch {
+        // The config loader already refused a bad endpoint URL.
+      }
+    }
+  }
+  for (const h of extra) hosts.add(h);
+  return hosts;
+}
+
 export interface RuntimeHooks {
   /** Wraps the store (metrics count what is added and removed). */
   store?: (s: Store) => Store;
@@ -22,6 +43,8 @@ export interface RuntimeHooks {
   upstream?: UpstreamObserver;
   /** Served before the store and the upstreams (`serve --archives`). */
   archives?: ArchiveSource;
+  /** Upstreams the operator named in an image list (load, preload): listed for the guard. */
+  listed?: Iterable<string>;
 }
 
 /** The store the config names: S3 when `store`/`s3` is set, else the directory. */
@@ -49,7 +72,7 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     debug: (m) => log.withTag("upstream").debug(m),
     connectionsPerUpstream: cfg.maxUpstreamConnections,
     connectionsTotal: cfg.maxUpstreamConnectionsTotal,
-    guard: { listedOnly: cfg.upstreams === "listed", listed: listedUpstreams(cfg) },
+    guard: { policy: cfg.upstreams, listed: guardListed(cfg, hooks.listed) },
     onRefused: (upstream, reason) => log.withTag("upstream").warn(`upstream ${upstream} refused us: ${reason}`),
     observe: hooks.upstream,
   });

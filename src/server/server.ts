@@ -53,7 +53,8 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   const archives = cfg.archives ? createArchiveSource(cfg.archives.path, { log: log.withTag("archives") }) : null;
   // A missing archives directory stops the start; later scans that fail keep the last listing.
   if (archives) log.withTag("archives").info(`${(await archives.rescan()).files} .oci file(s) under ${archives.dir}`);
-  const { store, cache, upstreams } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined });
+  // The preload list is the operator's own choice: its upstreams count as listed.
+  const { store, cache, upstreams } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream) });
   // One login check for the registry and the status page, so both share its throttle.
   const login = cfg.users.length ? createBasicAuth(cfg.users) : null;
   const registry = createRegistry({

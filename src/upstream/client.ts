@@ -11,7 +11,7 @@ import { discardBody } from "./body.ts";
 import { endpointsOf, type Endpoint, type UpstreamSettings } from "./endpoint.ts";
 import { UpstreamError } from "./errors.ts";
 import { createExchange } from "./exchange.ts";
-import { createGuard, systemResolver, type GuardOptions } from "./guard.ts";
+import { createGuard, GuardRefusal, type GuardOptions } from "./guard.ts";
 import { identityOf, type AddressLookup } from "./identity.ts";
 import { createLimiter, releaseWhenDone } from "./limiter.ts";
 
@@ -64,10 +64,14 @@ export interface UpstreamOptions {
   connectionsPerUpstream?: number;
   /** Requests open at once to all upstreams together (default 192, below Bun's 256 fetches in flight). */
   connectionsTotal?: number;
-  /** Resolves host names to the addresses that identify an upstream (default: the system resolver). */
+  /** Resolves host names to the addresses that identify an upstream (default: the guard's cached resolver). */
   lookup?: AddressLookup;
-  /** Where redirects and token realms may point (default: anywhere public or internal, http(s) only). */
-  guard?: Omit<GuardOptions, "listed"> & { listed?: ReadonlySet<string> };
+  /**
+   * Which upstreams clients may name and where redirects and token realms may point (default
+   * `any`: anywhere http(s); the config's default `public` is passed by the runtime). `listed`
+   * defaults to the registries' names.
+   */
+  guard?: Partial<GuardOptions>;
   fetch?: typeof fetch;
   now?: () => number;
   /** Told once per upstream and reason a minute when an upstream refuses our credentials or certificate. */
@@ -95,10 +99,10 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const observe = opts.observe ?? {};
   const breakers = createBreakers({ now, onChange: observe.breaker, ...opts.breaker });
   const limiter = createLimiter({ perUpstream: opts.connectionsPerUpstream ?? 32, total: opts.connectionsTotal ?? 192 });
-  const lookup = opts.lookup ?? systemResolver;
+  const guard = createGuard({ policy: "any", ...opts.guard, listed: opts.guard?.listed ?? opts.registries.map((r) => r.name) });
+  const lookup = opts.lookup ?? guard.addresses;
   /** Requests open now per endpoint, for the status page (the limiter counts per identity). */
   const open = new Map<string, number>();
-  const guard = createGuard({ listedOnly: false, ...opts.guard, listed: opts.guard?.listed ?? new Set(opts.registries.map((r) => r.name)) });
   const exchange = createExchange({ fetch: opts.fetch ?? fetch, now, timeoutMs: opts.timeoutMs, guard, onRefused: opts.onRefused, onToken: observe.token });
   const configured = new Map(opts.registries.map((s) => [s.name, endpointsOf(s, DEFAULT_USER_AGENT)]));
 
@@ -188,6 +192,12 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
     },
     async request(upstream, req) {
       const endpoints = endpointsFor(upstream);
+      // A client chose this upstream: the guard decides whether the cache may go there at all.
+      if (!configured.has(upstream)) {
+        await guard.checkUpstream(endpoints[0]!.base).catch((err) => {
+          throw err instanceof GuardRefusal ? new UpstreamError(upstream, "policy", err.message) : err;
+        });
+      }
       const reasons: UpstreamError[] = [];
       for (let i = 0; i < endpoints.length; i++) {
         const r = await tryEndpoint(endpoints[i]!, req, i === endpoints.length - 1);

@@ -9,8 +9,25 @@ import { UpstreamError } from "./errors.ts";
 import { credentialsMayGoTo, GuardRefusal, type Guard } from "./guard.ts";
 
 const MAX_REDIRECTS = 5;
+
 /** Repositories whose auth challenge is remembered. */
 const MAX_CHALLENGES = 10_000;
+
+interface Authorization {
+  header: string | undefined;
+  /** The realm host the configured credentials were withheld from, when they were. */
+  withheldFrom?: string;
+}
+
+/** Why the upstream refused what we sent, and what the operator can do about it. */
+function refusal(e: Endpoint, auth: Authorization, hadCreds: boolean, status: number): string {
+  if (auth.withheldFrom) {
+    return `refused the anonymous token from ${auth.withheldFrom} (HTTP ${status}): the configured credentials were withheld from ` +
+      `that token realm because it is on another domain than ${e.base.host}; if ${auth.withheldFrom} is this registry's token ` +
+      `service, add it to registries[].tokenHosts`;
+  }
+  return `refused ${hadCreds ? "the configured credentials" : "an anonymous token"} (HTTP ${status})`;
+}
 
 export interface ExchangeRequest {
   method: "GET" | "HEAD";
@@ -89,9 +106,13 @@ export function createExchange(opts: ExchangeOptions) {
     }
   }
 
-  async function authorize(e: Endpoint, challenge: Challenge, scope: string, creds: Credentials | undefined): Promise<string | undefined> {
+  /**
+   * The Authorization header a challenge asks for. `withheldFrom` is set when credentials are
+   * configured but were not sent to the token realm (another domain, not in tokenHosts).
+   */
+  async function authorize(e: Endpoint, challenge: Challenge, scope: string, creds: Credentials | undefined): Promise<Authorization> {
     // Basic credentials go back only to the origin that asked (send() strips them elsewhere).
-    if (challenge.scheme === "basic") return creds ? basicAuthorization(creds) : undefined;
+    if (challenge.scheme === "basic") return { header: creds ? basicAuthorization(creds) : undefined };
     let realm: URL;
     try {
       realm = new URL(challenge.params.realm ?? "");
@@ -101,12 +122,13 @@ export function createExchange(opts: ExchangeOptions) {
     }
     const mayHaveCreds = creds && credentialsMayGoTo(realm, e.base, e.tokenHosts);
     try {
-      return await tokens.obtain({
+      const header = await tokens.obtain({
         upstream: e.id, realm, service: challenge.params.service, scope,
         credentials: mayHaveCreds ? creds : undefined,
         // The token server usually shares the endpoint's CA; pass TLS only when it is the same host.
         tls: realm.host === e.base.host ? e.tls : undefined,
       });
+      return { header, withheldFrom: creds && !mayHaveCreds ? realm.host : undefined };
     } catch (err) {
       if (err instanceof UpstreamError) {
         const own = new UpstreamError(e.upstream, err.failure, err.message.replace(/^upstream \S+: /, ""), err.status);
@@ -128,10 +150,10 @@ export function createExchange(opts: ExchangeOptions) {
       const headers: Record<string, string> = { ...req.headers };
       let authorization = tokens.cached(e.id, scope);
       const known = challenges.get(challengeKey);
-      if (!authorization && known) authorization = await authorize(e, known, scope, creds);
+      if (!authorization && known) authorization = (await authorize(e, known, scope, creds)).header;
       const guess = !authorization && !known ? proven.get(e.id) : undefined;
       // A guess that fails costs nothing but the 401 round trip it was meant to save.
-      if (guess) authorization = await authorize(e, guess, scope, creds).catch(() => undefined);
+      if (guess) authorization = (await authorize(e, guess, scope, creds).catch(() => undefined))?.header;
       if (authorization) headers.Authorization = authorization;
 
       let res = await send(e, url, req.method, headers);
@@ -142,13 +164,12 @@ export function createExchange(opts: ExchangeOptions) {
       if (!challenge) refused(new UpstreamError(e.upstream, "denied", "answered 401 without a usable WWW-Authenticate challenge", 401));
       challenges.set(challengeKey, challenge);
       tokens.invalidate(e.id, scope);
-      authorization = await authorize(e, challenge, scope, creds);
-      if (!authorization) refused(new UpstreamError(e.upstream, "denied", "requires credentials and none are configured", 401));
-      res = await send(e, url, req.method, { ...req.headers, Authorization: authorization });
+      const auth = await authorize(e, challenge, scope, creds);
+      if (!auth.header) refused(new UpstreamError(e.upstream, "denied", "requires credentials and none are configured", 401));
+      res = await send(e, url, req.method, { ...req.headers, Authorization: auth.header });
       if (res.status === 401 || res.status === 403) {
         discardBody(res);
-        const what = creds ? "the configured credentials" : "an anonymous token";
-        refused(new UpstreamError(e.upstream, "denied", `refused ${what} (HTTP ${res.status})`, res.status));
+        refused(new UpstreamError(e.upstream, "denied", refusal(e, auth, !!creds, res.status), res.status));
       }
       proven.set(e.id, challenge);
       return res;

@@ -1,63 +1,53 @@
-// Where the cache may go and what it may carry there: which redirects are followed, which token
-// realms are used and which of them get the configured credentials. Every rule here answers a
-// hostile upstream (see SECURITY.md).
+// Where the cache may go and what it may carry there: which upstreams a client may name, which
+// redirects are followed, which token realms are used and which of them get the configured
+// credentials. Every rule here answers a hostile client or upstream (see SECURITY.md).
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
+import { BoundedMap } from "../oci/bounded-map.ts";
+import { isInternalAddress, normalizeAddress, registrableDomain } from "./addresses.ts";
+
+export { isInternalAddress, normalizeAddress, registrableDomain };
 
 /** Resolves a host name to its addresses (injected in tests). */
 export type Resolver = (hostname: string) => Promise<string[]>;
 
 export const systemResolver: Resolver = async (hostname) => (await lookup(hostname, { all: true })).map((a) => a.address);
 
-/** The one policy the upstream client applies to every URL it did not build itself. */
+/**
+ * `public`: any upstream, redirect or realm whose every address is public, internal ones only when
+ * listed; `listed`: only listed upstreams, redirects and realms as with `public`; `any`: anything
+ * http(s), internal services included.
+ */
+export type UpstreamPolicy = "public" | "listed" | "any";
+
+/** The one policy the upstream client applies to every URL a client or an upstream chose. */
 export interface GuardOptions {
-  /** `upstreams: listed`: internal addresses are refused unless their host is listed. */
-  listedOnly: boolean;
-  /** Hosts (`host` or `host:port`) the operator listed. */
-  listed: ReadonlySet<string>;
+  policy: UpstreamPolicy;
+  /** Hosts (`host` or `host:port`) the operator listed: upstreams, mirrors, token hosts, image lists. */
+  listed: Iterable<string>;
   resolve?: Resolver;
+  now?: () => number;
 }
 
-export class GuardRefusal extends Error {}
-
-function ipv4Internal(ip: string): boolean {
-  const [a, b] = ip.split(".").map(Number) as [number, number];
-  return a === 0 || a === 10 || a === 127 || a >= 224 || (a === 100 && b >= 64 && b <= 127) ||
-    (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) ||
-    (a === 198 && (b === 18 || b === 19));
-}
-
-/** Loopback, private, link-local, CGNAT, multicast, unspecified: anything that is not the public internet. */
-export function isInternalAddress(ip: string): boolean {
-  const bare = ip.replace(/^\[|\]$/g, "").toLowerCase();
-  if (isIP(bare) === 4) return ipv4Internal(bare);
-  if (isIP(bare) !== 6) return true;
-  const mapped = bare.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/);
-  if (mapped) return ipv4Internal(mapped[1]!);
-  const hex = bare.match(/^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/);
-  if (hex) {
-    const n = (parseInt(hex[1]!, 16) << 16) | parseInt(hex[2]!, 16);
-    return ipv4Internal([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join("."));
+/** The guard refused a URL; `host` is the URL's host, `address` the internal address it resolved to, if any. */
+export class GuardRefusal extends Error {
+  constructor(message: string, readonly host: string, readonly address?: string) {
+    super(message);
+    this.name = "GuardRefusal";
   }
-  return bare === "::" || bare === "::1" || /^f[cd]/.test(bare) || /^fe[89ab]/.test(bare) || /^ff/.test(bare) || bare.startsWith("64:ff9b:");
 }
 
-/** Public suffixes of two labels that registries live under; enough to keep `a.co.uk` from matching `b.co.uk`. */
-const TWO_LABEL_SUFFIXES = new Set([
-  "co.uk", "org.uk", "ac.uk", "gov.uk", "com.au", "net.au", "org.au", "co.jp", "ne.jp", "or.jp", "co.nz", "com.br", "com.cn",
-  "com.tw", "co.kr", "co.in", "co.za", "com.mx", "com.sg", "com.hk", "amazonaws.com", "azurecr.io", "cloudfront.net",
-  "herokuapp.com", "github.io", "gitlab.io", "appspot.com", "azurewebsites.net", "pkg.dev", "r2.dev", "workers.dev",
-]);
+/** Host names whose addresses are remembered, and for how long. */
+const MAX_HOSTS = 10_000;
+const ADDRESS_TTL_MS = 30_000;
 
-/** The registrable domain of a host name (`auth.docker.io` → `docker.io`); null for IP addresses. */
-export function registrableDomain(hostname: string): string | null {
-  const h = hostname.toLowerCase().replace(/\.$/, "");
-  if (isIP(h.replace(/^\[|\]$/g, ""))) return null;
-  const labels = h.split(".");
-  if (labels.length < 2) return h;
-  const lastTwo = labels.slice(-2).join(".");
-  if (TWO_LABEL_SUFFIXES.has(lastTwo)) return labels.length >= 3 ? labels.slice(-3).join(".") : null;
-  return lastTwo;
+/** `host:port` as the URL parser spells it, so `2130706437:5000` and `127.0.10.5:5000` are one entry. */
+function canonicalHost(name: string): string | null {
+  try {
+    return new URL(`http://${name}`).host;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -73,6 +63,48 @@ export function credentialsMayGoTo(realm: URL, upstreamHost: URL, tokenHosts: re
 
 export function createGuard(opts: GuardOptions) {
   const resolve = opts.resolve ?? systemResolver;
+  const now = opts.now ?? Date.now;
+  const listed = new Set<string>();
+  for (const name of opts.listed) {
+    listed.add(name.toLowerCase());
+    const c = canonicalHost(name);
+    if (c) listed.add(c);
+  }
+  const resolved = new BoundedMap<string, { at: number; addresses: Promise<string[]> }>(MAX_HOSTS);
+
+  const isListed = (url: URL) => listed.has(url.host) || listed.has(url.hostname);
+
+  /**
+   * The addresses a host name stands for, each in one spelling (normalizeAddress). IP literals are
+   * returned as they are; names are resolved once per 30 s, concurrent asks sharing one lookup.
+   */
+  function addresses(hostname: string): Promise<string[]> {
+    const bare = hostname.replace(/^\[|\]$/g, "");
+    if (isIP(bare.split("%")[0]!)) return Promise.resolve([normalizeAddress(bare)]);
+    const key = hostname.toLowerCase();
+    const hit = resolved.get(key);
+    if (hit && now() - hit.at < ADDRESS_TTL_MS) return hit.addresses;
+    const entry = { at: now(), addresses: resolve(key).then((all) => [...new Set(all.map(normalizeAddress))]) };
+    resolved.set(key, entry);
+    // A failed lookup is not remembered: the next request asks again.
+    entry.addresses.catch(() => resolved.get(key) === entry && resolved.delete(key));
+    return entry.addresses;
+  }
+
+  /** Refuses a URL unless every address of its host is public. `what` starts the message. */
+  async function requirePublic(url: URL, what: string, allow: string): Promise<void> {
+    let all: string[];
+    try {
+      all = await addresses(url.hostname);
+    } catch (err) {
+      throw new GuardRefusal(`${what} ${url.host}, which does not resolve: ${(err as Error).message}`, url.host);
+    }
+    const internal = all.find(isInternalAddress);
+    if (internal || all.length === 0) {
+      const spelled = url.hostname.replace(/^\[|\]$/g, "") === internal ? "" : ` (${internal ?? "no address"})`;
+      throw new GuardRefusal(`${what} ${url.host}${spelled}: an internal address, and not listed; ${allow}`, url.host, internal);
+    }
+  }
 
   /**
    * Checks a URL the upstream (not the operator) chose: a redirect target or a token realm.
@@ -80,25 +112,28 @@ export function createGuard(opts: GuardOptions) {
    */
   async function check(url: URL, from: URL, what: string): Promise<void> {
     if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new GuardRefusal(`${what} to a ${url.protocol} URL; only http and https are followed`);
+      throw new GuardRefusal(`${what} to a ${url.protocol} URL; only http and https are followed`, url.host);
     }
     if (from.protocol === "https:" && url.protocol === "http:") {
-      throw new GuardRefusal(`${what} from HTTPS down to plain HTTP (${url.host})`);
+      throw new GuardRefusal(`${what} from HTTPS down to plain HTTP (${url.host})`, url.host);
     }
-    if (!opts.listedOnly || url.host === from.host || opts.listed.has(url.host) || opts.listed.has(url.hostname)) return;
-    let addresses: string[];
-    try {
-      addresses = isIP(url.hostname.replace(/^\[|\]$/g, "")) ? [url.hostname] : await resolve(url.hostname);
-    } catch (err) {
-      throw new GuardRefusal(`${what} to ${url.host}, which does not resolve: ${(err as Error).message}`);
-    }
-    const internal = addresses.find(isInternalAddress);
-    if (internal || addresses.length === 0) {
-      throw new GuardRefusal(`${what} to ${url.host} (${internal ?? "no address"}), an internal address that is not in the registries list`);
-    }
+    if (opts.policy === "any" || url.host === from.host || isListed(url)) return;
+    await requirePublic(url, `${what} to`, "to allow it, list the host under registries (a token service under registries[].tokenHosts)");
   }
 
-  return { check };
+  /**
+   * Checks an upstream a client named (one not configured): under `public` every address it
+   * resolves to must be public, under `listed` it must be listed. Throws GuardRefusal.
+   */
+  async function checkUpstream(url: URL): Promise<void> {
+    if (opts.policy === "any" || isListed(url)) return;
+    if (opts.policy === "listed") {
+      throw new GuardRefusal(`${url.host} is not in this cache's registries list (upstreams: listed)`, url.host);
+    }
+    await requirePublic(url, "will not contact", "to allow it, list it under registries (or set upstreams: any)");
+  }
+
+  return { check, checkUpstream, addresses };
 }
 
 export type Guard = ReturnType<typeof createGuard>;

@@ -3,21 +3,10 @@
 // `[::ffff:127.0.0.60]` or any number of wildcard DNS names for one host share one cap instead of
 // each bringing a cap of its own.
 import { isIP } from "node:net";
+import { normalizeAddress } from "./addresses.ts";
 
 /** Resolves a host name to its addresses (the guard's cached resolver). */
 export type AddressLookup = (hostname: string) => Promise<string[]>;
-
-/** An IPv6 address that embeds an IPv4 one (`::ffff:7f00:3c`, `::ffff:127.0.0.60`) as that IPv4 address. */
-export function canonicalAddress(ip: string): string {
-  const bare = ip.replace(/^\[|\]$/g, "").toLowerCase();
-  if (isIP(bare) !== 6) return bare;
-  const dotted = bare.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/);
-  if (dotted) return dotted[1]!;
-  const hex = bare.match(/^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/);
-  if (!hex) return bare;
-  const n = (parseInt(hex[1]!, 16) << 16 | parseInt(hex[2]!, 16)) >>> 0;
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
 
 /** Longest wait for a name to resolve: a slow resolver must not hold requests before their slot. */
 const LOOKUP_TIMEOUT_MS = 2000;
@@ -45,7 +34,7 @@ export async function identityOf(url: URL, lookup: AddressLookup): Promise<strin
   } catch {
     addresses = [];
   }
-  const first = addresses.map(canonicalAddress).sort()[0];
+  const first = addresses.map(normalizeAddress).sort()[0];
   const address = first ?? host.toLowerCase();
   return `${address.includes(":") ? `[${address}]` : address}:${defaultPort(url)}`;
 }

@@ -1,5 +1,5 @@
 // Runs the compiled `dist/ociregistry` the way users do, on a free port chosen by the kernel.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { stopProcess, track } from "./procs.ts";
@@ -21,10 +21,33 @@ export function requireBinary() {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run \`bun run build\` first (npm test does)`);
 }
 
+export interface StartOptions {
+  /**
+   * Start with the real default upstream policy (`public`). Otherwise `--upstreams any` is added
+   * unless the args or their config file set a policy: most tests name loopback upstreams, which
+   * the default refuses.
+   */
+  defaultPolicy?: boolean;
+}
+
+/** Whether `serve` args (or the config file they name) already choose an upstream policy. */
+export function choosesPolicy(args: string[]): boolean {
+  if (args.some((a) => a === "--upstreams" || a.startsWith("--upstreams="))) return true;
+  const i = args.findIndex((a) => a === "--config-file" || a.startsWith("--config-file="));
+  if (i < 0) return false;
+  const file = args[i]!.includes("=") ? args[i]!.slice("--config-file=".length) : args[i + 1];
+  try {
+    return !!file && /^upstreams\s*:/m.test(readFileSync(file, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 /** Starts `ociregistry [global...] serve --port 0 ...args` and waits until it listens. */
-export async function startCache(args: string[], env: Record<string, string> = {}): Promise<RunningCache> {
+export async function startCache(args: string[], env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningCache> {
   requireBinary();
-  const proc = track(Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...args], {
+  const policy = opts.defaultPolicy || choosesPolicy(args) ? [] : ["--upstreams", "any"];
+  const proc = track(Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...policy, ...args], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
   }));
   let out = "";

@@ -9,7 +9,7 @@ import { createTokenCache } from "../../src/upstream/auth.ts";
 import { readBody } from "../../src/upstream/body.ts";
 import { createUpstreams } from "../../src/upstream/client.ts";
 import { UpstreamError } from "../../src/upstream/errors.ts";
-import { canonicalAddress, identityOf } from "../../src/upstream/identity.ts";
+import { identityOf } from "../../src/upstream/identity.ts";
 import { createLimiter } from "../../src/upstream/limiter.ts";
 import { Download } from "../../src/cache/download.ts";
 import { createFsStore } from "../../src/store/fs.ts";
@@ -55,7 +55,6 @@ describe("upstream identity", () => {
     const ids = await Promise.all(spellings.map((s) => identityOf(new URL(s), none)));
     expect(new Set(ids)).toEqual(new Set(["127.0.0.60:80"]));
     expect(await identityOf(new URL("https://127.0.0.60"), none)).toBe("127.0.0.60:443");
-    expect(canonicalAddress("[::1]")).toBe("::1");
   });
 
   test("names that resolve to one address share its identity; unresolvable names keep their own", async () => {

@@ -1,66 +1,110 @@
-// Where the cache may go: redirect and realm rules, internal addresses, credentials' destinations,
+// Where the cache may go: the upstream policy on client-named upstreams, redirects and realms,
 // and the bounds on bodies, tokens and concurrent requests.
 import { describe, expect, test } from "bun:test";
 import { BoundedMap } from "../../src/oci/bounded-map.ts";
 import { createTokenCache } from "../../src/upstream/auth.ts";
 import { readBody } from "../../src/upstream/body.ts";
 import { UpstreamError } from "../../src/upstream/errors.ts";
-import { createGuard, credentialsMayGoTo, isInternalAddress, registrableDomain } from "../../src/upstream/guard.ts";
+import { createGuard, GuardRefusal } from "../../src/upstream/guard.ts";
 import { createLimiter, releaseWhenDone } from "../../src/upstream/limiter.ts";
 
-describe("addresses and domains", () => {
-  test.each([
-    ["127.0.0.1", true], ["10.1.2.3", true], ["172.16.0.1", true], ["172.32.0.1", false], ["192.168.1.1", true],
-    ["169.254.169.254", true], ["100.64.0.1", true], ["0.0.0.0", true], ["224.0.0.1", true], ["8.8.8.8", false],
-    ["::1", true], ["::", true], ["fe80::1", true], ["fd00::1", true], ["::ffff:127.0.0.1", true], ["::ffff:7f00:1", true],
-    ["2606:4700::1", false], ["[::1]", true], ["not-an-ip", true],
-  ])("%s internal: %p", (ip, internal) => {
-    expect(isInternalAddress(ip)).toBe(internal);
-  });
-
-  test.each([
-    ["auth.docker.io", "docker.io"], ["registry-1.docker.io", "docker.io"], ["registry.gitlab.com", "gitlab.com"],
-    ["a.b.co.uk", "b.co.uk"], ["co.uk", null], ["1.2.3.4", null], ["x.dkr.ecr.us-east-1.amazonaws.com", "us-east-1.amazonaws.com"],
-  ])("registrable domain of %s is %p", (host, domain) => {
-    expect(registrableDomain(host)).toBe(domain);
-  });
-
-  test("credentials go to the upstream's host, its registrable domain, or a listed token host only", () => {
-    const hub = new URL("https://registry-1.docker.io");
-    expect(credentialsMayGoTo(new URL("https://auth.docker.io/token"), hub)).toBe(true);
-    expect(credentialsMayGoTo(new URL("https://registry.gitlab.com/jwt"), new URL("https://gitlab.com"))).toBe(true);
-    expect(credentialsMayGoTo(new URL("https://evil.example/token"), hub)).toBe(false);
-    expect(credentialsMayGoTo(new URL("https://docker.io.evil.example/token"), hub)).toBe(false);
-    expect(credentialsMayGoTo(new URL("http://127.0.0.25/token"), new URL("http://127.0.0.21"))).toBe(false);
-    expect(credentialsMayGoTo(new URL("http://127.0.0.25/token"), new URL("http://127.0.0.21"), ["127.0.0.25"])).toBe(true);
-    expect(credentialsMayGoTo(new URL("https://sso.corp.example/t"), new URL("https://harbor.corp2.example"), ["sso.corp.example"])).toBe(true);
-  });
-});
-
-describe("the guard on redirects and realms", () => {
+describe("the guard on upstreams, redirects and realms", () => {
   const from = new URL("https://registry.example");
   const refusal = async (p: Promise<void>) => (await p.then(() => null, (e: Error) => e.message)) ?? "followed";
+  const dns: Record<string, string[]> = {
+    "cdn.example": ["104.16.1.1"], "sneaky.example": ["10.0.0.5"], localhost: ["127.0.0.1"], "mixed.example": ["104.16.1.1", "169.254.169.254"],
+    "v6.example": ["2606:4700::1111"], "mapped.example": ["::ffff:127.0.0.1"],
+  };
+  const resolve = async (h: string) => {
+    if (!dns[h]) throw new Error(`getaddrinfo ENOTFOUND ${h}`);
+    return dns[h];
+  };
 
-  test("only http and https, never from HTTPS down to HTTP", async () => {
-    const g = createGuard({ listedOnly: false, listed: new Set() });
-    expect(await refusal(g.check(new URL("file:///etc/passwd"), from, "redirected"))).toMatch(/file: URL/);
-    expect(await refusal(g.check(new URL("data:text/plain,x"), from, "redirected"))).toMatch(/data: URL/);
-    expect(await refusal(g.check(new URL("http://cdn.example/x"), from, "redirected"))).toMatch(/down to plain HTTP/);
-    expect(await refusal(g.check(new URL("https://cdn.example/x"), from, "redirected"))).toBe("followed");
-    expect(await refusal(g.check(new URL("http://127.0.0.1/x"), new URL("http://up"), "redirected"))).toBe("followed");
+  test("only http and https, never from HTTPS down to HTTP, under every policy", async () => {
+    for (const policy of ["any", "public", "listed"] as const) {
+      const g = createGuard({ policy, listed: [], resolve });
+      expect(await refusal(g.check(new URL("file:///etc/passwd"), from, "redirected"))).toMatch(/file: URL/);
+      expect(await refusal(g.check(new URL("data:text/plain,x"), from, "redirected"))).toMatch(/data: URL/);
+      expect(await refusal(g.check(new URL("http://cdn.example/x"), from, "redirected"))).toMatch(/down to plain HTTP/);
+      expect(await refusal(g.check(new URL("https://cdn.example/x"), from, "redirected"))).toBe("followed");
+    }
+    const any = createGuard({ policy: "any", listed: [] });
+    expect(await refusal(any.check(new URL("http://127.0.0.1/x"), new URL("http://up"), "redirected"))).toBe("followed");
+    expect(await refusal(any.checkUpstream(new URL("https://127.0.0.1")))).toBe("followed");
   });
 
-  test("with upstreams: listed, internal addresses are refused unless listed, by resolved address", async () => {
-    const dns: Record<string, string[]> = { "cdn.example": ["104.16.1.1"], "sneaky.example": ["10.0.0.5"], localhost: ["127.0.0.1"] };
-    const g = createGuard({ listedOnly: true, listed: new Set(["mirror.internal:5000"]), resolve: async (h) => dns[h] ?? [] });
+  test.each(["public", "listed"] as const)("upstreams: %s: redirects and realms to internal addresses are refused unless listed, by every address", async (policy) => {
+    const g = createGuard({ policy, listed: ["mirror.internal:5000", "127.0.10.9"], resolve });
     const up = new URL("http://up.example");
     expect(await refusal(g.check(new URL("http://cdn.example/b"), up, "redirected"))).toBe("followed");
-    expect(await refusal(g.check(new URL("http://sneaky.example/b"), up, "redirected"))).toMatch(/10\.0\.0\.5.*internal/);
+    expect(await refusal(g.check(new URL("http://v6.example/b"), up, "redirected"))).toBe("followed");
+    expect(await refusal(g.check(new URL("http://sneaky.example/b"), up, "redirected"))).toMatch(/sneaky\.example \(10\.0\.0\.5\): an internal address/);
+    expect(await refusal(g.check(new URL("http://mixed.example/b"), up, "redirected"))).toMatch(/169\.254\.169\.254/);
+    expect(await refusal(g.check(new URL("http://mapped.example/b"), up, "redirected"))).toMatch(/127\.0\.0\.1/);
     expect(await refusal(g.check(new URL("http://localhost:8080/b"), up, "redirected"))).toMatch(/internal/);
-    expect(await refusal(g.check(new URL("http://2130706433/b"), up, "redirected"))).toMatch(/127\.0\.0\.1.*internal/);
     expect(await refusal(g.check(new URL("http://[::1]/b"), up, "redirected"))).toMatch(/internal/);
     expect(await refusal(g.check(new URL("http://mirror.internal:5000/b"), up, "redirected"))).toBe("followed");
-    expect(await refusal(g.check(new URL("http://nowhere.example/b"), up, "redirected"))).toMatch(/no address/);
+    expect(await refusal(g.check(new URL("http://nowhere.example/b"), up, "redirected"))).toMatch(/does not resolve/);
+    // Every spelling the URL parser turns into 127.0.10.9 is the listed host.
+    for (const spelled of ["127.0.10.9", "2130709001", "0x7f000a09", "0177.0.10.9"]) {
+      expect(await refusal(g.check(new URL(`http://${spelled}/token`), up, "token realm points"))).toBe("followed");
+    }
+    for (const spelled of ["127.0.10.5", "2130709000", "0x7f000a05", "127.2565", "[::ffff:127.0.10.5]", "[::7f00:a05]", "[64:ff9b::7f00:a05]", "[fec0::1]", "192.0.0.9"]) {
+      expect(await refusal(g.check(new URL(`http://${spelled}/token`), up, "token realm points"))).toMatch(/an internal address, and not listed; .*tokenHosts/);
+    }
+  });
+
+  test("upstreams: public: a client-named upstream is contacted only when every address it has is public", async () => {
+    const g = createGuard({ policy: "public", listed: ["127.0.10.7:5000"], resolve });
+    expect(await refusal(g.checkUpstream(new URL("https://cdn.example")))).toBe("followed");
+    expect(await refusal(g.checkUpstream(new URL("https://[2606:4700::1111]")))).toBe("followed");
+    expect(await refusal(g.checkUpstream(new URL("https://127.0.10.7:5000")))).toBe("followed");
+    expect(await refusal(g.checkUpstream(new URL("https://2130709001:5000")))).toMatch(/127\.0\.10\.9:5000: an internal address.*registries.*upstreams: any/);
+    expect(await refusal(g.checkUpstream(new URL("https://127.0.10.7:5001")))).toMatch(/internal/);
+    expect(await refusal(g.checkUpstream(new URL("https://mixed.example")))).toMatch(/mixed\.example \(169\.254\.169\.254\)/);
+    expect(await refusal(g.checkUpstream(new URL("https://nowhere.example")))).toMatch(/does not resolve/);
+    const e = await g.checkUpstream(new URL("https://[::ffff:127.0.10.5]")).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(GuardRefusal);
+    expect([(e as GuardRefusal).host, (e as GuardRefusal).address]).toEqual(["[::ffff:7f00:a05]", "127.0.10.5"]);
+  });
+
+  test("upstreams: listed: a client-named upstream must be listed, public or not", async () => {
+    const g = createGuard({ policy: "listed", listed: ["ghcr.io"], resolve });
+    expect(await refusal(g.checkUpstream(new URL("https://ghcr.io")))).toBe("followed");
+    expect(await refusal(g.checkUpstream(new URL("https://cdn.example")))).toMatch(/not in this cache's registries list/);
+  });
+
+  test("addresses: literals as they are, in one spelling; names resolved once per 30 s, for at most 10,000 names", async () => {
+    let now = 0;
+    const asked: string[] = [];
+    const g = createGuard({ policy: "public", listed: [], now: () => now, resolve: async (h) => (asked.push(h), h === "mapped.example" ? ["::ffff:127.0.0.60", "127.0.0.60"] : ["104.16.1.1"]) });
+    expect(await g.addresses("[::ffff:127.0.0.60]")).toEqual(["127.0.0.60"]);
+    expect(await g.addresses("127.0.0.60")).toEqual(["127.0.0.60"]);
+    expect(await g.addresses("mapped.example")).toEqual(["127.0.0.60"]);
+    await Promise.all([g.addresses("a.example"), g.addresses("A.example"), g.addresses("a.example")]);
+    expect(asked).toEqual(["mapped.example", "a.example"]);
+    now += 29_000;
+    await g.addresses("a.example");
+    expect(asked.length).toBe(2);
+    now += 2_000;
+    await g.addresses("a.example");
+    expect(asked.length).toBe(3);
+    for (let i = 0; i < 10_050; i++) await g.addresses(`n${i}.example`);
+    asked.length = 0;
+    await g.addresses("n10049.example");
+    await g.addresses("n0.example");
+    expect(asked).toEqual(["n0.example"]);
+  });
+
+  test("a failed lookup is not remembered", async () => {
+    let fail = true;
+    const g = createGuard({ policy: "public", listed: [], resolve: async () => {
+      if (fail) throw new Error("SERVFAIL");
+      return ["104.16.1.1"];
+    } });
+    expect(await refusal(g.checkUpstream(new URL("https://flaky.example")))).toMatch(/does not resolve: SERVFAIL/);
+    fail = false;
+    expect(await refusal(g.checkUpstream(new URL("https://flaky.example")))).toBe("followed");
   });
 });
 

@@ -39,7 +39,7 @@ export default command({
     "with-referrers": { type: "boolean", description: "Also pull every referrer (signatures, SBOMs, attestations) and cosign's .sig/.att/.sbom tags (default: false)" },
     concurrency: { type: "string", description: "Images pulled at once (default: 4)", valueHint: "N" },
   },
-  flags: (args) => ({ pullTimeout: args["pull-timeout"], dockerConfig: args["docker-config"] }),
+  flags: (args) => ({ pullTimeout: args["pull-timeout"], dockerConfig: args["docker-config"], upstreams: args.upstreams }),
   async run({ args, rawArgs, cfg, log }) {
     if (!args["image-file"] === !args.archive) throw new UsageError("load: give exactly one of --image-file FILE or --archive FILE");
     if (args.archive) {
@@ -54,7 +54,8 @@ export default command({
     const concurrency = Number(args.concurrency ?? 4);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new ConfigError("--concurrency", "must be a whole number from 1 to 64");
     const refs = readImageList(args["image-file"]!, "--image-file");
-    const { cache } = await createRuntime(cfg, log);
+    // The image list is the operator's own choice, not a client's: its upstreams count as listed.
+    const { cache } = await createRuntime(cfg, log, { listed: refs.map((r) => r.upstream) });
     const progress = createProgressLine();
     const started = Date.now();
     const outcome = await pullImages(cache.pullImage, refs, {

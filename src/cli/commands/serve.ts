@@ -19,7 +19,7 @@ export default command({
   flags: (args) => ({
     host: args.host, port: args.port, defaultNs: args["default-ns"], pullTimeout: args["pull-timeout"],
     revalidateAfter: args["revalidate-after"], airGapped: args["air-gapped"], dockerConfig: args["docker-config"],
-    archives: args.archives,
+    archives: args.archives, upstreams: args.upstreams,
   }),
   async run({ args, cfg, log }) {
     // A bad image list stops the start, before anything listens or downloads.
