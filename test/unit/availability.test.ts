@@ -3,7 +3,8 @@
 // upstream's failure, and a drip is cut at the minimum transfer rate.
 import { describe, expect, test } from "bun:test";
 import { brotliCompressSync, gzipSync } from "node:zlib";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTokenCache } from "../../src/upstream/auth.ts";
 import { readBody } from "../../src/upstream/body.ts";
@@ -14,8 +15,6 @@ import { createLimiter } from "../../src/upstream/limiter.ts";
 import { Download } from "../../src/cache/download.ts";
 import { createFsStore } from "../../src/store/fs.ts";
 import { digestOf } from "../../src/oci/digest.ts";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 
 const bomb = brotliCompressSync(Buffer.alloc(64 * 1024 * 1024, 32));
 
@@ -122,56 +121,42 @@ describe("starvation through many spellings of one host", () => {
   });
 });
 
+/** Runs one download of `data` into a fresh store, its body paced by `drip`, held to `minRate`. */
+async function download(data: Uint8Array, drip: (c: ReadableStreamDefaultController<Uint8Array>) => Timer, minRate: { bytesPerSecond: number; windowMs: number }) {
+  const root = mkdtempSync(join(tmpdir(), "ocireg-rate-"));
+  const store = createFsStore(root);
+  await store.init();
+  const digest = digestOf(data);
+  let timer: Timer | undefined;
+  const body = new ReadableStream<Uint8Array>({ start: (c) => void (timer = drip(c)), cancel: () => clearInterval(timer) });
+  const writer = await store.createBlobWriter(digest, { size: data.byteLength });
+  const started = performance.now();
+  const d = await new Promise<Download>((resolve) => Download.start({ digest, total: data.byteLength, body, writer, idleTimeoutMs: 10_000, minRate, onEnd: resolve }));
+  clearInterval(timer);
+  return { d, ms: performance.now() - started, stored: readdirSync(join(root, "blobs/sha256")) };
+}
+
 describe("minimum transfer rate", () => {
   test("a blob body that drips below minTransferRate is cut and nothing is stored", async () => {
-    const root = mkdtempSync(join(tmpdir(), "ocireg-rate-"));
-    const store = createFsStore(root);
-    await store.init();
     const data = new Uint8Array(100_000).fill(7);
-    const digest = digestOf(data);
-    let timer: Timer | undefined;
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        let i = 0;
-        timer = setInterval(() => c.enqueue(data.subarray(i, ++i)), 20);
-      },
-      cancel: () => clearInterval(timer),
-    });
-    const writer = await store.createBlobWriter(digest, { size: data.byteLength });
-    const started = performance.now();
-    const ended = new Promise<Download>((resolve) => Download.start({
-      digest, total: data.byteLength, body, writer, idleTimeoutMs: 10_000,
-      minRate: { bytesPerSecond: 1000, windowMs: 300 }, onEnd: resolve,
-    }));
-    const d = await ended;
-    clearInterval(timer);
+    let i = 0;
+    const { d, ms, stored } = await download(data, (c) => setInterval(() => c.enqueue(data.subarray(i, ++i)), 20), { bytesPerSecond: 1000, windowMs: 300 });
     expect(d.error?.message).toContain("minTransferRate");
-    expect(performance.now() - started).toBeLessThan(2000);
-    expect(readdirSync(join(root, "blobs/sha256"))).toEqual([]);
+    expect(ms).toBeLessThan(2000);
+    expect(stored).toEqual([]);
   });
 
   test("a body at a healthy rate completes", async () => {
-    const root = mkdtempSync(join(tmpdir(), "ocireg-rate-"));
-    const store = createFsStore(root);
-    await store.init();
     const data = new Uint8Array(40_000).fill(9);
-    const digest = digestOf(data);
-    let timer: Timer | undefined;
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        let i = 0;
-        timer = setInterval(() => {
-          c.enqueue(data.subarray(i, i + 1000));
-          i += 1000;
-          if (i >= data.byteLength) (clearInterval(timer), c.close());
-        }, 10);
-      },
-    });
-    const writer = await store.createBlobWriter(digest, { size: data.byteLength });
-    const d = await new Promise<Download>((resolve) => Download.start({
-      digest, total: data.byteLength, body, writer, idleTimeoutMs: 10_000,
-      minRate: { bytesPerSecond: 1000, windowMs: 100 }, onEnd: resolve,
-    }));
+    let i = 0;
+    const { d } = await download(data, (c) => {
+      const t = setInterval(() => {
+        c.enqueue(data.subarray(i, i + 1000));
+        i += 1000;
+        if (i >= data.byteLength) (clearInterval(t), c.close());
+      }, 10);
+      return t;
+    }, { bytesPerSecond: 1000, windowMs: 100 });
     expect(d.error).toBeNull();
     expect(d.done).toBe(true);
   });
