@@ -223,7 +223,7 @@ describe("what the store knows", () => {
     unlinkSync(join(store, "blobs/sha256", hex(broken.blobs[1]!.digest)));
     const verify = await cli(["verify", "--image-path", store]);
     // Incomplete is reported, not counted as damage: an interrupted pull leaves the same state
-    // and the next pull completes it (README, "Integrity").
+    // and the next pull completes it (docs/cache-behaviour.md, "Integrity").
     expect(verify.code).toBe(0);
     expect(out(verify)).toMatch(new RegExp(`incomplete image: ${REAL}/incomplete:v1: missing blob ${broken.blobs[1]!.digest}`));
     expect(out(verify)).toContain("1 incomplete image(s)");
