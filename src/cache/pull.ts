@@ -6,12 +6,12 @@ import { isDigest } from "../oci/digest.ts";
 import { INDEX_TYPES, type Platform } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
 import { childrenOf } from "../oci/walk.ts";
-import type { createBlobs } from "./blobs.ts";
-import { MAX_INDEX_MANIFESTS, type createManifests } from "./manifests.ts";
+import type { Blobs } from "./blobs.ts";
+import { MAX_INDEX_MANIFESTS, type Manifests } from "./manifests.ts";
 import { forEachBounded } from "./bounded.ts";
 import { CacheError, inPart } from "./errors.ts";
 import type { TagBook } from "./records.ts";
-import { attachedTags, type createReferrers } from "./referrers.ts";
+import { attachedTags, type Referrers } from "./referrers.ts";
 
 export type PlatformChoice = Platform[] | "all";
 
@@ -58,10 +58,10 @@ const platformText = (p: Platform) => [p.os, p.architecture, p.variant].filter(B
 /** An upstream's platform text, fit for a message: short, control characters escaped. */
 const shown = (p: Platform) => JSON.stringify(platformText(p).slice(0, 60)).slice(1, -1);
 
-export function createPuller(
-  manifests: ReturnType<typeof createManifests>, blobs: ReturnType<typeof createBlobs>, records: TagBook,
-  referrers: ReturnType<typeof createReferrers>, blobConcurrency = 4,
-) {
+/** Pulls a whole image (the platforms asked for, their blobs, optionally referrers) into the store. */
+export type PullImage = (target: Target, reference: string, platforms: PlatformChoice, opts?: PullOptions) => Promise<PullResult>;
+
+export function createPuller(manifests: Manifests, blobs: Blobs, records: TagBook, referrers: Referrers, blobConcurrency = 4): PullImage {
   /** Blob downloads of every image this puller pulls, together. */
   const limit = pLimit(blobConcurrency);
 

@@ -33,7 +33,13 @@ function nextPageLast(link: string | null): string | undefined | null {
   }
 }
 
-export function createTags(ctx: CacheContext) {
+/** The cache's tag lists. */
+export interface Tags {
+  /** A repository's tags from its upstream, or the cached tags when the upstream cannot say; `n`/`last` paginate. */
+  list(target: Target, name: string, n: number | null, last: string | null): Promise<TagList>;
+}
+
+export function createTags(ctx: CacheContext): Tags {
   async function cached(target: Target, name: string, n: number | null, last: string | null, why: string): Promise<TagList> {
     const all = await ctx.store.listTags(target.upstream, target.repository);
     if (all.length === 0) throw new CacheError(why.includes("unknown") ? "not-found" : "unreachable", "repository", `${target.upstream}/${target.repository}: ${why}, and no tags are cached`);
