@@ -77,7 +77,8 @@ export function createExchange(opts: ExchangeOptions) {
       } catch (err) {
         if (controller.signal.aborted) throw new UpstreamError(e.upstream, "timeout", `no response from ${url.host} within ${opts.timeoutMs} ms`);
         const x = err as Error & { code?: string };
-        if (sameOrigin && url.protocol === "https:" && (x.code === "EPROTO" || /handshake/i.test(x.message))) {
+        // Bun names a failed handshake EPROTO (no client certificate, or no TLS on the port).
+        if (sameOrigin && url.protocol === "https:" && x.code === "EPROTO") {
           const hint = e.tls?.cert
             ? "the upstream may not accept our client certificate (registries[].tls.cert/key)"
             : "the upstream may require a client certificate (registries[].tls.cert/key)";
@@ -131,7 +132,7 @@ export function createExchange(opts: ExchangeOptions) {
       return { header, withheldFrom: creds && !mayHaveCreds ? realm.host : undefined };
     } catch (err) {
       if (err instanceof UpstreamError) {
-        const own = new UpstreamError(e.upstream, err.failure, err.message.replace(/^upstream \S+: /, ""), err.status);
+        const own = new UpstreamError(e.upstream, err.failure, err.detail, err.status);
         if (own.failure === "denied") refused(own);
         throw own;
       }
