@@ -18,7 +18,7 @@ export { CacheError, type CacheFailure, type CacheSubject } from "./errors.ts";
 export type { ManifestResult, Manifests } from "./manifests.ts";
 export type { Referrers } from "./referrers.ts";
 export type { TagList, Tags } from "./tags.ts";
-export { hostPlatform, parsePlatform, type PlatformChoice, type PullImage, type PullResult } from "./pull.ts";
+export type { PlatformChoice, PullImage, PullResult } from "./pull.ts";
 
 /** The pull-through cache the registry handlers, the server and the commands share. */
 export interface Cache {
