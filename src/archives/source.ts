@@ -7,7 +7,7 @@
 // checked against its digest (see verify.ts).
 import { realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, detectMediaType, isSchema1, isServableManifestType, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";

@@ -1,5 +1,5 @@
 // The pull-through cache: one object the registry handlers and the server share.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { archivesFirst } from "./archives-first.ts";
 import { createBlobs, type Blobs } from "./blobs.ts";
 import type { CacheContext, CacheOptions } from "./context.ts";

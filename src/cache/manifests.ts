@@ -1,6 +1,6 @@
 // Manifests through the cache: by digest from memory or disk (never upstream once stored), by tag
 // from the tag record, revalidated with HEAD after `revalidateAfterMs`, fetched when cold or moved.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { childrenOf } from "../oci/walk.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import {

@@ -2,7 +2,7 @@
 // last-pulled and checked times that changed since the last write (the dirty set), the batched
 // flush that merges them with the records on disk, and pins for images pulled by digest.
 import pLimit from "p-limit";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import type { Target } from "../oci/reference.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";

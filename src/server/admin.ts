@@ -10,7 +10,7 @@ import { pullImages, type PullProgress } from "../cache/pull-images.ts";
 import { parseDuration } from "../config/duration.ts";
 import { ConfigError } from "../config/error.ts";
 import { compilePattern } from "../config/values.ts";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { hostPlatform, parsePlatform } from "../oci/platform.ts";
 import { parseImageReference, type ImageReference } from "../oci/reference.ts";
 import { tooManyAttempts } from "../registry/auth.ts";

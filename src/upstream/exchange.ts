@@ -1,7 +1,7 @@
 // One request to one endpoint: the HTTP exchange with its redirects (through the guard), and the
 // auth dance (challenge, token or basic credentials) it needs. Challenges are remembered per
 // (endpoint, repository), so one repository's broken challenge cannot break another's.
-import { BoundedMap, createOncePer } from "../oci/bounded-map.ts";
+import { BoundedMap, createOncePer } from "../lib/bounded-map.ts";
 import { basicAuthorization, createTokenCache, parseChallenge, type Challenge, type Credentials } from "./auth.ts";
 import { discardBody } from "./body.ts";
 import type { Endpoint } from "./endpoint.ts";

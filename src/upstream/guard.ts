@@ -3,7 +3,7 @@
 // credentials. Every rule here answers a hostile client or upstream (see SECURITY.md).
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { isInternalAddress, normalizeAddress, registrableDomain } from "./addresses.ts";
 
 export { isInternalAddress, normalizeAddress, registrableDomain };
