@@ -9,7 +9,7 @@ import { createFsStore } from "../store/fs.ts";
 import { createS3Store } from "../store/s3/store.ts";
 import type { Store } from "../store/types.ts";
 import { createUpstreams, type UpstreamObserver } from "../upstream/client.ts";
-import { credentialHelper } from "./credential-helper.ts";
+import { credentialHelper } from "../upstream/credential-helper.ts";
 
 /** The upstreams the operator named: the default namespace and every registries entry. */
 export function listedUpstreams(cfg: Config): Set<string> {
