@@ -7,7 +7,7 @@
 // checked against its digest (see verify.ts).
 import { realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, detectMediaType, isSchema1, isServableManifestType, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
@@ -54,12 +54,24 @@ export interface ScanSummary {
 }
 
 /** A directory of archives: what the cache consults first (manifest, blob), plus rescan and images. */
-export type Archives = ReturnType<typeof createArchiveSource>;
+export interface Archives {
+  readonly dir: string;
+  /** `.oci` files found by the last scan. */
+  readonly files: number;
+  /** Scans the directory again (one scan at a time); forgets indexes of files no longer there. */
+  rescan(): Promise<ScanSummary>;
+  /** A manifest by tag or digest from the archives `target` maps to; null when none holds it. */
+  manifest(target: Target, reference: string): Promise<ArchiveManifest | null>;
+  /** Any content (blob or manifest) by digest from the archives `target` maps to, as a slice of the file. */
+  blob(target: Target, digest: string): Promise<ArchiveBlob | null>;
+  /** Every image of every listed archive, for `list` and the admin API; damaged files are reported to `onSkipped`. */
+  images(onSkipped?: (abs: string, problem: string) => void): Promise<ArchiveListedImage[]>;
+}
 
 /** An archive as it is now: its index, or why it is not served. */
 export type ArchiveState = { index: ArchiveIndex; abs: string } | { index: null; abs: string; problem: string | null };
 
-export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
+export function createArchiveSource(dir: string, opts: ArchiveSourceOptions): Archives {
   const log = opts.log;
   let listing: ArchiveListing = new Map();
   let listed = new Set<string>();
@@ -157,13 +169,11 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
     return { bytes, mediaType, digest };
   }
 
-  const source = {
+  const source: Archives = {
     dir,
-    /** `.oci` files found by the last scan. */
     get files(): number {
       return listed.size;
     },
-    /** Scans the directory again (one scan at a time); forgets indexes of files no longer there. */
     rescan(): Promise<ScanSummary> {
       scanning ??= (async () => {
         const t0 = performance.now();
@@ -181,7 +191,6 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
       })().finally(() => (scanning = null));
       return scanning;
     },
-    /** A manifest by tag or digest from the archives `target` maps to; null when none holds it. */
     async manifest(target: Target, reference: string): Promise<ArchiveManifest | null> {
       if (listed.size === 0) return null;
       const byDigest = isDigest(reference);
@@ -197,7 +206,6 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
       }
       return null;
     },
-    /** Any content (blob or manifest) by digest from the archives `target` maps to, as a slice of the file. */
     async blob(target: Target, digest: string): Promise<ArchiveBlob | null> {
       if (listed.size === 0) return null;
       for (const c of candidates(listing, target, null)) {
@@ -213,7 +221,6 @@ export function createArchiveSource(dir: string, opts: ArchiveSourceOptions) {
       }
       return null;
     },
-    /** Every image of every listed archive, for `list` and the admin API; damaged files are reported to `onSkipped`. */
     async images(onSkipped?: (abs: string, problem: string) => void): Promise<ArchiveListedImage[]> {
       const out: ArchiveListedImage[] = [];
       for (const rel of [...listed].sort()) {

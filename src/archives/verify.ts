@@ -4,7 +4,7 @@
 import pLimit from "p-limit";
 import { stat } from "node:fs/promises";
 import { createDigester, parseDigest } from "../oci/digest.ts";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { stampOf, type BlobLocation } from "./layout.ts";
 
 /**

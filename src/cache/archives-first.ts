@@ -1,32 +1,36 @@
 // Puts an archive source in front of the cache's manifests and blobs: what the archives hold is
 // served from them (and never stored or recorded); the rest goes the usual way, to the store and
 // the upstreams. Pulls into the store (load, preload) keep using the store path alone.
-import type { BlobSource, createBlobs } from "./blobs.ts";
+import type { BlobSource, Blobs } from "./blobs.ts";
 import type { ArchiveSource, CacheObserver } from "./context.ts";
-import type { createManifests, ManifestResult } from "./manifests.ts";
+import type { ManifestResult, Manifests } from "./manifests.ts";
 
-type Manifests = ReturnType<typeof createManifests>;
-type Blobs = ReturnType<typeof createBlobs>;
-
+/**
+ * Every method is listed (no spread of the store path): a method added to Manifests or Blobs is
+ * a type error here until someone decides whether the archives answer it first.
+ */
 export function archivesFirst(archives: ArchiveSource, manifests: Manifests, blobs: Blobs, observe: CacheObserver): { manifests: Manifests; blobs: Blobs } {
   return {
     manifests: {
-      ...manifests,
       async get(target, reference, clientAccept): Promise<ManifestResult> {
         const m = await archives.manifest(target, reference);
         if (!m) return manifests.get(target, reference, clientAccept);
         observe.hit?.("manifest");
         return m;
       },
+      // Bookkeeping of the store path: nothing is served.
+      adopt: (target, bytes) => manifests.adopt(target, bytes),
     },
     blobs: {
-      ...blobs,
       async get(target, digest, opts): Promise<BlobSource> {
         const b = await archives.blob(target, digest);
         if (!b) return blobs.get(target, digest, opts);
         observe.hit?.("blob");
         return { kind: "stored", size: b.size, file: b.file };
       },
+      // Both are about the store: a blob made sure of there, downloads running into it.
+      ensure: (target, digest) => blobs.ensure(target, digest),
+      active: () => blobs.active(),
     },
   };
 }

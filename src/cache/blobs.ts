@@ -15,7 +15,17 @@ export type BlobSource =
   /** Size known from an upstream HEAD; nothing downloaded. */
   | { kind: "remote"; size: number | null };
 
-export function createBlobs(ctx: CacheContext) {
+/** The cache's blobs: what clients pull, what a pull into the store makes sure of, and what runs. */
+export interface Blobs {
+  /** Where a blob's bytes come from. `sizeOnly` (a HEAD) asks upstream for the size and downloads nothing. */
+  get(target: Target, digest: string, opts?: { sizeOnly?: boolean }): Promise<BlobSource>;
+  /** Makes sure a blob is in the store, downloading it if needed; returns the bytes this call downloaded. */
+  ensure(target: Target, digest: string): Promise<number>;
+  /** Downloads in progress, for shutdown. */
+  active(): Promise<Download[]>;
+}
+
+export function createBlobs(ctx: CacheContext): Blobs {
   /**
    * One entry per (upstream, digest) from the moment a download is decided until it ends, set
    * and read without an await in between: two requests can never both start one. Resolves to
@@ -83,41 +93,43 @@ export function createBlobs(ctx: CacheContext) {
     return null;
   }
 
-  return {
-    /** Where a blob's bytes come from. `sizeOnly` (a HEAD) asks upstream for the size and downloads nothing. */
-    async get(target: Target, digest: string, opts: { sizeOnly?: boolean } = {}): Promise<BlobSource> {
-      const running = flights.get(`${target.upstream} ${digest}`);
-      const joined = running ? await running.catch(() => null) : null;
-      if (joined && !joined.done) {
-        ctx.observe.miss?.("blob");
-        ctx.observe.joined?.();
-        return { kind: "download", size: joined.total, download: joined };
-      }
-      const stored = await storedSource(digest);
-      if (stored) {
-        ctx.observe.hit?.("blob");
-        return stored;
-      }
+  /** Where a blob's bytes come from (see Blobs.get). */
+  async function get(target: Target, digest: string, opts: { sizeOnly?: boolean } = {}): Promise<BlobSource> {
+    const running = flights.get(`${target.upstream} ${digest}`);
+    const joined = running ? await running.catch(() => null) : null;
+    if (joined && !joined.done) {
       ctx.observe.miss?.("blob");
-      if (ctx.airGapped) {
-        throw new CacheError("air-gapped", "blob", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
-      }
-      if (opts.sizeOnly) {
-        const res = await openUpstream(target, digest, "HEAD");
-        discardBody(res);
-        return { kind: "remote", size: contentLength(res) };
-      }
-      const d = await flight(target, digest);
-      if (!d || d.done) {
-        const s = await ctx.store.statBlob(digest);
-        if (s) return { kind: "stored", ...s };
-      }
-      if (!d) throw new CacheError("not-found", "blob", `${target.upstream}/${target.repository}@${digest} was removed from the store while it was asked for`);
-      return { kind: "download", size: d.total, download: d };
-    },
-    /** Makes sure a blob is stored, downloading it if needed; returns the bytes this call downloaded. */
+      ctx.observe.joined?.();
+      return { kind: "download", size: joined.total, download: joined };
+    }
+    const stored = await storedSource(digest);
+    if (stored) {
+      ctx.observe.hit?.("blob");
+      return stored;
+    }
+    ctx.observe.miss?.("blob");
+    if (ctx.airGapped) {
+      throw new CacheError("air-gapped", "blob", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
+    }
+    if (opts.sizeOnly) {
+      const res = await openUpstream(target, digest, "HEAD");
+      discardBody(res);
+      return { kind: "remote", size: contentLength(res) };
+    }
+    const d = await flight(target, digest);
+    if (!d || d.done) {
+      const s = await ctx.store.statBlob(digest);
+      if (s) return { kind: "stored", ...s };
+    }
+    if (!d) throw new CacheError("not-found", "blob", `${target.upstream}/${target.repository}@${digest} was removed from the store while it was asked for`);
+    return { kind: "download", size: d.total, download: d };
+  }
+
+  return {
+    get,
     async ensure(target: Target, digest: string): Promise<number> {
-      const source = await this.get(target, digest);
+      // This store path's own get, never a wrapper's: what ensure makes sure of is the store.
+      const source = await get(target, digest);
       if (source.kind !== "download") return 0;
       await source.download.settled();
       if (source.download.error) {
@@ -125,7 +137,6 @@ export function createBlobs(ctx: CacheContext) {
       }
       return source.download.written;
     },
-    /** Downloads in progress, for shutdown. */
     async active(): Promise<Download[]> {
       const all = await Promise.all([...flights.values()].map((p) => p.catch(() => null)));
       return all.filter((d): d is Download => !!d && !d.done && !d.error);

@@ -39,7 +39,13 @@ export function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: 
  * waits, first come first served, until `n` more fit, and returns the release. A take larger than
  * the whole budget runs alone.
  */
-export function createByteBudget(total: number) {
+export interface ByteBudget {
+  take(n: number): Promise<() => void>;
+  /** Takes `n` at once when it fits and nobody waits; null otherwise. */
+  tryTake(n: number): (() => void) | null;
+}
+
+export function createByteBudget(total: number): ByteBudget {
   let used = 0;
   const waiting: Array<{ n: number; go: () => void }> = [];
   const fits = (n: number) => used === 0 || used + n <= total;
@@ -65,7 +71,6 @@ export function createByteBudget(total: number) {
       else await new Promise<void>((go) => waiting.push({ n, go }));
       return releaser(n);
     },
-    /** Takes `n` at once when it fits and nobody waits; null otherwise. */
     tryTake(n: number): (() => void) | null {
       if (waiting.length || !fits(n)) return null;
       used += n;
@@ -73,8 +78,6 @@ export function createByteBudget(total: number) {
     },
   };
 }
-
-export type ByteBudget = ReturnType<typeof createByteBudget>;
 
 /**
  * Sends `ask` and takes the answer's share (`weightOf`) of `budget` for the caller to release.

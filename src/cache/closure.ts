@@ -33,23 +33,26 @@ export async function closureOf(store: Store, roots: Iterable<string>): Promise<
   return out;
 }
 
+/** What an image lacks, in words for a report; `manifestAbsent` when its own manifest is not stored. */
+export type Missing = string[] & { readonly manifestAbsent?: true };
+
 /**
  * What an image lacks to be pulled from the store: its manifest, an image manifest's config or
  * layers, or (for an index) every platform manifest. Platforms nobody pulled are not missing as
  * long as one platform is complete. Empty when the image is complete.
  */
-export async function missingContent(store: Store, digest: string, memo = new Map<string, Promise<string[]>>()): Promise<string[]> {
+export async function missingContent(store: Store, digest: string, memo = new Map<string, Promise<Missing>>()): Promise<Missing> {
   let p = memo.get(digest);
   if (!p) {
-    p = (async () => {
+    p = (async (): Promise<Missing> => {
       const bytes = await store.readManifest(digest);
-      if (!bytes) return [`manifest ${digest}`];
+      if (!bytes) return Object.assign([`manifest ${digest}`], { manifestAbsent: true as const });
       const c = childrenOf(bytes);
       const missing: string[] = [];
       if (c.manifests.length) {
         // A few at a time: the index may list thousands (and the store may be remote).
         const platforms = await mapBounded(c.manifests, CHECK_CONCURRENCY, (m) => missingContent(store, m.digest, memo));
-        const pulled = platforms.filter((m) => !m[0]?.startsWith("manifest "));
+        const pulled = platforms.filter((m) => !m.manifestAbsent);
         if (pulled.length === 0) missing.push(`every platform manifest of ${digest}`);
         else if (!pulled.some((m) => m.length === 0)) missing.push(...pulled.flat());
       }

@@ -1,6 +1,6 @@
 // What the pull-through policy modules share: the store, the upstream client, settings, clock,
 // the tag records, and the in-memory views that keep the hot path off the disk.
-import type { BoundedMap } from "../oci/bounded-map.ts";
+import type { BoundedMap } from "../lib/bounded-map.ts";
 import type { Target } from "../oci/reference.ts";
 import type { Store } from "../store/types.ts";
 import type { Upstreams } from "../upstream/client.ts";

@@ -1,32 +1,48 @@
 // The pull-through cache: one object the registry handlers and the server share.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { archivesFirst } from "./archives-first.ts";
-import { createBlobs } from "./blobs.ts";
+import { createBlobs, type Blobs } from "./blobs.ts";
 import type { CacheContext, CacheOptions } from "./context.ts";
 import { createByteBudget } from "./bounded.ts";
-import { createManifests, MANIFEST_BUDGET_BYTES } from "./manifests.ts";
+import { createManifests, MANIFEST_BUDGET_BYTES, type Manifests } from "./manifests.ts";
 import { ManifestMemory } from "./memory.ts";
-import { pruneStore, type PruneOptions } from "./prune.ts";
-import { createPuller } from "./pull.ts";
+import { pruneStore, type PruneOptions, type PruneReport } from "./prune.ts";
+import { createPuller, type PullImage } from "./pull.ts";
 import { createTagBook } from "./records.ts";
-import { createReferrers } from "./referrers.ts";
-import { createTags } from "./tags.ts";
+import { createReferrers, type Referrers } from "./referrers.ts";
+import { createTags, type Tags } from "./tags.ts";
 
-export type { BlobSource } from "./blobs.ts";
+export type { BlobSource, Blobs } from "./blobs.ts";
 export type { ArchiveSource, CacheObserver, CacheOptions, CacheLogger } from "./context.ts";
 export { CacheError, type CacheFailure, type CacheSubject } from "./errors.ts";
-export type { ManifestResult } from "./manifests.ts";
-export type { TagList } from "./tags.ts";
-export { hostPlatform, parsePlatform, type PlatformChoice, type PullResult } from "./pull.ts";
+export type { ManifestResult, Manifests } from "./manifests.ts";
+export type { Referrers } from "./referrers.ts";
+export type { TagList, Tags } from "./tags.ts";
+export type { PlatformChoice, PullImage, PullResult } from "./pull.ts";
 
-export type Cache = ReturnType<typeof createCache>;
+/** The pull-through cache the registry handlers, the server and the commands share. */
+export interface Cache {
+  /** What clients pull: the archives first when there are any, then the store and the upstreams. */
+  manifests: Manifests;
+  blobs: Blobs;
+  tags: Tags;
+  referrers: Referrers;
+  /** Pulls whole images into the store (load, preload); never served from the archives. */
+  pullImage: PullImage;
+  /** Writes batched last-pulled times (see TagBook.flush). */
+  flush(): Promise<number>;
+  /** Prunes the store this cache serves: pending access times are written first, pruned tags forgotten. */
+  prune(opts: PruneOptions): Promise<PruneReport>;
+  /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
+  drain(ms: number): Promise<void>;
+}
 
 /** Manifests kept in memory: a few thousand typical manifests, and RSS stays small. */
 const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
 /** Blob sizes remembered from manifests (about 150 bytes each). */
 const DECLARED_SIZES = 50_000;
 
-export function createCache(opts: CacheOptions) {
+export function createCache(opts: CacheOptions): Cache {
   const now = opts.now ?? Date.now;
   const ctx: CacheContext = {
     ...opts,
@@ -51,16 +67,13 @@ export function createCache(opts: CacheOptions) {
     tags,
     referrers,
     pullImage,
-    /** Writes batched last-pulled times (see TagBook.flush). */
     flush: () => ctx.records.flush(),
-    /** Prunes the store this cache serves: pending access times are written first, pruned tags forgotten. */
     async prune(opts: PruneOptions) {
       await ctx.records.flush();
       return pruneStore(ctx.store, opts, (r) => {
         if (!opts.dryRun) ctx.records.forget(r);
       });
     },
-    /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
     async drain(ms: number): Promise<void> {
       const active = await stored.blobs.active();
       if (!active.length) return;

@@ -1,6 +1,6 @@
 // Manifests through the cache: by digest from memory or disk (never upstream once stored), by tag
 // from the tag record, revalidated with HEAD after `revalidateAfterMs`, fetched when cold or moved.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { childrenOf } from "../oci/walk.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import {
@@ -16,6 +16,14 @@ import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import type { MemoryManifest } from "./memory.ts";
 
 export type ManifestResult = MemoryManifest;
+
+/** The cache's manifests: what clients pull, and what a pull into the store teaches it. */
+export interface Manifests {
+  /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
+  get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult>;
+  /** Treats an index's manifests as parts of it in `target`: fetched by digest there, they get no record of their own. */
+  adopt(target: Target, bytes: Uint8Array): void;
+}
 
 /** (upstream, repository, digest) triples remembered as covered by a record (see `covered`). */
 const MAX_COVERED = 20_000;
@@ -52,7 +60,7 @@ export function upstreamAccept(clientAccept: string | null): string {
   return [...types].join(", ");
 }
 
-export function createManifests(ctx: CacheContext) {
+export function createManifests(ctx: CacheContext): Manifests {
   const inflight = new Map<string, Promise<ManifestResult>>();
   /**
    * Manifests a record of an upstream covers in a repository, seen lately: its tags' targets and
@@ -257,11 +265,9 @@ export function createManifests(ctx: CacheContext) {
   }
 
   return {
-    /** Treats an index's manifests as parts of it in `target`: fetched by digest there, they get no record of their own. */
     adopt(target: Target, bytes: Uint8Array) {
       notePlatforms(target, childrenOf(bytes).manifests);
     },
-    /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
     get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
       if (isDigest(reference)) {
         const hot = ctx.memory.get(reference);

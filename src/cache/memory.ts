@@ -1,6 +1,6 @@
 // Manifests kept in memory, least recently used first out, within a byte budget: cached
 // manifests are answered without touching the disk. Keyed by digest: only verified content.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 
 export interface MemoryManifest {
   bytes: Uint8Array;

@@ -4,14 +4,15 @@
 import pLimit from "p-limit";
 import { isDigest } from "../oci/digest.ts";
 import { INDEX_TYPES, type Platform } from "../oci/mediatypes.ts";
+import { platformMatches, platformText } from "../oci/platform.ts";
 import type { Target } from "../oci/reference.ts";
 import { childrenOf } from "../oci/walk.ts";
-import type { createBlobs } from "./blobs.ts";
-import { MAX_INDEX_MANIFESTS, type createManifests } from "./manifests.ts";
+import type { Blobs } from "./blobs.ts";
+import { MAX_INDEX_MANIFESTS, type Manifests } from "./manifests.ts";
 import { forEachBounded } from "./bounded.ts";
 import { CacheError, inPart } from "./errors.ts";
 import type { TagBook } from "./records.ts";
-import { attachedTags, type createReferrers } from "./referrers.ts";
+import { attachedTags, type Referrers } from "./referrers.ts";
 
 export type PlatformChoice = Platform[] | "all";
 
@@ -26,23 +27,6 @@ export interface PullResult {
   referrers: number;
 }
 
-/** The platform this process runs on, as image indexes name it. */
-export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x" };
-  return { os: "linux", architecture: arch[process.arch] ?? process.arch, ...(process.arch === "arm" ? { variant: "v7" } : {}) };
-}
-
-/** Parses `os/arch[/variant]`; null when malformed. */
-export function parsePlatform(text: string): Platform | null {
-  const [os, architecture, variant, extra] = text.split("/");
-  if (!os || !architecture || extra !== undefined || variant === "") return null;
-  return { os, architecture, ...(variant ? { variant } : {}) };
-}
-
-function matches(p: Platform | undefined, wanted: Platform): boolean {
-  return !!p && p.os === wanted.os && p.architecture === wanted.architecture && (!wanted.variant || p.variant === wanted.variant);
-}
-
 export interface PullOptions {
   onBytes?: (n: number) => void;
   /** Also every referrer of the image (signatures, attestations) and cosign's `.sig`/`.att`/`.sbom` tags. */
@@ -54,14 +38,13 @@ const MAX_PULL_BLOBS = 20_000;
 /** Platform manifests of one index fetched at once. */
 const MANIFEST_CONCURRENCY = 4;
 
-const platformText = (p: Platform) => [p.os, p.architecture, p.variant].filter(Boolean).join("/");
 /** An upstream's platform text, fit for a message: short, control characters escaped. */
 const shown = (p: Platform) => JSON.stringify(platformText(p).slice(0, 60)).slice(1, -1);
 
-export function createPuller(
-  manifests: ReturnType<typeof createManifests>, blobs: ReturnType<typeof createBlobs>, records: TagBook,
-  referrers: ReturnType<typeof createReferrers>, blobConcurrency = 4,
-) {
+/** Pulls a whole image (the platforms asked for, their blobs, optionally referrers) into the store. */
+export type PullImage = (target: Target, reference: string, platforms: PlatformChoice, opts?: PullOptions) => Promise<PullResult>;
+
+export function createPuller(manifests: Manifests, blobs: Blobs, records: TagBook, referrers: Referrers, blobConcurrency = 4): PullImage {
   /** Blob downloads of every image this puller pulls, together. */
   const limit = pLimit(blobConcurrency);
 
@@ -86,7 +69,7 @@ export function createPuller(
         throw new CacheError("invalid", "manifest", `the index ${top.digest} lists ${listed.length} manifests; a pull follows at most ${MAX_INDEX_MANIFESTS} `
           + "from one index (real images list tens), so it is refused. Pull the platform manifest you need by digest instead");
       }
-      const wanted = listed.filter((m) => platforms === "all" || platforms.some((p) => matches(m.platform, p)));
+      const wanted = listed.filter((m) => platforms === "all" || platforms.some((p) => platformMatches(m.platform, p)));
       const children = [...new Map(wanted.map((c) => [c.digest, c])).values()];
       if (children.length === 0) {
         throw new Error(`no manifest for platform ${platforms === "all" ? "any" : platforms.map(platformText).join(", ")} in the index`);

@@ -2,7 +2,7 @@
 // last-pulled and checked times that changed since the last write (the dirty set), the batched
 // flush that merges them with the records on disk, and pins for images pulled by digest.
 import pLimit from "p-limit";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import type { Target } from "../oci/reference.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
@@ -22,7 +22,25 @@ const MAX_DIRTY = 10_000;
 /** Records written at once by a flush. */
 const FLUSH_CONCURRENCY = 8;
 
-export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void) {
+/** The tag records of a running cache; times are written in batches by `flush`. */
+export interface TagBook {
+  /** The record of a tag (or pin), from memory or the store. */
+  get(target: Target, tag: string): Promise<TagRecord | null>;
+  /** Writes the record of a tag just fetched: created stays when the digest did not change. */
+  record(target: Target, tag: string, m: RecordedManifest, previous: TagRecord | null): Promise<void>;
+  /** Records an image pulled by digest so that list, prune and export know it (load does this). */
+  pin(target: Target, m: RecordedManifest): Promise<void>;
+  /** A pull of a record: written later, by flush. `checked` when the upstream confirmed it. */
+  pulled(rec: TagRecord, checked: boolean): void;
+  /** A pull by digest through `target`: touches its pin record, or makes one unless `covered`. */
+  pulledByDigest(target: Target, m: RecordedManifest, covered: boolean): Promise<void>;
+  /** Forgets a record another command removed (prune). */
+  forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag">): void;
+  /** Writes records whose last-pulled or checked time changed; resolves to how many were written. */
+  flush(): Promise<number>;
+}
+
+export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void): TagBook {
   /** Records read or written lately, least recently used first out. */
   const clean = new BoundedMap<string, TagRecord>(MAX_CLEAN_RECORDS);
   /** Records whose last-pulled or checked time is not written yet: never evicted before flush. */
@@ -57,8 +75,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
   }
   let flushing: Promise<number> | null = null;
 
-  const book = {
-    /** The record of a tag (or pin), from memory or the store. */
+  const book: TagBook = {
     async get(target: Target, tag: string): Promise<TagRecord | null> {
       const key = recordName({ ...target, tag });
       let rec = records.get(key);
@@ -69,7 +86,6 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       return rec ?? null;
     },
 
-    /** Writes the record of a tag just fetched: created stays when the digest did not change. */
     async record(target: Target, tag: string, m: RecordedManifest, previous: TagRecord | null): Promise<void> {
       const t = iso();
       const rec: TagRecord = {
@@ -85,12 +101,10 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       absent.delete(key);
     },
 
-    /** Records an image pulled by digest so that list, prune and export know it (load does this). */
     async pin(target: Target, m: RecordedManifest): Promise<void> {
-      if (!(await this.get(target, m.digest))) await this.record(target, m.digest, m, null);
+      if (!(await book.get(target, m.digest))) await book.record(target, m.digest, m, null);
     },
 
-    /** A pull of a record: written later, by flush. `checked` when the upstream confirmed it. */
     pulled(rec: TagRecord, checked: boolean) {
       const t = iso();
       touch(rec, checked ? { lastPulled: t, checked: t } : { lastPulled: t });
@@ -113,7 +127,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
           records.set(key, disk);
           return touch(disk, { lastPulled: iso() });
         }
-        if (!covered) return await this.record(target, m.digest, m, null);
+        if (!covered) return await book.record(target, m.digest, m, null);
         if (absent.size >= MAX_ABSENT) absent.clear();
         absent.add(key);
       } catch (err) {
@@ -122,7 +136,6 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       }
     },
 
-    /** Forgets a record another command removed (prune). */
     forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag">) {
       const key = recordName(rec);
       records.delete(key);
@@ -172,5 +185,3 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     return written;
   }
 }
-
-export type TagBook = ReturnType<typeof createTagBook>;

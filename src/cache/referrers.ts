@@ -11,7 +11,7 @@ import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import { askWithinBudget } from "./bounded.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError } from "./errors.ts";
-import { manifestBudgetWeight, type createManifests } from "./manifests.ts";
+import { manifestBudgetWeight, type Manifests } from "./manifests.ts";
 
 export const EMPTY_REFERRERS = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
 
@@ -39,7 +39,15 @@ function filter(bytes: Uint8Array, artifactType: string | null): { body: string;
   return { body: JSON.stringify({ ...index, manifests }), filtered: true };
 }
 
-export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof createManifests>) {
+/** The cache's referrers of a digest (signatures, SBOMs, attestations). */
+export interface Referrers {
+  /** The referrers index of a digest, filtered by artifactType when one is given. */
+  list(target: Target, digest: string, artifactType: string | null): Promise<{ body: string; filtered: boolean }>;
+  /** Digests of a subject's referrers (for load --with-referrers). */
+  digests(target: Target, digest: string): Promise<string[]>;
+}
+
+export function createReferrers(ctx: CacheContext, manifests: Manifests): Referrers {
   /** The stored referrers index of a digest, if any. */
   async function stored(target: Target, digest: string): Promise<Uint8Array | null> {
     const rec = await ctx.records.get(target, referrersTag(digest));
@@ -83,29 +91,30 @@ export function createReferrers(ctx: CacheContext, manifests: ReturnType<typeof 
     }
   }
 
-  return {
-    /** The referrers index of a digest, filtered by artifactType when one is given. */
-    async list(target: Target, digest: string, artifactType: string | null): Promise<{ body: string; filtered: boolean }> {
-      if (!ctx.airGapped) {
-        let release: (() => void) | null = null;
-        try {
-          const bytes = await fromUpstream(target, digest, (r) => (release = r));
-          if (bytes) {
-            await keep(target, digest, bytes);
-            return filter(bytes, artifactType);
-          }
-        } catch (err) {
-          ctx.log.debug(`referrers of ${digest} from ${target.upstream}: ${(err as Error).message}; serving what the store holds`);
-        } finally {
-          (release as (() => void) | null)?.();
+  /** See Referrers.list. */
+  async function list(target: Target, digest: string, artifactType: string | null): Promise<{ body: string; filtered: boolean }> {
+    if (!ctx.airGapped) {
+      let release: (() => void) | null = null;
+      try {
+        const bytes = await fromUpstream(target, digest, (r) => (release = r));
+        if (bytes) {
+          await keep(target, digest, bytes);
+          return filter(bytes, artifactType);
         }
+      } catch (err) {
+        ctx.log.debug(`referrers of ${digest} from ${target.upstream}: ${(err as Error).message}; serving what the store holds`);
+      } finally {
+        (release as (() => void) | null)?.();
       }
-      const kept = await stored(target, digest);
-      return kept ? filter(kept, artifactType) : { body: EMPTY_REFERRERS, filtered: !!artifactType };
-    },
-    /** Digests of a subject's referrers (for load --with-referrers). */
+    }
+    const kept = await stored(target, digest);
+    return kept ? filter(kept, artifactType) : { body: EMPTY_REFERRERS, filtered: !!artifactType };
+  }
+
+  return {
+    list,
     async digests(target: Target, digest: string): Promise<string[]> {
-      const { body } = await this.list(target, digest, null);
+      const { body } = await list(target, digest, null);
       const index = JSON.parse(body) as { manifests?: Descriptor[] };
       return (index.manifests ?? []).map((m) => m?.digest).filter((d): d is string => typeof d === "string");
     },

@@ -2,7 +2,7 @@
 import { discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
 import type { CacheContext } from "./context.ts";
-import { CacheError } from "./errors.ts";
+import { CacheError, type CacheFailure } from "./errors.ts";
 
 export interface TagList {
   name: string;
@@ -33,17 +33,24 @@ function nextPageLast(link: string | null): string | undefined | null {
   }
 }
 
-export function createTags(ctx: CacheContext) {
-  async function cached(target: Target, name: string, n: number | null, last: string | null, why: string): Promise<TagList> {
+/** The cache's tag lists. */
+export interface Tags {
+  /** A repository's tags from its upstream, or the cached tags when the upstream cannot say; `n`/`last` paginate. */
+  list(target: Target, name: string, n: number | null, last: string | null): Promise<TagList>;
+}
+
+export function createTags(ctx: CacheContext): Tags {
+  /** The cached tags, asked for because the upstream could not say (`failure`, in words `why`); throws that failure when none are cached. */
+  async function cached(target: Target, name: string, n: number | null, last: string | null, failure: CacheFailure, why: string): Promise<TagList> {
     const all = await ctx.store.listTags(target.upstream, target.repository);
-    if (all.length === 0) throw new CacheError(why.includes("unknown") ? "not-found" : "unreachable", "repository", `${target.upstream}/${target.repository}: ${why}, and no tags are cached`);
+    if (all.length === 0) throw new CacheError(failure, "repository", `${target.upstream}/${target.repository}: ${why}, and no tags are cached`);
     const page = paginate(all, n, last);
     return { name, tags: page.tags, next: page.more ? { last: page.tags.at(-1)!, n: n! } : undefined };
   }
 
   return {
     async list(target: Target, name: string, n: number | null, last: string | null): Promise<TagList> {
-      if (ctx.airGapped) return cached(target, name, n, last, "the cache is air-gapped");
+      if (ctx.airGapped) return cached(target, name, n, last, "air-gapped", "the cache is air-gapped");
       const q = new URLSearchParams();
       if (n !== null) q.set("n", String(n));
       if (last !== null) q.set("last", last);
@@ -53,13 +60,13 @@ export function createTags(ctx: CacheContext) {
         res = await ctx.upstreams.request(target.upstream, { method: "GET", repository: target.repository, path: `tags/list${qs}` });
       } catch (err) {
         ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: ${(err as Error).message}`);
-        return cached(target, name, n, last, `upstream unreachable`);
+        return cached(target, name, n, last, "unreachable", "upstream unreachable");
       }
       if (!res.ok) {
         discardBody(res);
-        if (res.status === 404) return cached(target, name, n, last, "repository unknown to upstream");
+        if (res.status === 404) return cached(target, name, n, last, "not-found", "repository unknown to upstream");
         ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: upstream answered HTTP ${res.status}`);
-        return cached(target, name, n, last, `upstream answered HTTP ${res.status}`);
+        return cached(target, name, n, last, "unreachable", `upstream answered HTTP ${res.status}`);
       }
       let body: { tags?: unknown };
       try {
@@ -69,7 +76,7 @@ export function createTags(ctx: CacheContext) {
         body = JSON.parse(new TextDecoder().decode(bytes));
       } catch (err) {
         ctx.log.warn(`listing cached tags of ${target.upstream}/${target.repository}: ${(err as Error).message}`);
-        return cached(target, name, n, last, "upstream sent an unreadable tag list");
+        return cached(target, name, n, last, "unreachable", "upstream sent an unreadable tag list");
       }
       const tags = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === "string") : [];
       const link = res.headers.get("link");

@@ -5,7 +5,7 @@ import pLimit from "p-limit";
 import { createDigester, parseDigest } from "../oci/digest.ts";
 import { recordName } from "../store/record.ts";
 import type { ContentKind, Store } from "../store/types.ts";
-import { closureOf, missingContent } from "./closure.ts";
+import { closureOf, missingContent, type Missing } from "./closure.ts";
 
 export interface VerifyReport {
   blobs: number;
@@ -68,12 +68,12 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
   }
 
   const digests: string[] = [];
-  const memo = new Map<string, Promise<string[]>>();
+  const memo = new Map<string, Promise<Missing>>();
   for await (const rec of store.allTags()) {
     report.tags++;
     const name = recordName(rec);
     const missing = await missingContent(store, rec.digest, memo);
-    if (missing[0] === `manifest ${rec.digest}`) {
+    if (missing.manifestAbsent) {
       report.dangling.push(`${name} -> ${rec.digest}`);
       if (opts.repair) await store.removeTag(rec.upstream, rec.repository, rec.tag);
       continue;

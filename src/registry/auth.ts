@@ -7,7 +7,7 @@
 // any bcrypt runs, and bcrypt runs a few at a time, clients without failures first (verify-queue.ts).
 import { timingSafeEqual as cryptoEqual } from "node:crypto";
 import type { DownstreamUser } from "../config/schema.ts";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { RegistryError } from "./errors.ts";
 import { clientKey, createLoginThrottle, type AttemptEnd, type Refusal } from "./throttle.ts";
 import { createVerifyQueue, VerifyBusy } from "./verify-queue.ts";

@@ -1,7 +1,7 @@
 // The one place that turns failures into HTTP: the distribution spec's error codes, the one error
 // type every failed request ends in, and the mapping from the cache's typed errors to statuses.
 import { CacheError, type CacheSubject } from "../cache/index.ts";
-import { createOncePer } from "../oci/bounded-map.ts";
+import { createOncePer } from "../lib/bounded-map.ts";
 import { StoreError } from "../store/types.ts";
 
 export const ERROR_CODES = {

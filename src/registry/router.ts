@@ -1,6 +1,6 @@
 // Maps a request to its resource handler; every failure leaves through one catch as spec JSON.
 import type { Cache } from "../cache/index.ts";
-import { createOncePer } from "../oci/bounded-map.ts";
+import { createOncePer } from "../lib/bounded-map.ts";
 import type { DownstreamUser } from "../config/schema.ts";
 import { createBasicAuth, type BasicAuth } from "./auth.ts";
 import { StoreError } from "../store/types.ts";

@@ -1,7 +1,7 @@
 // Failed logins, throttled: per client address and per user name a few failures are free, then each
 // further one locks the key twice as long as the last (capped). The check runs before any bcrypt,
 // so a locked key costs nothing; attempts in flight count too, so 64 parallel guesses are 2, not 64.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 
 /** How an attempt ended: "failed" counts against its keys, "ok" resets the user's, "dropped" neither. */
 export type AttemptEnd = "ok" | "failed" | "dropped";

@@ -4,12 +4,15 @@
 // Images, prune, load jobs and the status figures the status page shows.
 import { timingSafeEqual } from "node:crypto";
 import type { Archives } from "../archives/source.ts";
-import { hostPlatform, parsePlatform, type Cache, type PlatformChoice } from "../cache/index.ts";
+import type { Cache, PlatformChoice } from "../cache/index.ts";
 import { listImages } from "../cache/list.ts";
 import { pullImages, type PullProgress } from "../cache/pull-images.ts";
 import { parseDuration } from "../config/duration.ts";
+import { ConfigError } from "../config/error.ts";
+import { compilePattern } from "../config/values.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
+import { hostPlatform, parsePlatform } from "../oci/platform.ts";
 import { parseImageReference, type ImageReference } from "../oci/reference.ts";
-import { BoundedMap } from "../oci/bounded-map.ts";
 import { tooManyAttempts } from "../registry/auth.ts";
 import { hasMalformedEscape } from "../registry/errors.ts";
 import { clientKey, createLoginThrottle } from "../registry/throttle.ts";
@@ -111,9 +114,9 @@ export function createAdmin(opts: AdminOptions) {
     let pattern: RegExp | undefined;
     if (body.pattern !== undefined) {
       try {
-        pattern = new RegExp(String(body.pattern));
+        pattern = compilePattern(String(body.pattern), "pattern");
       } catch (err) {
-        throw new AdminInputError(`pattern: ${(err as Error).message}`);
+        throw err instanceof ConfigError ? new AdminInputError(err.message) : err;
       }
     }
     const r = await opts.cache.prune({ olderThanMs, by, pattern, dryRun: body.dryRun === true });

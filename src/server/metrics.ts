@@ -5,7 +5,7 @@
 // client named; upstream statuses are classes (`2xx`…`5xx`, `error`). The series count is bounded
 // by the configuration, whatever clients and upstreams send.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { fastCounter, fastHistogram } from "./fast-metrics.ts";
 import type { CacheObserver } from "../cache/index.ts";
 import type { ContentKind, Store } from "../store/types.ts";

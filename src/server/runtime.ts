@@ -2,13 +2,14 @@
 // images shares, so serve, load and prune use one code path.
 import { createCache, type ArchiveSource, type CacheObserver } from "../cache/index.ts";
 import type { Config } from "../config/schema.ts";
+import { compilePattern } from "../config/values.ts";
 import type { Logger } from "../log.ts";
 import { canonicalUpstream } from "../oci/names.ts";
 import { createFsStore } from "../store/fs.ts";
 import { createS3Store } from "../store/s3/store.ts";
 import type { Store } from "../store/types.ts";
 import { createUpstreams, type UpstreamObserver } from "../upstream/client.ts";
-import { credentialHelper } from "./credential-helper.ts";
+import { credentialHelper } from "../upstream/credential-helper.ts";
 
 /** The upstreams the operator named: the default namespace and every registries entry. */
 export function listedUpstreams(cfg: Config): Set<string> {
@@ -79,7 +80,7 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
   const cache = createCache({
     store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
     pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
-    tagPolicies: cfg.tagPolicies.map((p) => ({ match: new RegExp(p.match), revalidateAfterMs: p.revalidateAfterMs })),
+    tagPolicies: cfg.tagPolicies.map((p, i) => ({ match: compilePattern(p.match, `tagPolicies[${i}].match`), revalidateAfterMs: p.revalidateAfterMs })),
     observe: hooks.cache, archives: hooks.archives,
     minTransferRate: { bytesPerSecond: cfg.minTransferRate, windowMs: cfg.transferRateWindowMs },
   });

@@ -6,7 +6,7 @@
 import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import { createArchiveSource } from "../archives/source.ts";
-import { hostPlatform } from "../cache/index.ts";
+import { hostPlatform } from "../oci/platform.ts";
 import { pullImages } from "../cache/pull-images.ts";
 import type { Config } from "../config/schema.ts";
 import { LogLines, type Logger } from "../log.ts";

@@ -1,6 +1,6 @@
 // Tag records: the one validator every reader of a record uses (the store, an archive being
 // loaded) and the one spelling of a record's name.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { isDigest } from "../oci/digest.ts";
 import { isHost, isRepositoryName, isTag } from "../oci/names.ts";
 import { formatReference } from "../oci/reference.ts";

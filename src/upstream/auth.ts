@@ -2,7 +2,7 @@
 // and reused until shortly before they expire. The token cache is bounded in entries and bytes and
 // drops expired tokens; a token response is bounded in size and time. Secrets never leave this
 // module except in headers.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { discardBody, readBody, type BodyLimits } from "./body.ts";
 import { UpstreamError } from "./errors.ts";
 

@@ -2,7 +2,7 @@
 // 429) requests fail at once instead of waiting on a dead upstream, and one probe request is let
 // through after a backoff that doubles up to a ceiling. A success closes the circuit. Clients
 // name upstreams, so the states kept are bounded.
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 
 export interface BreakerOptions {
   /** Consecutive failures that open the circuit. */

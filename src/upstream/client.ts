@@ -208,7 +208,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       const limited = reasons.filter((r) => r.failure === "rate-limited").sort((a, b) => (a.retryAfterMs ?? 0) - (b.retryAfterMs ?? 0));
       const last = limited[0] ?? reasons.at(-1)!;
       if (reasons.length === 1) throw last;
-      throw new UpstreamError(upstream, last.failure, `${reasons.map((r) => r.message.replace(/^upstream \S+: /, "")).join("; then ")}`, last.status, last.retryAfterMs);
+      throw new UpstreamError(upstream, last.failure, reasons.map((r) => r.detail).join("; then "), last.status, last.retryAfterMs);
     },
   };
 }

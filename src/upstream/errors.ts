@@ -22,13 +22,14 @@ export class UpstreamError extends Error {
   constructor(
     readonly upstream: string,
     readonly failure: UpstreamFailure,
-    message: string,
+    /** What happened, without the `upstream <name>:` the message starts with (to restate it under another name). */
+    readonly detail: string,
     /** HTTP status the upstream sent, when it sent one. */
     readonly status?: number,
     /** For "rate-limited": how long until the upstream may be asked again. */
     readonly retryAfterMs?: number,
   ) {
-    super(`upstream ${upstream}: ${message}`);
+    super(`upstream ${upstream}: ${detail}`);
     this.name = "UpstreamError";
   }
 }

@@ -1,7 +1,7 @@
 // One request to one endpoint: the HTTP exchange with its redirects (through the guard), and the
 // auth dance (challenge, token or basic credentials) it needs. Challenges are remembered per
 // (endpoint, repository), so one repository's broken challenge cannot break another's.
-import { BoundedMap, createOncePer } from "../oci/bounded-map.ts";
+import { BoundedMap, createOncePer } from "../lib/bounded-map.ts";
 import { basicAuthorization, createTokenCache, parseChallenge, type Challenge, type Credentials } from "./auth.ts";
 import { discardBody } from "./body.ts";
 import type { Endpoint } from "./endpoint.ts";
@@ -77,7 +77,8 @@ export function createExchange(opts: ExchangeOptions) {
       } catch (err) {
         if (controller.signal.aborted) throw new UpstreamError(e.upstream, "timeout", `no response from ${url.host} within ${opts.timeoutMs} ms`);
         const x = err as Error & { code?: string };
-        if (sameOrigin && url.protocol === "https:" && (x.code === "EPROTO" || /handshake/i.test(x.message))) {
+        // Bun names a failed handshake EPROTO (no client certificate, or no TLS on the port).
+        if (sameOrigin && url.protocol === "https:" && x.code === "EPROTO") {
           const hint = e.tls?.cert
             ? "the upstream may not accept our client certificate (registries[].tls.cert/key)"
             : "the upstream may require a client certificate (registries[].tls.cert/key)";
@@ -131,7 +132,7 @@ export function createExchange(opts: ExchangeOptions) {
       return { header, withheldFrom: creds && !mayHaveCreds ? realm.host : undefined };
     } catch (err) {
       if (err instanceof UpstreamError) {
-        const own = new UpstreamError(e.upstream, err.failure, err.message.replace(/^upstream \S+: /, ""), err.status);
+        const own = new UpstreamError(e.upstream, err.failure, err.detail, err.status);
         if (own.failure === "denied") refused(own);
         throw own;
       }

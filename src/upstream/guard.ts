@@ -3,7 +3,7 @@
 // credentials. Every rule here answers a hostile client or upstream (see SECURITY.md).
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { BoundedMap } from "../oci/bounded-map.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { isInternalAddress, normalizeAddress, registrableDomain } from "./addresses.ts";
 
 export { isInternalAddress, normalizeAddress, registrableDomain };
@@ -61,7 +61,17 @@ export function credentialsMayGoTo(realm: URL, upstreamHost: URL, tokenHosts: re
   return a !== null && a === registrableDomain(upstreamHost.hostname);
 }
 
-export function createGuard(opts: GuardOptions) {
+/** Where the cache may go: the checks every URL an upstream or a client chose passes first. */
+export interface Guard {
+  /** Checks a URL the upstream chose (a redirect target, a token realm); `from` pointed at it. Throws GuardRefusal. */
+  check(url: URL, from: URL, what: string): Promise<void>;
+  /** Checks an upstream a client named that is not configured. Throws GuardRefusal. */
+  checkUpstream(url: URL): Promise<void>;
+  /** The addresses a host name stands for, each in one spelling; resolved at most once per 30 s. */
+  addresses(hostname: string): Promise<string[]>;
+}
+
+export function createGuard(opts: GuardOptions): Guard {
   const resolve = opts.resolve ?? systemResolver;
   const now = opts.now ?? Date.now;
   const listed = new Set<string>();
@@ -135,5 +145,3 @@ export function createGuard(opts: GuardOptions) {
 
   return { check, checkUpstream, addresses };
 }
-
-export type Guard = ReturnType<typeof createGuard>;

@@ -10,7 +10,7 @@ import { skopeoCopy, startContainerd, type Containerd } from "../helpers/clients
 import { startDistribution, type Distribution } from "../helpers/distribution.ts";
 import { allBlobs, makeImage, makeIndex, pushImage, type Image } from "../helpers/images.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
-import { run } from "../helpers/procs.ts";
+import { run, waitFor } from "../helpers/procs.ts";
 
 const HTTP = "127.0.0.12";
 const HTTPS = "127.0.0.13";
@@ -103,9 +103,7 @@ describe("connected side", () => {
     const store = join(dir, "preloaded");
     const c = await startCache(["--config-file", config, "--image-path", store, "--preload-images", list]);
     try {
-      const until = Date.now() + 20_000;
-      while (!c.output().includes("loaded 2 of 2 images") && Date.now() < until) await Bun.sleep(50);
-      expect(c.output()).toContain("loaded 2 of 2 images");
+      await waitFor("the preload to finish", async () => c.output().includes("loaded 2 of 2 images"), 20_000);
       const listed = JSON.parse((await cli(["--image-path", store, "list", "--json"])).stdout) as Array<{ digest: string }>;
       expect(listed.map((i) => i.digest).sort()).toEqual([images.docker.digest, images.pinned.digest].sort());
     } finally {

@@ -89,11 +89,7 @@ describe("crashes and shutdown", () => {
       skopeoCopy(`127.0.0.1:${cache.port}/${PROXY}/small:v1`).catch((e) => e),
     ];
     // Wait until the big layer is partly downloaded, then kill the process without warning.
-    const until = Date.now() + 20_000;
-    while (Date.now() < until) {
-      if (largestTempFile(store) > 5 * 1024 * 1024) break;
-      await Bun.sleep(50);
-    }
+    await waitFor("part of the big layer to be downloaded", async () => largestTempFile(store) > 5 * 1024 * 1024, 20_000);
     await cache.stop("SIGKILL");
     await Promise.all(pulls);
     proxy.faults = {};

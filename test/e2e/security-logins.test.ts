@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RunningCache } from "../helpers/binary.ts";
 import { watchMemory } from "../helpers/hostile-upstream.ts";
+import { waitFor } from "../helpers/procs.ts";
 import { cacheFactory } from "../helpers/security.ts";
 
 const TOKEN_ENV = "OCIREG_LOGINS_TOKEN";
@@ -91,7 +92,7 @@ describe("failed logins", () => {
       }
       agent.destroy();
     });
-    await Bun.sleep(500);
+    await waitFor("the flood to be under way", async () => floodAnswers.length >= 64, 4000);
     // Each right login is a first one (its own user or address), so bcrypt runs for it.
     const right: Answer[] = [];
     for (const [i, user] of ["carol", "dave", "erin"].entries()) {

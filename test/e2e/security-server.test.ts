@@ -15,6 +15,7 @@ import type { RunningCache } from "../helpers/binary.ts";
 import { startHostile, watchMemory, type HostileUpstream } from "../helpers/hostile-upstream.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
+import { waitFor } from "../helpers/procs.ts";
 import { cacheFactory, get } from "../helpers/security.ts";
 
 const HOSTILE = "127.0.11.2";
@@ -171,7 +172,9 @@ describe("/status.json", () => {
     });
     for (const c of [open, withAdmin]) await get(`${c.url}/v2/secret-db.internal:5432/app/manifests/v1`);
     await get(`${open.url}/v2/${HOSTILE}/fixture/manifests/v1`);
-    await Bun.sleep(300);
+    const status = async (c: RunningCache, headers: Record<string, string> = {}) => new TextDecoder().decode((await get(`${c.url}/status.json`, { headers })).body!);
+    await waitFor("both tarpit requests to be open", async () => (JSON.parse(await status(open)) as { otherUpstreams: { activeRequests: number } })
+      .otherUpstreams.activeRequests >= 1 && (await status(withAdmin, { Authorization: `Bearer ${TOKEN}` })).includes(`${TARPIT}:5432`));
     try {
       const pub = await get(`${open.url}/status.json`);
       expect(pub.status).toBe(200);

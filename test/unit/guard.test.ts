@@ -1,7 +1,7 @@
 // Where the cache may go: the upstream policy on client-named upstreams, redirects and realms,
 // and the bounds on bodies, tokens and concurrent requests.
 import { describe, expect, test } from "bun:test";
-import { BoundedMap } from "../../src/oci/bounded-map.ts";
+import { BoundedMap } from "../../src/lib/bounded-map.ts";
 import { createTokenCache } from "../../src/upstream/auth.ts";
 import { readBody } from "../../src/upstream/body.ts";
 import { UpstreamError } from "../../src/upstream/errors.ts";

@@ -6,6 +6,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { digestOf } from "../../src/oci/digest.ts";
 import { makeImage, makeIndex } from "../helpers/images.ts";
+import { waitFor } from "../helpers/procs.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
 
 const errorOf = async (res: Response) => ({ status: res.status, ...((await res.json()) as { errors: Array<{ code: string; message: string }> }).errors[0]! });
@@ -46,7 +47,7 @@ describe("content is keyed by upstream until verified", () => {
     r.upstream.add("app", "v1", img);
     r.upstream.intercept = (req) => (hostOf(req) === "evil.test" ? new Response(new ReadableStream({ pull: () => new Promise(() => {}) })) : undefined);
     const stalled = r.request(`/v2/evil.test/app/blobs/${layer.digest}`);
-    await Bun.sleep(20);
+    await waitFor("the stalled download to start", async () => r.upstream.log.includes(`GET /v2/app/blobs/${layer.digest}`));
     const honest = await r.request(`/v2/app/blobs/${layer.digest}`);
     expect(honest.status).toBe(200);
     expect(digestOf(new Uint8Array(await honest.arrayBuffer()))).toBe(layer.digest);
@@ -94,7 +95,7 @@ describe("ranges of a blob still downloading", () => {
     if (lastByteWrong) bytes[bytes.byteLength - 1]! ^= 0xff;
     r.upstream.intercept = (req) => (req.url.includes("/blobs/") ? new Response(slowBody(bytes, 64 * 1024, 100), { headers: { "Content-Length": String(bytes.byteLength) } }) : undefined);
     const whole = r.request(`/v2/app/blobs/${layer.digest}`).then((res) => res.arrayBuffer()).catch((e) => e);
-    await Bun.sleep(30);
+    await waitFor("the download to start", async () => r.upstream.log.includes(`GET /v2/app/blobs/${layer.digest}`));
     const res = await r.request(`/v2/app/blobs/${layer.digest}`, { headers: { Range: "bytes=0-99" } });
     const body = await res.arrayBuffer().then((b) => new Uint8Array(b), () => null);
     await whole;

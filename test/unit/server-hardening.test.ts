@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../../src/config/resolve.ts";
 import { createLogger } from "../../src/log.ts";
-import { createOncePer } from "../../src/oci/bounded-map.ts";
+import { createOncePer } from "../../src/lib/bounded-map.ts";
 import { createUnexpected } from "../../src/registry/errors.ts";
 import { createMetrics, statusClass } from "../../src/server/metrics.ts";
 import { createServer } from "../../src/server/server.ts";

@@ -1,7 +1,8 @@
 // `ociregistry load --image-file FILE` / `--archive FILE`: fill the store before an air gap, or
 // merge an exported archive into it.
 import { importArchive } from "../../cache/archive.ts";
-import { hostPlatform, parsePlatform, type PlatformChoice } from "../../cache/index.ts";
+import type { PlatformChoice } from "../../cache/index.ts";
+import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { pullImages } from "../../cache/pull-images.ts";
 import { readImageList } from "../../config/image-list.ts";
 import { ConfigError } from "../../config/error.ts";

@@ -1,7 +1,7 @@
 // Headers and request parsing shared by the resource handlers.
 import { RegistryError } from "../errors.ts";
 import type { Target } from "../../oci/reference.ts";
-import { BoundedMap } from "../../oci/bounded-map.ts";
+import { BoundedMap } from "../../lib/bounded-map.ts";
 import { resolveTarget } from "../target.ts";
 
 /** Headers of every registry response; nosniff keeps browsers from reading an upstream's bytes as a page. */

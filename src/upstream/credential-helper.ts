@@ -1,7 +1,7 @@
 // Docker credential helpers (`docker-credential-<name> get`, the documented protocol: the server
 // URL on standard input, `{"ServerURL","Username","Secret"}` on standard output). An answer is
 // kept for a while and asked again when the upstream refused it.
-import type { CredentialSource } from "../upstream/client.ts";
+import type { CredentialSource } from "./client.ts";
 
 const KEEP_MS = 5 * 60_000;
 const TIMEOUT_MS = 10_000;
