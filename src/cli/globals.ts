@@ -13,7 +13,8 @@ function argOf(key: ConfigKey): ArgDef {
   const f = flagOf(key)!;
   const d = keyDoc(entries[key]);
   const dflt = v.getDefault(entries[key] as never) as unknown;
-  const text = f.help ?? `${d.description![0]!.toUpperCase()}${d.description!.slice(1)}`.replaceAll("`", "");
+  const plain = d.description!.replaceAll("`", "");
+  const text = f.help ?? `${plain[0]!.toUpperCase()}${plain.slice(1)}`;
   const shown = d.default?.replaceAll("`", "") ?? (dflt === undefined || f.sets ? undefined : String(dflt));
   const description = shown === undefined || f.help ? text : `${text} (default: ${shown})`;
   return typeof dflt === "boolean" ? { type: "boolean", description } : { type: "string", description, valueHint: f.hint };
