@@ -3,13 +3,14 @@
 // failures at run time — never a stack trace.
 import { defineCommand, type ArgsDef, type CommandDef, type ParsedArgs } from "citty";
 import { ConfigError } from "../config/error.ts";
-import { resolveConfig, type ConfigFlags } from "../config/resolve.ts";
+import { resolveConfig } from "../config/resolve.ts";
 import type { Config } from "../config/schema.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { existsSync } from "node:fs";
 import { openStore } from "../server/runtime.ts";
 import type { Store } from "../store/types.ts";
-import { globalArgs, globalFlags } from "./globals.ts";
+import { configFlags, globalArgs, keyArgs } from "./globals.ts";
+import type { FlagGroup } from "../config/values.ts";
 
 /** A mistake in how the command was called. */
 export class UsageError extends Error {}
@@ -42,22 +43,22 @@ export interface RunContext<A extends ArgsDef> {
 }
 
 /**
- * Defines a subcommand: its own args plus the global ones; `flags` maps its args to config flags
- * (beyond the global ones); `run` returns an exit code (0 when it returns nothing).
+ * Defines a subcommand: its own args plus the global ones and the config flags of `keys` (the
+ * flag groups of the config schema it takes); `run` returns an exit code (0 when it returns nothing).
  */
 export function command<A extends ArgsDef>(def: {
   meta: { name: string; description: string };
   args: A;
-  flags?: (args: ParsedArgs<A & typeof globalArgs>) => Partial<ConfigFlags>;
+  keys?: FlagGroup[];
   run: (ctx: RunContext<A>) => Promise<number | void> | number | void;
 }): CommandDef<A & typeof globalArgs> {
   return defineCommand({
     meta: def.meta,
-    args: { ...globalArgs, ...def.args } as A & typeof globalArgs,
+    args: { ...globalArgs, ...Object.assign({}, ...(def.keys ?? []).map(keyArgs)), ...def.args } as A & typeof globalArgs,
     async run({ args, rawArgs }) {
       let code: number;
       try {
-        const cfg = resolveConfig({ ...globalFlags(args), ...def.flags?.(args) });
+        const cfg = resolveConfig(configFlags(args, def.keys ?? []));
         const { log, reopen } = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
         // logrotate moves the file, then sends SIGHUP: write to a new one from then on.
         if (cfg.logFile) process.on("SIGHUP", reopen);

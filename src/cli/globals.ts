@@ -1,51 +1,68 @@
-// Flags every subcommand accepts, and the argv rewrite that lets users put them before the
-// subcommand (`ociregistry --config-file F serve`) as the seed project's users do.
-import type { ArgsDef } from "citty";
+// The flags that mirror config keys, made from the config schema (`imagePath` → `--image-path`,
+// its description and default), and the argv rewrite that lets users put the global ones before
+// the subcommand (`ociregistry --config-file F serve`) as the seed project's users do.
+import type { ArgDef, ArgsDef } from "citty";
+import * as v from "valibot";
+import { flagKeys, flagName, flagOf, keyDoc } from "../config/flags.ts";
 import type { ConfigFlags } from "../config/resolve.ts";
+import { entries, type ConfigKey } from "../config/schema.ts";
+import type { FlagGroup } from "../config/values.ts";
 
+/** A key's flag: a switch for a true/false key, a value otherwise; the help says the default. */
+function argOf(key: ConfigKey): ArgDef {
+  const f = flagOf(key)!;
+  const d = keyDoc(entries[key]);
+  const dflt = v.getDefault(entries[key] as never) as unknown;
+  const plain = d.description!.replaceAll("`", "");
+  const text = f.help ?? `${plain[0]!.toUpperCase()}${plain.slice(1)}`;
+  const shown = d.default?.replaceAll("`", "") ?? (dflt === undefined || f.sets ? undefined : String(dflt));
+  const description = shown === undefined || f.help ? text : `${text} (default: ${shown})`;
+  return typeof dflt === "boolean" ? { type: "boolean", description } : { type: "string", description, valueHint: f.hint };
+}
+
+/** The flags of one group, by their command-line name (`image-path`). */
+export function keyArgs(group: FlagGroup): ArgsDef {
+  return Object.fromEntries(flagKeys(group).map((k) => [flagName(k).slice(2), argOf(k)]));
+}
+
+/** Flags every subcommand accepts. */
 export const globalArgs = {
   "config-file": { type: "string", description: "YAML configuration file", valueHint: "FILE" },
-  "image-path": { type: "string", description: "Image store directory (default: /var/lib/ociregistry)", valueHint: "DIR" },
-  "log-level": { type: "string", description: "error, warn, info, debug or trace (default: info)", valueHint: "LEVEL" },
-  "log-format": { type: "string", description: "text or json (default: text)", valueHint: "FORMAT" },
-  store: { type: "string", description: "s3://BUCKET/PREFIX to keep the store in S3 (config s3 for the endpoint and keys); --image-path then holds temporary files", valueHint: "URL" },
-  "log-file": { type: "string", description: "Append logs to this file (reopened on SIGHUP) instead of standard error", valueHint: "FILE" },
+  ...keyArgs("global"),
 } as const satisfies ArgsDef;
 
-const VALUE_FLAGS = new Set(Object.keys(globalArgs).map((k) => `--${k}`));
-
-/** Moves global flags that precede the subcommand to after it, where citty parses them. */
-export function hoistGlobalFlags(argv: string[]): string[] {
-  const before: string[] = [];
-  let i = 0;
-  while (i < argv.length) {
-    const a = argv[i]!;
-    const bare = a.split("=")[0]!;
-    if (!VALUE_FLAGS.has(bare)) break;
-    before.push(a);
-    if (!a.includes("=") && i + 1 < argv.length) before.push(argv[++i]!);
-    i++;
+/** The config flags among parsed args: each key whose flag was given, as typed. */
+export function configFlags(args: Record<string, unknown>, groups: FlagGroup[]): ConfigFlags {
+  const flags: ConfigFlags = { configFile: typeof args["config-file"] === "string" ? args["config-file"] : undefined };
+  for (const key of (["global", ...groups] as FlagGroup[]).flatMap(flagKeys)) {
+    const value = args[flagName(key).slice(2)];
+    if (typeof value === "string" || typeof value === "boolean") flags[key] = value;
   }
-  if (i >= argv.length || before.length === 0) return argv;
-  return [argv[i]!, ...before, ...argv.slice(i + 1)];
+  return flags;
 }
 
-export function globalFlags(args: Record<string, unknown>): ConfigFlags {
-  const s = (k: string) => (typeof args[k] === "string" ? (args[k] as string) : undefined);
-  return { configFile: s("config-file"), imagePath: s("image-path"), logLevel: s("log-level"), logFormat: s("log-format"), logFile: s("log-file"), store: s("store") };
+const VALUE_FLAGS = new Set(Object.entries(globalArgs).filter(([, a]) => a.type === "string").map(([k]) => `--${k}`));
+/** Subcommands that have subcommands of their own: global flags go after both words. */
+const NESTED = new Set(["config"]);
+
+/** Moves global flags that precede the subcommand (or come between `config` and `check`) to after it, where citty parses them. */
+export function hoistGlobalFlags(argv: string[]): string[] {
+  const flags: string[] = [];
+  const words: string[] = [];
+  let i = 0;
+  const takeFlags = () => {
+    while (i < argv.length && VALUE_FLAGS.has(argv[i]!.split("=")[0]!)) {
+      flags.push(argv[i]!);
+      if (!argv[i]!.includes("=") && i + 1 < argv.length) flags.push(argv[++i]!);
+      i++;
+    }
+  };
+  takeFlags();
+  if (i < argv.length) words.push(argv[i++]!);
+  if (NESTED.has(words[0]!)) {
+    takeFlags();
+    if (i < argv.length && !argv[i]!.startsWith("-")) words.push(argv[i++]!);
+  }
+  if (words.length === 0 || flags.length === 0) return argv;
+  return [...words, ...flags, ...argv.slice(i)];
 }
-
-/** Flags of the commands that talk to upstreams (serve, load). */
-export const upstreamArgs = {
-  "pull-timeout": { type: "string", description: "Milliseconds to wait for upstream data (default: 60000)", valueHint: "MS" },
-  "docker-config": { type: "string", description: "Docker config.json whose auths give upstream credentials", valueHint: "FILE" },
-  upstreams: {
-    type: "string", valueHint: "POLICY",
-    description: "public: any upstream on public addresses, internal ones only when listed (default); listed: registries entries only; any: every host, internal services included",
-  },
-} as const satisfies ArgsDef;
-
-/** `--archives DIR` (serve, list): a directory of .oci archives (config `archives.path`). */
-export const archivesArg = {
-  archives: { type: "string", description: "Serve images from the .oci archives under this directory first (config archives.path)", valueHint: "DIR" },
-} as const satisfies ArgsDef;

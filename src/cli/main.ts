@@ -18,6 +18,7 @@ const main = defineCommand({
     prune: () => import("./commands/prune.ts").then((m) => m.default),
     export: () => import("./commands/export.ts").then((m) => m.default),
     verify: () => import("./commands/verify.ts").then((m) => m.default),
+    config: () => import("./commands/config.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
   },
 });

@@ -1,169 +1,39 @@
-// Builds the effective Config: defaults, then the YAML file, then command-line flags. Every
-// problem is reported with the key it concerns, e.g. `registries[0].scheme: must be http or https`.
+// Builds the effective Config: the YAML file checked against the schema (defaults filled in), then
+// command-line flags checked by the same schema, then the files and environment variables the
+// keys name. Every problem is reported with the key (or flag) it concerns, e.g.
+// `registries[0].scheme: must be http or https`, `--port: must be a port number 0-65535, got "x"`.
 import { readFileSync } from "node:fs";
+import * as v from "valibot";
 import { parse as parseYaml } from "yaml";
-import { canonicalUpstream, isHost } from "../oci/names.ts";
-import { readDockerConfig } from "./docker-config.ts";
 import { ConfigError } from "./error.ts";
-import { ARCHIVES_RESCAN_MS, DEFAULTS, UPSTREAM_POLICIES, type Config, type RegistryEntry, type UpstreamPolicy } from "./schema.ts";
-import { registry } from "./registries.ts";
-import { s3Store } from "./s3.ts";
-import { adminToken, archives, htpasswd, pruneConfig, serverTls, tagPolicies, users } from "./sections.ts";
-import { bool, duration, isObject, logLevel, millis, port, str, transferRate, type Raw } from "./values.ts";
+import { flagName, flagOf } from "./flags.ts";
+import { mergeOutsideCredentials } from "./credentials.ts";
+import { configSchema, entries, type Config, type ConfigFile, type ConfigKey, type Credentials, type RegistryEntry, type S3Config } from "./schema.ts";
+import { isObject, readFileText, type Raw } from "./values.ts";
 
 export { ConfigError };
 
-/** Flag values as the CLI parsed them; undefined means "not given". */
-export interface ConfigFlags {
-  configFile?: string;
-  imagePath?: string;
-  logLevel?: string;
-  logFormat?: string;
-  host?: string;
-  port?: string;
-  defaultNs?: string;
-  pullTimeout?: string;
-  airGapped?: boolean;
-  revalidateAfter?: string;
-  dockerConfig?: string;
-  logFile?: string;
-  store?: string;
-  /** `public`, `listed` or `any` (config `upstreams`). */
-  upstreams?: string;
-  /** `--archives DIR`: sets archives.path, keeping the file's archives.rescan. */
-  archives?: string;
-}
+/** Flag values as the CLI parsed them, by the config key they set; undefined means "not given". */
+export type ConfigFlags = { configFile?: string } & { [K in ConfigKey]?: string | boolean | number };
 
 type Env = Record<string, string | undefined>;
 
-const TOP_KEYS = new Set(["imagePath", "host", "port", "logLevel", "logFormat", "defaultNs", "pullTimeout", "airGapped", "revalidateAfter", "registries",
-  "dockerConfig", "users", "htpasswd", "serverTlsConfig", "tagPolicies", "alwaysPullLatest", "upstreams", "pruneConfig", "maxUpstreamConnections", "maxUpstreamConnectionsTotal", "minTransferRate", "transferRateWindow",
-  "metrics", "health", "admin", "logFile", "store", "s3", "archives"]);
-
-/** Applies one layer of settings (file or flags) onto a config. */
-function apply(cfg: Config, raw: Raw, where: (k: string) => string, env: Env) {
-  if (raw.imagePath !== undefined) cfg.imagePath = str(raw.imagePath, where("imagePath"));
-  if (raw.host !== undefined) {
-    const h = str(raw.host, where("host"));
-    if (!isHost(h) || h.includes(":") && !h.startsWith("[")) throw new ConfigError(where("host"), `must be an IP address or host name, got ${JSON.stringify(h)}`);
-    cfg.host = h;
-  }
-  if (raw.port !== undefined) cfg.port = port(raw.port, where("port"));
-  if (raw.logLevel !== undefined) cfg.logLevel = logLevel(raw.logLevel, where("logLevel"));
-  if (raw.logFormat !== undefined) {
-    if (raw.logFormat !== "text" && raw.logFormat !== "json") throw new ConfigError(where("logFormat"), "must be text or json");
-    cfg.logFormat = raw.logFormat;
-  }
-  if (raw.defaultNs !== undefined) {
-    const ns = str(raw.defaultNs, where("defaultNs"));
-    if (!isHost(ns)) throw new ConfigError(where("defaultNs"), `must be a registry host, got ${JSON.stringify(ns)}`);
-    cfg.defaultNs = ns.toLowerCase();
-  }
-  if (raw.pullTimeout !== undefined) cfg.pullTimeoutMs = millis(raw.pullTimeout, where("pullTimeout"));
-  if (raw.airGapped !== undefined) cfg.airGapped = bool(raw.airGapped, where("airGapped"));
-  if (raw.revalidateAfter !== undefined) cfg.revalidateAfterMs = duration(raw.revalidateAfter, where("revalidateAfter"));
-  if (raw.tagPolicies !== undefined) cfg.tagPolicies = tagPolicies(raw.tagPolicies, where("tagPolicies"));
-  if (raw.alwaysPullLatest !== undefined && bool(raw.alwaysPullLatest, where("alwaysPullLatest"))) {
-    // The seed's switch, expressed as a freshness rule: `latest` is checked upstream on every pull.
-    cfg.tagPolicies = [{ match: ":latest$", revalidateAfterMs: 0 }, ...cfg.tagPolicies];
-  }
-  if (raw.pruneConfig !== undefined) cfg.pruneConfig = pruneConfig(raw.pruneConfig, where("pruneConfig"));
-  if (raw.upstreams !== undefined) {
-    if (!UPSTREAM_POLICIES.includes(raw.upstreams as UpstreamPolicy)) {
-      throw new ConfigError(where("upstreams"), `must be public, listed or any, got ${JSON.stringify(raw.upstreams)}`);
-    }
-    cfg.upstreams = raw.upstreams as UpstreamPolicy;
-  }
-  if (raw.maxUpstreamConnections !== undefined) {
-    const n = raw.maxUpstreamConnections;
-    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) throw new ConfigError(where("maxUpstreamConnections"), "must be a whole number from 1 to 1024");
-    cfg.maxUpstreamConnections = n;
-  }
-  if (raw.maxUpstreamConnectionsTotal !== undefined) {
-    const n = raw.maxUpstreamConnectionsTotal;
-    // Bun keeps at most 256 fetches in flight and queues the rest where no timeout sees them; the
-    // store (S3) and the token fetches need some of those too.
-    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 224) throw new ConfigError(where("maxUpstreamConnectionsTotal"), "must be a whole number from 1 to 224 (the runtime allows 256 fetches in flight)");
-    cfg.maxUpstreamConnectionsTotal = n;
-  }
-  if (raw.minTransferRate !== undefined) cfg.minTransferRate = transferRate(raw.minTransferRate, where("minTransferRate"));
-  if (raw.transferRateWindow !== undefined) {
-    const ms = duration(raw.transferRateWindow, where("transferRateWindow"));
-    if (ms < 1000) throw new ConfigError(where("transferRateWindow"), "must be at least 1s");
-    cfg.transferRateWindowMs = ms;
-  }
-  if (raw.store !== undefined || raw.s3 !== undefined) cfg.s3 = s3Store(raw.store, raw.s3, where, env, cfg.s3);
-  if (raw.metrics !== undefined) cfg.metrics = typeof raw.metrics === "boolean" || raw.metrics === "true" || raw.metrics === "false" ? bool(raw.metrics, where("metrics")) : port(raw.metrics, where("metrics"));
-  if (raw.health !== undefined) cfg.healthPort = port(raw.health, where("health"));
-  if (raw.admin !== undefined) cfg.adminToken = adminToken(raw.admin, where("admin"), env);
-  if (raw.logFile !== undefined) cfg.logFile = str(raw.logFile, where("logFile"));
-  if (raw.archives !== undefined) cfg.archives = archives(raw.archives, where("archives"));
-  if (raw.dockerConfig !== undefined) cfg.dockerConfig = str(raw.dockerConfig, where("dockerConfig"));
-  if (raw.users !== undefined) cfg.users = [...cfg.users, ...users(raw.users, where("users"))];
-  if (raw.htpasswd !== undefined) cfg.users = [...cfg.users, ...htpasswd(raw.htpasswd, where("htpasswd"))];
-  if (raw.serverTlsConfig !== undefined) cfg.serverTlsConfig = serverTls(raw.serverTlsConfig, where("serverTlsConfig"));
-  if (raw.registries !== undefined) {
-    if (!Array.isArray(raw.registries)) throw new ConfigError(where("registries"), "must be a list");
-    cfg.registries = raw.registries.map((r, i) => registry(r, `${where("registries")}[${i}]`, env));
-    const seen = new Set<string>();
-    cfg.registries.forEach((r, i) => {
-      if (seen.has(r.name)) throw new ConfigError(`registries[${i}].name`, `${r.name} is listed twice`);
-      seen.add(r.name);
-    });
-  }
+/** `registries[1].tls.ca` from an issue's path. */
+function keyOf(issue: v.BaseIssue<unknown>, prefix = ""): string {
+  let key = prefix;
+  for (const item of issue.path ?? []) key += typeof item.key === "number" ? `[${item.key}]` : `${key ? "." : ""}${String(item.key)}`;
+  return key;
 }
 
-/** Credentials from a Docker config.json fill registries that have none of their own. */
-/** The registries entry of an upstream, made (anonymous HTTPS) when there is none. */
-function entryOf(cfg: Config, name: string): RegistryEntry {
-  let entry = cfg.registries.find((r) => r.name === name);
-  if (!entry) cfg.registries.push((entry = { name, scheme: "https", originFallback: true }));
-  return entry;
+/** Checks a value against a schema; the first problem becomes a ConfigError naming its key. */
+export function check<S extends v.GenericSchema>(schema: S, value: unknown, name: (issue: v.BaseIssue<unknown>) => string): v.InferOutput<S> {
+  const r = v.safeParse(schema, value);
+  if (r.success) return r.output;
+  const issue = r.issues[0];
+  throw new ConfigError(name(issue), issue.message);
 }
 
-/**
- * Credentials from outside the config file fill registries that have none of their own: a Docker
- * config.json's `auths` and credential helpers (`credHelpers` for their registries; `credsStore`
- * for the configured registries and the default namespace, never for hosts clients name), then
- * `UPSTREAM_CREDENTIALS` (a JSON map of upstream to {username, password}).
- */
-function mergeOutsideCredentials(cfg: Config, dockerKey: string, env: Env) {
-  if (cfg.dockerConfig) {
-    const dc = readDockerConfig(cfg.dockerConfig, dockerKey);
-    for (const [name, auth] of dc.auths) {
-      const e = entryOf(cfg, name);
-      if (!e.auth) e.auth = auth;
-    }
-    for (const [name, helper] of dc.helpers) {
-      const e = entryOf(cfg, name);
-      if (!e.auth) e.credentialHelper = helper;
-    }
-    if (dc.store) {
-      entryOf(cfg, canonicalUpstream(cfg.defaultNs));
-      for (const e of cfg.registries) if (!e.auth && !e.credentialHelper) e.credentialHelper = dc.store;
-    }
-  }
-  const raw = env.UPSTREAM_CREDENTIALS;
-  if (raw) {
-    let map: unknown;
-    try {
-      map = JSON.parse(raw);
-    } catch {
-      throw new ConfigError("UPSTREAM_CREDENTIALS", "must be a JSON object of upstream to {username, password}");
-    }
-    if (!isObject(map)) throw new ConfigError("UPSTREAM_CREDENTIALS", "must be a JSON object of upstream to {username, password}");
-    for (const [host, c] of Object.entries(map)) {
-      const cred = c as { username?: unknown; password?: unknown };
-      if (!isHost(host) || typeof cred?.username !== "string" || typeof cred?.password !== "string") {
-        throw new ConfigError("UPSTREAM_CREDENTIALS", `${JSON.stringify(host)}: must be a host with {username, password} strings`);
-      }
-      const e = entryOf(cfg, canonicalUpstream(host));
-      if (!e.auth && !e.credentialHelper) e.auth = { user: cred.username, password: cred.password };
-    }
-  }
-}
-
-/** Parses YAML config text; `source` names the file in errors. */
+/** Parses YAML config text into its keys; `source` names the file in errors. */
 export function parseConfigText(text: string, source: string): Raw {
   let raw: unknown;
   try {
@@ -173,19 +43,16 @@ export function parseConfigText(text: string, source: string): Raw {
   }
   if (raw === null || raw === undefined) return {};
   if (!isObject(raw)) throw new ConfigError(source, "must be a YAML mapping of keys");
-  for (const k of Object.keys(raw)) {
-    if (!TOP_KEYS.has(k)) throw new ConfigError(k, "unknown key");
-  }
   return raw;
 }
 
-const FLAG_KEYS = [
-  "imagePath", "logLevel", "logFormat", "host", "port", "defaultNs", "pullTimeout", "airGapped",
-  "revalidateAfter", "dockerConfig", "logFile", "store", "upstreams",
-] as const satisfies readonly (keyof ConfigFlags)[];
+/** Checks config text against the schema alone: no file it names is read, no variable looked up. */
+export function checkConfigText(text: string, source: string): ConfigFile {
+  return check(configSchema, parseConfigText(text, source), (i) => keyOf(i) || source);
+}
 
 export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Config {
-  const cfg: Config = { ...DEFAULTS, registries: [], users: [] };
+  let raw: Raw = {};
   if (flags.configFile) {
     let text: string;
     try {
@@ -193,18 +60,107 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
     } catch (err) {
       throw new ConfigError("--config-file", `cannot read ${flags.configFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    apply(cfg, parseConfigText(text, flags.configFile), (k) => k, env);
+    raw = parseConfigText(text, flags.configFile);
   }
-  const flagRaw: Raw = {};
-  const flagName: Record<string, string> = {};
-  // A flag overrides the config key of its name; errors name it as typed (imagePath: --image-path).
-  for (const key of FLAG_KEYS) {
-    if (flags[key] === undefined) continue;
-    flagRaw[key] = flags[key];
-    flagName[key] = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const file = check(configSchema, raw, (i) => keyOf(i) || String(flags.configFile));
+  // A flag overrides the key it mirrors and is checked by that key's schema; errors name it as
+  // typed (--image-path). A flag that sets one field of a section (--archives DIR) keeps the rest.
+  const names: Partial<Record<ConfigKey, string>> = {};
+  for (const key of Object.keys(entries) as ConfigKey[]) {
+    const value = flags[key];
+    if (value === undefined) continue;
+    const sets = flagOf(key)?.sets;
+    const fromFile = raw[key];
+    names[key] = flagName(key);
+    (file as Record<string, unknown>)[key] = check(entries[key], sets ? { ...(isObject(fromFile) ? fromFile : {}), [sets]: value } : value, () => names[key]!);
   }
-  apply(cfg, flagRaw, (k) => flagName[k] ?? k, env);
-  if (flags.archives !== undefined) cfg.archives = { path: str(flags.archives, "--archives"), rescanMs: cfg.archives?.rescanMs ?? ARCHIVES_RESCAN_MS };
-  mergeOutsideCredentials(cfg, flagName.dockerConfig ?? "dockerConfig", env);
+  const name = (k: ConfigKey) => names[k] ?? k;
+  const cfg = toConfig(file, env, name);
+  mergeOutsideCredentials(cfg, name("dockerConfig"), env);
   return cfg;
+}
+
+/** The program's view of the checked file: durations renamed to say their unit, files read, secrets looked up. */
+function toConfig(f: ConfigFile, env: Env, name: (k: ConfigKey) => string): Config {
+  const { pullTimeout, revalidateAfter, transferRateWindow, health, admin, htpasswd, alwaysPullLatest, store, s3, registries, ...same } = f;
+  return {
+    ...same,
+    pullTimeoutMs: pullTimeout, revalidateAfterMs: revalidateAfter, transferRateWindowMs: transferRateWindow,
+    // The seed's switch, expressed as a freshness rule: `latest` is checked upstream on every pull.
+    tagPolicies: alwaysPullLatest ? [{ match: ":latest$", revalidateAfterMs: 0 }, ...f.tagPolicies] : f.tagPolicies,
+    healthPort: health,
+    adminToken: admin && adminToken(admin, env),
+    users: htpasswd === undefined ? f.users : [...f.users, ...readHtpasswd(htpasswd, name("htpasswd"))],
+    serverTlsConfig: f.serverTlsConfig && {
+      ...f.serverTlsConfig,
+      cert: readFileText(f.serverTlsConfig.cert, "serverTlsConfig.cert"),
+      key: readFileText(f.serverTlsConfig.key, "serverTlsConfig.key"),
+      ca: f.serverTlsConfig.ca === undefined ? undefined : readFileText(f.serverTlsConfig.ca, "serverTlsConfig.ca"),
+    },
+    registries: registries.map((r, i) => registryEntry(r, `registries[${i}]`, env)),
+    s3: store === undefined && s3 === undefined ? undefined : s3Store(store, s3 ?? v.parse(entries.s3, {})!, env, name),
+  };
+}
+
+function credentials(a: { user: string; password?: string; passwordFromEnv?: string }, key: string, env: Env): Credentials {
+  if (a.passwordFromEnv === undefined) return { user: a.user, password: a.password! };
+  const value = env[a.passwordFromEnv];
+  if (!value) throw new ConfigError(`${key}.passwordFromEnv`, `environment variable ${a.passwordFromEnv} is not set`);
+  return { user: a.user, password: value };
+}
+
+function tlsFiles<T extends { ca?: string; cert?: string; key?: string }>(t: T, key: string): T {
+  const read = (k: "ca" | "cert" | "key") => (t[k] === undefined ? undefined : readFileText(t[k]!, `${key}.${k}`));
+  return { ...t, ca: read("ca"), cert: read("cert"), key: read("key") };
+}
+
+function registryEntry(r: ConfigFile["registries"][number], key: string, env: Env): RegistryEntry {
+  const { auth, tls, endpoints, ...rest } = r;
+  const entry: RegistryEntry = { ...rest };
+  if (auth) entry.auth = credentials(auth, `${key}.auth`, env);
+  if (tls) entry.tls = tlsFiles(tls, `${key}.tls`);
+  if (endpoints) {
+    entry.endpoints = endpoints.map((e, i) => ({
+      url: e.url,
+      auth: e.auth && credentials(e.auth, `${key}.endpoints[${i}].auth`, env),
+      tls: e.tls && tlsFiles(e.tls, `${key}.endpoints[${i}].tls`),
+    }));
+  }
+  return entry;
+}
+
+function adminToken(a: NonNullable<ConfigFile["admin"]>, env: Env): string {
+  const token = a.token ?? env[a.tokenFromEnv!];
+  if (!token) throw new ConfigError("admin.tokenFromEnv", `environment variable ${a.tokenFromEnv} is not set`);
+  if (token.length < 16) throw new ConfigError("admin", "the token must be at least 16 characters");
+  return token;
+}
+
+/** Reads an htpasswd file; only bcrypt entries (`htpasswd -B`) are accepted. */
+function readHtpasswd(path: string, key: string): Config["users"] {
+  const out: Config["users"] = [];
+  readFileText(path, key).split("\n").forEach((line, i) => {
+    const l = line.trim();
+    if (!l || l.startsWith("#")) return;
+    const c = l.indexOf(":");
+    const hash = l.slice(c + 1);
+    if (c <= 0 || !/^\$2[aby]\$/.test(hash)) throw new ConfigError(key, `${path} line ${i + 1}: only bcrypt entries (htpasswd -B) are supported`);
+    out.push({ user: l.slice(0, c), password: hash });
+  });
+  return out;
+}
+
+/** The S3 store from `store: s3://BUCKET/PREFIX` and the `s3` section; keys and region may come from the AWS_* variables. */
+function s3Store(store: ConfigFile["store"], s: NonNullable<ConfigFile["s3"]>, env: Env, name: (k: ConfigKey) => string): S3Config {
+  const bucket = store?.bucket ?? s.bucket;
+  if (!bucket) throw new ConfigError(name("store"), "an S3 store needs a bucket: store: s3://BUCKET/PREFIX or s3.bucket");
+  if (!s.endpoint) throw new ConfigError("s3.endpoint", "is required for an S3 store (e.g. https://s3.us-east-1.amazonaws.com)");
+  const accessKeyId = s.accessKeyId ?? env.AWS_ACCESS_KEY_ID;
+  const secretAccessKey = s.secretAccessKey ?? env.AWS_SECRET_ACCESS_KEY;
+  if (!accessKeyId || !secretAccessKey) throw new ConfigError("s3", "needs accessKeyId and secretAccessKey (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+  return {
+    endpoint: s.endpoint, bucket, prefix: store?.prefix ?? s.prefix ?? "", accessKeyId, secretAccessKey,
+    region: s.region ?? env.AWS_REGION ?? "us-east-1",
+    forcePathStyle: s.forcePathStyle, redirect: s.redirect, abortUploadsAfterMs: s.abortUploadsAfter,
+  };
 }

@@ -1,102 +1,89 @@
-// Validators for the configuration's sections: registries, tag policies, pruning, server TLS,
-// downstream users. Each returns the typed section or throws a ConfigError naming the key.
-import { ConfigError } from "./error.ts";
-import { ARCHIVES_RESCAN_MS, type ArchivesConfig, type DownstreamUser, type PruneConfig, type ServerTls, type TagPolicy } from "./schema.ts";
-import { bool, compilePattern, duration, isObject, keysOf, readFileText, str } from "./values.ts";
+// The configuration's sections as schemas: tag policies, pruning, server TLS, downstream users,
+// the admin API, archives and the S3 store. Files and environment variables they name are read
+// later, by resolve.ts; these only check the shape.
+import * as v from "valibot";
+import { bool, crossCheck, doc, duration, httpUrl, mapping, oneOf, pattern, str, whole } from "./values.ts";
 
-type Env = Record<string, string | undefined>;
+export const tagPolicies = v.array(v.pipe(mapping({
+  match: doc(pattern(), "regular expression matched against `<upstream>/<repository>:<tag>`"),
+  revalidateAfter: doc(duration(), "how long a matching cached tag is served before it is checked upstream again; `0s` checks on every pull"),
+}, "must be a mapping with match and revalidateAfter"), v.transform((p) => ({ match: p.match, revalidateAfterMs: p.revalidateAfter }))),
+"must be a list of {match, revalidateAfter}");
 
+export const pruneConfig = v.pipe(mapping({
+  enabled: doc(v.optional(bool(), false), "background pruning inside `serve`", { default: "off" }),
+  duration: doc(v.optional(duration(), "30d"), "images older than this are removed"),
+  type: doc(v.optional(oneOf(["accessed", "created"], "must be accessed or created"), "accessed"), "`accessed` (by last pull) or `created` (by when the tag was first cached)"),
+  frequency: doc(v.optional(duration({ ms: 60_000, text: "1m" }), "1d"), "how often; at least `1m`"),
+  count: doc(v.optional(v.pipe(whole(-1, Number.MAX_SAFE_INTEGER, "must be -1 (no limit) or a positive whole number"),
+    v.notValue(0, "must be -1 (no limit) or a positive whole number")), -1), "at most this many images per run; `-1`: no limit"),
+  dryRun: doc(v.optional(bool(), false), "only log what would be removed"),
+}, "must be a mapping with enabled, duration, type and frequency"), v.transform((p) => ({
+  enabled: p.enabled, olderThanMs: p.duration, type: p.type, frequencyMs: p.frequency, count: p.count, dryRun: p.dryRun,
+})));
 
-export function tagPolicies(v: unknown, key: string): TagPolicy[] {
-  if (!Array.isArray(v)) throw new ConfigError(key, "must be a list of {match, revalidateAfter}");
-  return v.map((p, i) => {
-    const k = `${key}[${i}]`;
-    if (!isObject(p)) throw new ConfigError(k, "must be a mapping with match and revalidateAfter");
-    keysOf(p, k, ["match", "revalidateAfter"]);
-    const match = str(p.match, `${k}.match`);
-    compilePattern(match, `${k}.match`);
-    return { match, revalidateAfterMs: duration(p.revalidateAfter, `${k}.revalidateAfter`) };
-  });
+export const serverTlsConfig = v.pipe(mapping({
+  cert: doc(str(), "serve HTTPS with this certificate (PEM file) …"),
+  key: doc(str(), "… and its key"),
+  ca: doc(v.optional(str()), "CA that signs client certificates (needed for `verify`)"),
+  clientAuth: doc(v.optional(oneOf(["none", "verify"], "must be none or verify"), "none"),
+    "`verify`: clients without a certificate signed by `ca` are refused at the handshake"),
+}, "must be a mapping with cert and key"), crossCheck((t) =>
+  t.clientAuth === "verify" && t.ca === undefined ? { key: "ca", problem: "is required when clientAuth is verify" } : undefined));
+
+export const users = v.array(mapping({
+  user: doc(str(), "a user name clients log in with"),
+  password: doc(str(), "a bcrypt hash (`htpasswd -B`) or plain text"),
+}, "must be a mapping with user and password"), "must be a list of {user, password}");
+
+export const admin = v.pipe(mapping({
+  token: doc(v.optional(str()), "turns the admin API on, with this bearer token (at least 16 characters) …"),
+  tokenFromEnv: doc(v.optional(str()), "… or the environment variable holding it"),
+}, "must be a mapping with token or tokenFromEnv"), crossCheck((a) =>
+  (a.token === undefined) === (a.tokenFromEnv === undefined) ? { key: "", problem: "give exactly one of token or tokenFromEnv" }
+  : a.token !== undefined && a.token.length < 16 ? { key: "", problem: "the token must be at least 16 characters" } : undefined));
+
+/** Default of `archives.rescan`. */
+export const ARCHIVES_RESCAN = "10m";
+export const archivesPath = str();
+export const archives = v.pipe(mapping({
+  path: doc(archivesPath, "a directory of `.oci` archives served first (as `--archives`)"),
+  rescan: doc(v.optional(duration({ ms: 1000, text: "1s" }), ARCHIVES_RESCAN), "how often it is scanned for added and removed files; at least `1s`"),
+}, "must be a mapping with path and optionally rescan"), v.transform((a) => ({ path: a.path, rescanMs: a.rescan })));
+
+const S3_URL = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/;
+/** `s3://bucket/prefix` → bucket and prefix ("" or ending in "/"). */
+export const storeUrl = v.pipe(str(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
+  const m = S3_URL.exec(dataset.value);
+  if (!m) {
+    addIssue({ message: `must be s3://BUCKET or s3://BUCKET/PREFIX (or leave it out for the directory store), got ${JSON.stringify(dataset.value)}` });
+    return NEVER;
+  }
+  const prefix = cleanPrefix(m[2] ?? "");
+  if (prefix === null) addIssue({ message: PREFIX_DOTS });
+  return prefix === null ? NEVER : { bucket: m[1]!, prefix };
+}));
+
+const PREFIX_DOTS = "the prefix may not contain . or .. segments";
+/** "" or a prefix ending in "/"; null when a segment is . or .. */
+function cleanPrefix(p: string): string | null {
+  const prefix = p.replace(/^\/+|\/+$/g, "");
+  if (prefix.split("/").some((s) => s === ".." || s === ".")) return null;
+  return prefix ? `${prefix}/` : "";
 }
 
-export function pruneConfig(v: unknown, key: string): PruneConfig {
-  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with enabled, duration, type and frequency");
-  keysOf(v, key, ["enabled", "duration", "type", "frequency", "count", "dryRun"]);
-  const type = v.type ?? "accessed";
-  if (type !== "accessed" && type !== "created") throw new ConfigError(`${key}.type`, "must be accessed or created");
-  const count = v.count ?? -1;
-  if (typeof count !== "number" || !Number.isInteger(count) || count < -1 || count === 0) throw new ConfigError(`${key}.count`, "must be -1 (no limit) or a positive whole number");
-  const frequencyMs = duration(v.frequency ?? "1d", `${key}.frequency`);
-  if (frequencyMs < 60_000) throw new ConfigError(`${key}.frequency`, "must be at least 1m");
-  return {
-    enabled: v.enabled === undefined ? false : bool(v.enabled, `${key}.enabled`),
-    olderThanMs: duration(v.duration ?? "30d", `${key}.duration`),
-    type, frequencyMs, count,
-    dryRun: v.dryRun === undefined ? false : bool(v.dryRun, `${key}.dryRun`),
-  };
-}
-
-export function serverTls(v: unknown, key: string): ServerTls {
-  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with cert and key");
-  keysOf(v, key, ["cert", "key", "ca", "clientAuth"]);
-  const clientAuth = v.clientAuth ?? "none";
-  if (clientAuth !== "none" && clientAuth !== "verify") throw new ConfigError(`${key}.clientAuth`, "must be none or verify");
-  if (clientAuth === "verify" && v.ca === undefined) throw new ConfigError(`${key}.ca`, "is required when clientAuth is verify");
-  return {
-    cert: readFileText(v.cert, `${key}.cert`),
-    key: readFileText(v.key, `${key}.key`),
-    ca: v.ca === undefined ? undefined : readFileText(v.ca, `${key}.ca`),
-    clientAuth,
-  };
-}
-
-export function users(v: unknown, key: string): DownstreamUser[] {
-  if (!Array.isArray(v)) throw new ConfigError(key, "must be a list of {user, password}");
-  return v.map((u, i) => {
-    if (!isObject(u)) throw new ConfigError(`${key}[${i}]`, "must be a mapping with user and password");
-    keysOf(u, `${key}[${i}]`, ["user", "password"]);
-    return { user: str(u.user, `${key}[${i}].user`), password: str(u.password, `${key}[${i}].password`) };
-  });
-}
-
-/** Reads an htpasswd file; only bcrypt entries (`htpasswd -B`) are accepted. */
-export function htpasswd(path: unknown, key: string): DownstreamUser[] {
-  const text = readFileText(path, key);
-  const out: DownstreamUser[] = [];
-  text.split("\n").forEach((line, i) => {
-    const l = line.trim();
-    if (!l || l.startsWith("#")) return;
-    const c = l.indexOf(":");
-    const hash = l.slice(c + 1);
-    if (c <= 0 || !/^\$2[aby]\$/.test(hash)) {
-      throw new ConfigError(key, `${path} line ${i + 1}: only bcrypt entries (htpasswd -B) are supported`);
-    }
-    out.push({ user: l.slice(0, c), password: hash });
-  });
-  return out;
-}
-
-/** `admin: {token | tokenFromEnv}`: the admin API's bearer token (at least 16 characters). */
-export function adminToken(v: unknown, key: string, env: Env): string {
-  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with token or tokenFromEnv");
-  keysOf(v, key, ["token", "tokenFromEnv"]);
-  if ((v.token === undefined) === (v.tokenFromEnv === undefined)) throw new ConfigError(key, "give exactly one of token or tokenFromEnv");
-  let token: string;
-  if (v.tokenFromEnv !== undefined) {
-    const name = str(v.tokenFromEnv, `${key}.tokenFromEnv`);
-    const value = env[name];
-    if (!value) throw new ConfigError(`${key}.tokenFromEnv`, `environment variable ${name} is not set`);
-    token = value;
-  } else token = str(v.token, `${key}.token`);
-  if (token.length < 16) throw new ConfigError(key, "the token must be at least 16 characters");
-  return token;
-}
-
-/** `archives: {path, rescan}`: a directory of .oci archives, rescanned every `rescan` (default 10m, at least 1s). */
-export function archives(v: unknown, key: string): ArchivesConfig {
-  if (!isObject(v)) throw new ConfigError(key, "must be a mapping with path and optionally rescan");
-  keysOf(v, key, ["path", "rescan"]);
-  const rescanMs = v.rescan === undefined ? ARCHIVES_RESCAN_MS : duration(v.rescan, `${key}.rescan`);
-  if (rescanMs < 1000) throw new ConfigError(`${key}.rescan`, "must be at least 1s");
-  return { path: str(v.path, `${key}.path`), rescanMs };
-}
+export const s3 = mapping({
+  endpoint: doc(v.optional(httpUrl()), "the S3 service, e.g. `https://s3.us-east-1.amazonaws.com` (required for an S3 store)"),
+  region: doc(v.optional(str()), "its region", { default: "`AWS_REGION`, `us-east-1`" }),
+  bucket: doc(v.optional(str()), "the bucket (also from `store`)"),
+  prefix: doc(v.optional(v.pipe(str(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const prefix = cleanPrefix(dataset.value);
+    if (prefix === null) addIssue({ message: PREFIX_DOTS });
+    return prefix ?? NEVER;
+  }))), "where in the bucket (also from `store`)"),
+  accessKeyId: doc(v.optional(str()), "the access key (never logged)", { default: "`AWS_ACCESS_KEY_ID`" }),
+  secretAccessKey: doc(v.optional(str()), "the secret key (never logged)", { default: "`AWS_SECRET_ACCESS_KEY`" }),
+  forcePathStyle: doc(v.optional(bool(), true), "bucket in the path (Ceph RGW, MinIO); `false` for virtual-hosted style (AWS)"),
+  redirect: doc(v.optional(bool(), false), "answer warm blob GETs with `307` to a presigned URL (5 minutes) instead of streaming them"),
+  abortUploadsAfter: doc(v.optional(duration(), "1h"), "incomplete multipart uploads (a replica killed mid-upload) older than this are aborted at start"),
+}, "must be a mapping");

@@ -1,68 +1,147 @@
-// Value validators for the configuration: each checks one value and names its key in the error
-// (`registries[1].tls.ca: cannot read /x.pem: ENOENT`).
+// The configuration's value types as valibot schemas: each checks one value, turns it into what
+// the program uses (a duration into milliseconds) and says what is wrong in the words users see
+// (`port: must be a port number 0-65535, got 70000`); the JSON Schema comes from the same pieces.
 import { readFileSync } from "node:fs";
+import * as v from "valibot";
+import { isHost } from "../oci/names.ts";
 import { ConfigError } from "./error.ts";
 import { parseDuration } from "./duration.ts";
-import { LOG_LEVELS, type LogLevel } from "./schema.ts";
 
 export type Raw = Record<string, unknown>;
+type Issue = v.BaseIssue<unknown>;
+/** A message naming the value that was given. */
+const got = (problem: string) => (issue: Issue) => `${problem}, got ${JSON.stringify(issue.input)}`;
 
 export function isObject(v: unknown): v is Raw {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
-export function str(v: unknown, key: string): string {
-  if (typeof v !== "string" || v === "") throw new ConfigError(key, "must be a non-empty string");
-  return v;
+/** Documentation of a key: the table's default column, and the flag that mirrors it. */
+export interface KeyDoc {
+  /** The default as the table shows it, when it is not the schema's default value. */
+  default?: string;
+  /** `--flag` of the commands in this group that sets the key; `sets`: the section field it sets. */
+  flag?: { group: FlagGroup; hint: string; help?: string; sets?: string };
+}
+export type FlagGroup = "global" | "upstream" | "serve" | "archives";
+
+/** A key with its description (the table's meaning column and the JSON Schema's description). */
+export function doc<S extends v.GenericSchema>(schema: S, description: string, meta: KeyDoc = {}): S {
+  const notes = [v.description(description), v.metadata(meta as Record<string, unknown>)] as const;
+  const pipe = (schema as { pipe?: unknown[] }).pipe;
+  // The notes go right after the root schema: the JSON Schema converter stops at the first transformation.
+  return (pipe ? { ...schema, pipe: [pipe[0], ...notes, ...pipe.slice(1)] } : v.pipe(schema, ...notes)) as S;
 }
 
-export function bool(v: unknown, key: string): boolean {
-  if (typeof v === "boolean") return v;
-  if (v === "true") return true;
-  if (v === "false") return false;
-  throw new ConfigError(key, "must be true or false");
-}
+export const str = (message = "must be a non-empty string") => v.pipe(v.string(message), v.minLength(1, message));
 
-export function port(v: unknown, key: string): number {
-  const n = typeof v === "number" ? v : typeof v === "string" && /^\d+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(key, `must be a port number 0-65535, got ${JSON.stringify(v)}`);
-  return n;
-}
+/** true/false, or the strings "true"/"false" (from a flag or `--set`). */
+export const bool = () => v.pipe(
+  v.union([v.boolean(), v.picklist(["true", "false"])], "must be true or false"),
+  v.transform((b): boolean => b === true || b === "true"),
+);
 
-export function millis(v: unknown, key: string): number {
-  // A bare number is milliseconds for pullTimeout (the seed's unit).
-  if (typeof v === "number" || (typeof v === "string" && /^\d+$/.test(v))) {
-    const n = Number(v);
-    if (n > 0) return n;
-  } else if (typeof v === "string") {
-    const d = parseDuration(v);
-    if (d !== null && d > 0) return d;
+export const oneOf = <const T extends readonly string[]>(values: T, message: v.ErrorMessage<Issue>) => v.picklist(values, message);
+
+const PORT = "must be a port number 0-65535";
+/** A port number, or a string of digits (from a flag). */
+export const port = () => v.pipe(
+  v.union([v.pipe(v.number(got(PORT)), v.integer(got(PORT)), v.minValue(0, got(PORT)), v.maxValue(65535, got(PORT))),
+    v.pipe(v.string(got(PORT)), v.regex(/^\d{1,5}$/, got(PORT)))], got(PORT)),
+  v.transform(Number), v.maxValue(65535, got(PORT)),
+);
+
+/** A whole number in [min, max]. */
+export const whole = (min: number, max: number, message: string) =>
+  v.pipe(v.number(message), v.integer(message), v.minValue(min, message), v.maxValue(max, message));
+
+const DURATION = "must be a duration like 30s, 5m or 1h";
+const DURATION_RE = /^\s*\d+(\.\d+)?(ms|s|m|h|d|w)?\s*$/;
+/** `500ms`, `30s`, `5m`, `12h`, `30d`, `2w` or a number of seconds → milliseconds. */
+export const duration = (atLeast?: { ms: number; text: string }) => v.pipe(
+  v.union([v.pipe(v.number(got(DURATION)), v.minValue(0, got(DURATION))), v.pipe(v.string(got(DURATION)), v.regex(DURATION_RE, got(DURATION)))], got(DURATION)),
+  v.transform((d) => parseDuration(d)!),
+  v.minValue(atLeast?.ms ?? 0, `must be at least ${atLeast?.text}`),
+);
+
+const MILLIS = "must be a positive number of milliseconds or a duration like 30s";
+/** The seed's `pullTimeout`: a bare number is milliseconds; a duration is also accepted. */
+export const millis = () => v.pipe(
+  v.union([v.pipe(v.number(got(MILLIS)), v.gtValue(0, got(MILLIS))), v.pipe(v.string(got(MILLIS)), v.regex(DURATION_RE, got(MILLIS)))], got(MILLIS)),
+  v.transform((d) => (typeof d === "number" || /^\d+$/.test(d) ? Number(d) : parseDuration(d)!)),
+  v.gtValue(0, got(MILLIS)),
+);
+
+const RATE = "must be a rate like 1KiB/s, 500B/s or 0 (off)";
+const RATE_RE = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)(?:\/s)?\s*$/;
+const RATE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1000, kib: 1024, mb: 1000 ** 2, mib: 1024 ** 2 };
+/** Bytes per second from `1KiB/s`, `500B/s`, `2MB/s` or a bare number; 0 turns the check off. */
+export const rate = () => v.pipe(
+  v.union([v.pipe(v.number(got(RATE)), v.minValue(0, got(RATE))), v.pipe(v.string(got(RATE)), v.regex(RATE_RE, got(RATE)))], got(RATE)),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const d = dataset.value;
+    const m = typeof d === "number" ? null : RATE_RE.exec(d);
+    const unit = m ? RATE_UNITS[m[2]!.toLowerCase()] : 1;
+    if (unit === undefined) {
+      addIssue({ message: got(RATE)({ input: d } as Issue) });
+      return NEVER;
+    }
+    return Math.floor((m ? Number(m[1]) : (d as number)) * unit);
+  }),
+);
+
+/** A registry host or host:port. */
+export const host = (what = "must be a host or host:port") => v.pipe(str(), v.check(isHost, got(what)));
+
+/** A regular expression, checked to compile. */
+export const pattern = () => v.pipe(str(), v.rawCheck(({ dataset, addIssue }) => {
+  if (!dataset.typed) return;
+  try {
+    new RegExp(dataset.value);
+  } catch (err) {
+    addIssue({ message: `not a regular expression: ${(err as Error).message}` });
   }
-  throw new ConfigError(key, `must be a positive number of milliseconds or a duration like 30s, got ${JSON.stringify(v)}`);
+}));
+
+/** An http(s) URL. */
+export const httpUrl = (problem = "must be an http:// or https:// URL") => v.pipe(str(), v.check((u) => {
+  try {
+    return ["http:", "https:"].includes(new URL(u).protocol);
+  } catch {
+    return false;
+  }
+}, got(problem)));
+
+/** A mapping whose unknown keys are errors (`archives.watch: unknown key`) and whose missing keys get their own value's message. */
+export function mapping<E extends v.ObjectEntries>(entries: E, what: string) {
+  return v.strictObject(entries, (issue) => {
+    const key = issue.path?.at(-1)?.key;
+    if (issue.expected === "never") return "unknown key";
+    if (typeof key === "string" && key in entries && issue.input === undefined) {
+      const m = (entries[key] as { message?: v.ErrorMessage<Issue> }).message;
+      return typeof m === "function" ? m(issue) : m ?? what;
+    }
+    return what;
+  });
 }
 
-export function duration(v: unknown, key: string): number {
-  const d = typeof v === "string" || typeof v === "number" ? parseDuration(v) : null;
-  if (d === null) throw new ConfigError(key, `must be a duration like 30s, 5m or 1h, got ${JSON.stringify(v)}`);
-  return d;
+/** A rule over a whole mapping that names one of its keys ("" for the mapping itself). */
+export function crossCheck<T extends Raw>(rule: (value: T) => { key: string; problem: string } | undefined) {
+  return v.rawCheck<T>(({ dataset, addIssue }) => {
+    const value = dataset.value as T;
+    const bad = dataset.typed ? rule(value) : undefined;
+    if (!bad) return;
+    const at: v.ObjectPathItem = { type: "object", origin: "value", input: value, key: bad.key, value: value[bad.key] };
+    addIssue({ message: bad.problem, path: bad.key ? [at] : undefined });
+  });
 }
 
-export function readFileText(path: unknown, key: string): string {
-  const p = str(path, key);
+export function readFileText(p: string, key: string): string {
   try {
     return readFileSync(p, "utf8");
   } catch (err) {
     throw new ConfigError(key, `cannot read ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-}
-
-export function logLevel(v: unknown, key: string): LogLevel {
-  if (typeof v === "string" && (LOG_LEVELS as string[]).includes(v)) return v as LogLevel;
-  throw new ConfigError(key, `must be one of ${LOG_LEVELS.join(", ")}`);
-}
-
-export function keysOf(v: Raw, key: string, allowed: string[]) {
-  for (const k of Object.keys(v)) if (!allowed.includes(k)) throw new ConfigError(`${key}.${k}`, "unknown key");
 }
 
 /** A regular expression from a flag or key; a ConfigError naming it when it does not compile. */
@@ -72,15 +151,4 @@ export function compilePattern(p: string, key: string): RegExp {
   } catch (err) {
     throw new ConfigError(key, `not a regular expression: ${(err as Error).message}`);
   }
-}
-
-const RATE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1000, kib: 1024, mb: 1000 ** 2, mib: 1024 ** 2 };
-
-/** Bytes per second from `1KiB/s`, `500B/s`, `2MB/s` or a bare number of bytes per second; 0 turns the check off. */
-export function transferRate(v: unknown, key: string): number {
-  const m = typeof v === "number" ? [String(v), String(v), ""] : typeof v === "string" ? v.trim().match(/^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)(?:\/s)?$/) : null;
-  const unit = RATE_UNITS[(m?.[2] ?? "").toLowerCase()];
-  const n = m && unit !== undefined ? Number(m[1]) * unit : NaN;
-  if (!Number.isFinite(n) || n < 0) throw new ConfigError(key, `must be a rate like 1KiB/s, 500B/s or 0 (off), got ${JSON.stringify(v)}`);
-  return Math.floor(n);
 }

@@ -8,7 +8,6 @@ import { compilePattern } from "../../config/values.ts";
 import { escapeText, jsonText } from "../../log.ts";
 import { parseDigest } from "../../oci/digest.ts";
 import { command, existingStore } from "../command.ts";
-import { archivesArg } from "../globals.ts";
 import { formatBytes } from "../progress.ts";
 
 /** Aligned columns of escaped cells: a cell can neither move the cursor nor start a line. */
@@ -26,9 +25,8 @@ export default command({
     pattern: { type: "string", description: "Only images whose upstream/repository:tag matches this regular expression", valueHint: "REGEX" },
     long: { type: "boolean", description: "Show full digests (default: 12 characters)" },
     json: { type: "boolean", description: "Print JSON for scripts" },
-    ...archivesArg,
   },
-  flags: (args) => ({ archives: args.archives }),
+  keys: ["archives"],
   async run({ args, cfg }) {
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
     const images: Array<ListedImage | ArchiveListedImage> = [];

@@ -8,7 +8,6 @@ import { readImageList } from "../../config/image-list.ts";
 import { ConfigError } from "../../config/error.ts";
 import { createRuntime, openStore } from "../../server/runtime.ts";
 import { command, UsageError } from "../command.ts";
-import { upstreamArgs } from "../globals.ts";
 import { createProgressLine, formatBytes } from "../progress.ts";
 
 /** Every value of a repeatable flag (citty keeps only one). */
@@ -32,7 +31,6 @@ function platformChoice(values: string[], all: boolean): PlatformChoice {
 export default command({
   meta: { name: "load", description: "Pull the images of a list into the store, or merge an exported archive (example: ociregistry load --image-file images.txt)" },
   args: {
-    ...upstreamArgs,
     "image-file": { type: "string", description: "File with one image reference per line (# comments allowed)", valueHint: "FILE" },
     archive: { type: "string", description: "Merge a tar made by `export` into the store, verifying every digest", valueHint: "FILE" },
     platform: { type: "string", description: "os/arch[/variant] to pull from an index; repeatable (default: this host's)", valueHint: "PLATFORM" },
@@ -40,7 +38,7 @@ export default command({
     "with-referrers": { type: "boolean", description: "Also pull every referrer (signatures, SBOMs, attestations) and cosign's .sig/.att/.sbom tags (default: false)" },
     concurrency: { type: "string", description: "Images pulled at once (default: 4)", valueHint: "N" },
   },
-  flags: (args) => ({ pullTimeout: args["pull-timeout"], dockerConfig: args["docker-config"], upstreams: args.upstreams }),
+  keys: ["upstream"],
   async run({ args, rawArgs, cfg, log }) {
     if (!args["image-file"] === !args.archive) throw new UsageError("load: give exactly one of --image-file FILE or --archive FILE");
     if (args.archive) {
