@@ -33,7 +33,7 @@ if (argv.length === 0 || argv.some((a) => a === "--help" || a === "-h") || (argv
   } catch (err) {
     // Unknown commands, missing or invalid arguments: a usage error, exit 2.
     const code = reportError(err);
-    const unknown = /^Unknown command/.test((err as Error)?.message ?? "");
+    const unknown = (err as { code?: unknown })?.code === "E_UNKNOWN_COMMAND";
     if (code === 2) process.stderr.write(`run \`ociregistry${unknown ? "" : ` ${argv[0]}`} --help\` for usage\n`);
     process.exit(code);
   }

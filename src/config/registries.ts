@@ -53,7 +53,7 @@ export const registry = v.pipe(mapping({
   tokenHosts: doc(v.optional(v.array(v.pipe(host(), v.transform((h) => h.toLowerCase())), "must be a list of hosts")),
     "token-server hosts, besides the upstream's own host and registrable domain, that may receive `auth` (e.g. `[sso.corp.example]`)"),
   endpoints: doc(v.optional(v.array(endpoint, "must be a list of URLs or {url, auth, tls}")),
-    "mirrors tried in order before the origin: a URL (its path is a repository prefix) or `{url, auth, tls}` (see \"Upstreams as real sites run them\")"),
+    "mirrors tried in order before the origin: a URL (its path is a repository prefix) or `{url, auth, tls}` (see [upstreams.md](upstreams.md))"),
   originFallback: doc(v.optional(bool(), true), "`false`: never ask the origin, only the endpoints"),
   userAgent: doc(v.optional(v.pipe(str(), v.check((ua) => !/[\r\n\x00-\x1f\x7f]/.test(ua), "must not contain control characters"))),
     "the User-Agent sent to this upstream", { default: "`ociregistry/<version>`" }),

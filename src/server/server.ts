@@ -118,8 +118,9 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     const path = url.pathname;
     const op = operational(path);
     if (op) return op;
-    // The peer's address, never X-Forwarded-For (any client can send that): login throttling keys on it.
-    const client = server?.requestIP(req)?.address;
+    // The peer's address, never X-Forwarded-For (any client can send that): login throttling keys
+    // on it. Asked only when a login or the admin token can be throttled (it costs a native call).
+    const client = login || admin ? server?.requestIP(req)?.address : undefined;
     let res: Response;
     let route: string;
     if (path.startsWith("/api/v1/") && admin) {
