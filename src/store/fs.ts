@@ -33,7 +33,10 @@ export function createFsStore(root: string): Store {
 export function fsDriver(root: string): Driver {
   const tmpRoot = join(root, TEMP_PREFIX);
   const tmpDir = join(root, ownTempPrefix());
-  const pathOf = (key: string) => join(root, key);
+  // Keys come checked from the layout (keys.ts): no "..", no leading "/"; a concatenation, not a
+  // join that normalises the path again on the warm blob path.
+  const base = join(root, "/");
+  const pathOf = (key: string) => base + key;
 
   /** Removes temp directories of processes that are gone (and old temp files of the older layout). */
   async function removeLeftovers(): Promise<number> {

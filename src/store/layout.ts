@@ -9,24 +9,35 @@ import {
   parseRecordKey, recordDir, recordKey, tagOfRecordName,
 } from "./keys.ts";
 import { parseTagRecord, serializeTagRecord } from "./record.ts";
-import { StoreError, type DamagedRecord, type Store, type StoreStats, type TagRecord } from "./types.ts";
+import { StoreError, type ContentKind, type DamagedRecord, type Store, type StoreStats, type TagRecord } from "./types.ts";
 import { verifyingWriter } from "./writer.ts";
 
 /** Tag records read at once while walking the store (listing 10,000 images must stay fast). */
 const READ_BATCH = 256;
 
-/** Runs `f` on the key of (kind, digest); a digest the layout refuses is a rejected promise, as from any store call. */
-function atKey<T>(key: () => string, f: (key: string) => Promise<T>): Promise<T> {
+/**
+ * `f` on the key of a place; a place the layout refuses is a rejected promise, as from any store
+ * call. No closure per call: the warm blob path is one key and one driver call, no extra await.
+ */
+function atKey<P, T>(key: (place: P) => string, place: P, f: (key: string) => Promise<T>): Promise<T> {
   let k: string;
   try {
-    k = key();
+    k = key(place);
   } catch (err) {
     return Promise.reject(err);
   }
   return f(k);
 }
 
+const blobKey = (digest: string) => contentKey("blobs", digest);
+const manifestKey = (digest: string) => contentKey("manifests", digest);
+const contentKeyOf = (c: { kind: ContentKind; digest: string }) => contentKey(c.kind, c.digest);
+
 export function createLayoutStore(driver: Driver): Store {
+  const serve = (key: string) => driver.serve(key);
+  const read = (key: string) => driver.read(key);
+  const stat = (key: string) => driver.stat(key);
+  const remove = (key: string) => driver.remove(key);
   /**
    * Every record object in key order, parsed against the place its key names (null when it is not
    * a valid record of that upstream, repository and tag). One listing, then reads a batch at a time.
@@ -61,13 +72,12 @@ export function createLayoutStore(driver: Driver): Store {
       await driver.remove(key);
     },
 
-    // The warm blob path: one key, one driver call, no extra await.
-    statBlob: (digest) => atKey(() => contentKey("blobs", digest), (key) => driver.serve(key)),
+    statBlob: (digest) => atKey(blobKey, digest, serve),
 
     createBlobWriter: (digest, opts = {}) =>
-      atKey(() => contentKey("blobs", digest), async (key) => verifyingWriter(digest, opts.size, await driver.openWriter(key))),
+      atKey(blobKey, digest, async (key) => verifyingWriter(digest, opts.size, await driver.openWriter(key))),
 
-    readManifest: (digest) => atKey(() => contentKey("manifests", digest), (key) => driver.read(key)),
+    readManifest: (digest) => atKey(manifestKey, digest, read),
 
     async writeManifest(digest, bytes) {
       const key = contentKey("manifests", digest);
@@ -76,7 +86,7 @@ export function createLayoutStore(driver: Driver): Store {
     },
 
     readTag: (upstream, repository, tag) =>
-      atKey(() => recordKey({ upstream, repository, tag }), (key) =>
+      atKey(recordKey, { upstream, repository, tag }, (key) =>
         driver.read(key).then((bytes) => (bytes ? parseTagRecord(bytes, { upstream, repository, tag }) : null))),
 
     async writeTag(record) {
@@ -115,11 +125,11 @@ export function createLayoutStore(driver: Driver): Store {
       }
     },
 
-    contentInfo: (kind, digest) => atKey(() => contentKey(kind, digest), (key) => driver.stat(key)),
+    contentInfo: (kind, digest) => atKey(contentKeyOf, { kind, digest }, stat),
 
-    removeContent: (kind, digest) => atKey(() => contentKey(kind, digest), (key) => driver.remove(key)),
+    removeContent: (kind, digest) => atKey(contentKeyOf, { kind, digest }, remove),
 
-    removeTag: (upstream, repository, tag) => atKey(() => recordKey({ upstream, repository, tag }), (key) => driver.remove(key)),
+    removeTag: (upstream, repository, tag) => atKey(recordKey, { upstream, repository, tag }, remove),
 
     async stats() {
       const out: StoreStats = { blobs: 0, manifests: 0, bytes: 0, tags: 0 };
