@@ -9,6 +9,7 @@ import tar from "tar-stream";
 import { createDigester, digestOf, parseDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, detectMediaType, parseManifest } from "../oci/mediatypes.ts";
 import { isHost, isRepositoryName } from "../oci/names.ts";
+import { contentKey, parseContentKey, parseRecordKey, recordKey } from "../store/keys.ts";
 import { isRecordTag, isValidTagRecord, recordName, serializeTagRecord } from "../store/record.ts";
 import { StoreError, type Store, type TagRecord } from "../store/types.ts";
 import { closureOf, missingContent } from "./closure.ts";
@@ -60,7 +61,7 @@ export async function exportArchive(store: Store, out: string, opts: ExportOptio
   const done = pipeline(pack, sink as Writable);
   const summary: ExportSummary = { images: records.length, manifests: 0, blobs: 0, bytes: 0, skipped };
   // The OCI layout keeps manifests among the blobs; the store keeps them apart.
-  const manifestDir = opts.format === "oci" ? "blobs" : "manifests";
+  const manifestKind = opts.format === "oci" ? "blobs" : "manifests";
 
   if (opts.format === "oci") {
     await addEntry(pack, "oci-layout", new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}'), 30);
@@ -68,16 +69,14 @@ export async function exportArchive(store: Store, out: string, opts: ExportOptio
   for (const digest of [...needed.blobs].sort()) {
     const blob = await store.statBlob(digest);
     if (!blob) continue; // not cached: a platform nobody pulled
-    const d = parseDigest(digest)!;
-    await addEntry(pack, `blobs/${d.algorithm}/${d.hex}`, blob.file, blob.size);
+    await addEntry(pack, contentKey("blobs", digest), blob.file, blob.size);
     summary.blobs++;
     summary.bytes += blob.size;
   }
   for (const digest of [...needed.manifests].sort()) {
     const bytes = await store.readManifest(digest);
     if (!bytes) continue;
-    const d = parseDigest(digest)!;
-    await addEntry(pack, `${manifestDir}/${d.algorithm}/${d.hex}`, bytes, bytes.byteLength);
+    await addEntry(pack, contentKey(manifestKind, digest), bytes, bytes.byteLength);
     summary.manifests++;
     summary.bytes += bytes.byteLength;
   }
@@ -95,7 +94,7 @@ export async function exportArchive(store: Store, out: string, opts: ExportOptio
     // Tag records last: whoever extracts a partial archive never gets a record without its content.
     for (const r of records) {
       const bytes = serializeTagRecord(r);
-      await addEntry(pack, `repositories/${r.upstream}/${r.repository}/_tags/${r.tag}.json`, bytes, bytes.byteLength);
+      await addEntry(pack, recordKey(r), bytes, bytes.byteLength);
     }
   }
   pack.finalize();
@@ -110,8 +109,6 @@ export interface ImportSummary {
   tags: number;
 }
 
-const BLOB_RE = /^(?:\.\/)?(blobs|manifests)\/(sha256|sha512)\/([a-f0-9]+)$/;
-const TAG_RE = /^(?:\.\/)?repositories\/(.+)\/_tags\/([^/]+)\.json$/;
 
 async function readAll(stream: AsyncIterable<Buffer>, limit: number): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
@@ -133,16 +130,17 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
     for await (const e of extract) {
       const entry = e as typeof e & AsyncIterable<Buffer>;
       const name = entry.header.name;
+      // Entries are the store's keys (tar may prefix "./"), read with the store's own key parsers.
+      const key = name.startsWith("./") ? name.slice(2) : name;
       if (entry.header.type === "directory") {
         entry.resume();
         continue;
       }
-      const content = BLOB_RE.exec(name);
-      const tagm = TAG_RE.exec(name);
+      const content = parseContentKey(key);
+      const place = parseRecordKey(key);
       if (content && entry.header.type === "file") {
-        const digest = `${content[2]}:${content[3]}`;
-        if (!parseDigest(digest)) throw new Error(`${file}: ${name} is not named by a valid digest`);
-        if (content[1] === "manifests") {
+        const digest = content.digest;
+        if (content.kind === "manifests") {
           const bytes = await readAll(entry, MAX_MANIFEST_BYTES);
           if (digestOf(bytes, parseDigest(digest)!.algorithm) !== digest) throw new Error(`${file}: ${name} does not match its digest`);
           if (await store.readManifest(digest)) summary.skipped++;
@@ -157,11 +155,8 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
           await importBlob(store, entry, digest, `${file}: ${name}`);
           summary.blobs++;
         }
-      } else if (tagm && entry.header.type === "file") {
-        const parts = tagm[1]!.split("/");
-        const upstream = parts[0]!;
-        const repository = parts.slice(1).join("/");
-        const tag = tagm[2]!;
+      } else if (place && entry.header.type === "file") {
+        const { upstream, repository, tag } = place;
         if (!isHost(upstream) || !isRepositoryName(repository) || !isRecordTag(tag)) {
           throw new Error(`${file}: ${name} is not a valid tag record path`);
         }

@@ -1,304 +1,146 @@
-// The directory store: plain files under one root, written atomically (temp file, fsync, rename).
-//   blobs/sha256/<hex>                                  layer and config bytes
-//   manifests/sha256/<hex>                              manifest and index bytes, exactly as pulled
-//   repositories/<upstream>/<repository>/_tags/<tag>.json  one TagRecord per cached tag
-//   tmp/<owner>/                                        in-progress writes of one process
-// Several processes (serve, load, prune) may share a store: each writes its temp files in a
-// directory of its own, and only a directory whose process is gone is cleaned up.
+// The directory driver: each key a plain file under one root, written atomically (temp file, fsync,
+// rename) and served by the kernel (Bun.file, sendfile). Several processes (serve, load, prune)
+// may share a directory: each writes its temp files in a directory of its own (tmp/<owner>/), and
+// only a directory whose process is gone is cleaned up.
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { readFileSync, writeSync } from "node:fs";
-import { join, relative, sep } from "node:path";
-import { randomUUID } from "node:crypto";
-import { digestOf, isDigest, parseDigest, type Digest } from "../oci/digest.ts";
-import { isRepositoryName } from "../oci/names.ts";
-import { processOwner, ownerIsGone } from "./owner.ts";
-import { isRecordTag, parseTagRecord, serializeTagRecord } from "./record.ts";
-import { StoreError, type BlobWriter, type Store, type StoredBlob, type TagRecord, type ContentKind } from "./types.ts";
-import { verifyingWriter } from "./writer.ts";
+import { readFileSync } from "node:fs";
+import { dirname, join, relative, sep } from "node:path";
+import type { Driver, WriterBackend } from "./driver.ts";
+import { ownTempPrefix, TEMP_PREFIX } from "./keys.ts";
+import { createLayoutStore } from "./layout.ts";
+import { ownerIsGone } from "./owner.ts";
+import { openScratch, scratchPath } from "./scratch.ts";
+import type { Store } from "./types.ts";
 
-/** `_tags` cannot be a repository path component (components start with [a-z0-9]). */
-const TAGS_DIR = "_tags";
-/** Tag record files read at once while walking the store. */
-const READ_BATCH = 256;
+/** Files stat'ed at once when a listing asks for sizes. */
+const STAT_BATCH = 256;
 /** Temp files of an older layout (directly in tmp/) are removed once this old. */
 const LEGACY_TMP_AGE_MS = 60 * 60_000;
 
+const absent = (err: unknown) => ["ENOENT", "ENOTDIR"].includes((err as NodeJS.ErrnoException).code ?? "");
+/** null for a failure that says the file is not there; rethrows any other. */
+function nullIfAbsent(err: unknown): null {
+  if (absent(err)) return null;
+  throw err;
+}
+const orNull = <T>(op: () => Promise<T>): Promise<T | null> => op().catch(nullIfAbsent);
+
+/** The directory store: the layout over a directory driver. */
 export function createFsStore(root: string): Store {
-  const tmpRoot = join(root, "tmp");
-  const tmpDir = join(tmpRoot, processOwner());
+  return createLayoutStore(fsDriver(root));
+}
 
-  function contentPath(kind: ContentKind, digest: string): string {
-    const d: Digest | null = parseDigest(digest);
-    if (!d) throw new Error(`not a digest: ${JSON.stringify(digest)}`);
-    return join(root, kind, d.algorithm, d.hex);
-  }
+export function fsDriver(root: string): Driver {
+  const tmpRoot = join(root, TEMP_PREFIX);
+  const tmpDir = join(root, ownTempPrefix());
+  // Keys come checked from the layout (keys.ts): no "..", no leading "/"; a concatenation, not a
+  // join that normalises the path again on the warm blob path.
+  const base = join(root, "/");
+  const pathOf = (key: string) => base + key;
 
-  function tagDir(upstream: string, repository: string): string {
-    // Callers validate names; this guards the filesystem against anything that slipped through.
-    if (!isRepositoryName(repository) || upstream.includes("/") || upstream.startsWith(".") || !upstream) {
-      throw new Error(`unsafe repository path: ${upstream}/${repository}`);
+  /** Removes temp directories of processes that are gone (and old temp files of the older layout). */
+  async function removeLeftovers(): Promise<number> {
+    let removed = 0;
+    for (const name of (await orNull(() => readdir(tmpRoot))) ?? []) {
+      const path = join(tmpRoot, name);
+      const s = await stat(path).catch(() => null);
+      if (!s) continue;
+      const stale = s.isDirectory() ? ownerIsGone(name) : Date.now() - s.mtimeMs > LEGACY_TMP_AGE_MS;
+      if (!stale) continue;
+      await rm(path, { force: true, recursive: true });
+      removed++;
     }
-    return join(root, "repositories", upstream, repository, TAGS_DIR);
-  }
-
-  /** A record's file: `<tag>.json`, or `<algorithm>:<hex>.json` for an image pinned by digest. */
-  function tagPath(upstream: string, repository: string, tag: string): string {
-    if (!isRecordTag(tag)) throw new Error(`unsafe tag: ${JSON.stringify(tag)}`);
-    return join(tagDir(upstream, repository), `${tag}.json`);
-  }
-
-  async function tempPath(): Promise<string> {
-    await mkdir(tmpDir, { recursive: true });
-    return join(tmpDir, randomUUID());
-  }
-
-  /** Writes bytes to a temp file, fsyncs it and renames it over `dest`; a failed write (disk full) leaves nothing. */
-  async function writeAtomic(dest: string, bytes: Uint8Array): Promise<void> {
-    const tmp = await tempPath();
-    try {
-      const fh = await open(tmp, "w", 0o644);
-      try {
-        await fh.writeFile(bytes);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await mkdir(join(dest, ".."), { recursive: true });
-      await rename(tmp, dest);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
-  }
-
-  async function readOrNull(path: string): Promise<Uint8Array | null> {
-    try {
-      return new Uint8Array(await readFile(path));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-      throw err;
-    }
-  }
-
-  /**
-   * Every tag record file under `dir`, sorted by path, parsed (null when it is not a valid record
-   * of the upstream, repository and tag its path names). One recursive directory listing, then
-   * files read a batch at a time in parallel: listing a store of 10,000 images must stay fast.
-   */
-  async function* walkTagFiles(dir: string): AsyncGenerator<{ path: string; record: TagRecord | null }> {
-    let names: string[];
-    try {
-      names = await readdir(dir, { recursive: true });
-    } catch {
-      return;
-    }
-    const files = names.filter((n) => n.endsWith(".json") && n.split(sep).at(-2) === TAGS_DIR).sort();
-    for (let i = 0; i < files.length; i += READ_BATCH) {
-      // Small files read synchronously are several times faster than one promise each; a batch
-      // at a time, yielding in between, keeps a running server answering.
-      if (i) await new Promise((r) => setImmediate(r));
-      for (const f of files.slice(i, i + READ_BATCH)) {
-        let bytes: Uint8Array;
-        try {
-          bytes = readFileSync(join(dir, f));
-        } catch {
-          continue; // removed meanwhile
-        }
-        const parts = f.split(sep);
-        const at = { upstream: parts[0]!, repository: parts.slice(1, -2).join("/"), tag: parts.at(-1)!.slice(0, -5) };
-        yield { path: join(dir, f), record: parseTagRecord(bytes, at) };
-      }
-    }
+    return removed;
   }
 
   return {
     location: root,
 
-    async init() {
+    async init(dirs) {
       await mkdir(root, { recursive: true });
-      let removed = 0;
-      try {
-        for (const name of await readdir(tmpRoot)) {
-          const path = join(tmpRoot, name);
-          const s = await stat(path).catch(() => null);
-          if (!s) continue;
-          const stale = s.isDirectory() ? ownerIsGone(name) : Date.now() - s.mtimeMs > LEGACY_TMP_AGE_MS;
-          if (!stale) continue;
-          await rm(path, { force: true, recursive: true });
-          removed++;
-        }
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      }
-      for (const dir of ["blobs/sha256", "manifests/sha256", "repositories", "tmp"]) {
-        await mkdir(join(root, dir), { recursive: true });
-      }
+      const removed = await removeLeftovers();
+      for (const dir of dirs) await mkdir(join(root, dir), { recursive: true });
       return removed;
     },
 
-    async probe() {
-      await readdir(join(root, "repositories"));
-      await writeAtomic(join(tmpDir, "probe"), new Uint8Array([1]));
-      await rm(join(tmpDir, "probe"), { force: true });
-    },
+    read: (key) => orNull(async () => new Uint8Array(await readFile(pathOf(key)))),
 
-    async statBlob(digest) {
-      const path = contentPath("blobs", digest);
-      try {
-        const s = await stat(path);
-        return { size: s.size, file: Bun.file(path) } satisfies StoredBlob;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-        throw err;
-      }
-    },
-
-    async createBlobWriter(digest, opts = {}): Promise<BlobWriter> {
-      const dest = contentPath("blobs", digest);
-      const path = await tempPath();
-      const fh = await open(path, "w+", 0o644);
-      let closed = false;
-      let published = false;
-      const close = async () => {
-        if (!closed) {
-          closed = true;
-          await fh.close();
+    async readMany(keys) {
+      // Small files read synchronously are several times faster than one promise each; a batch
+      // at a time, yielding in between, keeps a running server answering.
+      await new Promise((r) => setImmediate(r));
+      return keys.map((key) => {
+        try {
+          return readFileSync(pathOf(key));
+        } catch {
+          return null; // removed meanwhile
         }
-      };
-      return verifyingWriter(digest, opts.size, {
-        async write(chunk, position) {
-          // A synchronous write of one chunk (tens of microseconds into the page cache) costs a
-          // fraction of a promise round trip per chunk, which dominated a cold download.
-          let off = 0;
-          while (off < chunk.byteLength) off += writeSync(fh.fd, chunk, off, chunk.byteLength - off, position + off);
-        },
-        async readAt(position, into) {
-          if (closed && published) {
-            // A reader that joined as the writer was released: the bytes are in place now.
-            const bytes = new Uint8Array(await Bun.file(dest).slice(position, position + into.byteLength).arrayBuffer());
-            into.set(bytes);
-            return bytes.byteLength;
-          }
-          if (closed) throw new StoreError("not-found", `the writer of ${digest} was released`);
-          // The handle stays valid through the rename, and through a prune's unlink after it.
-          return (await fh.read(into, 0, into.byteLength, position)).bytesRead;
-        },
-        async publish() {
-          await fh.sync();
-          await mkdir(join(dest, ".."), { recursive: true });
-          await rename(path, dest);
-          published = true;
-        },
-        async drop() {
-          await close().catch(() => {});
-          await rm(path, { force: true });
-        },
-        release: () => close(),
       });
     },
 
-    async readManifest(digest) {
-      return readOrNull(contentPath("manifests", digest));
-    },
-
-    async writeManifest(digest, bytes) {
-      const d = parseDigest(digest);
-      if (!d || digestOf(bytes, d.algorithm) !== digest) {
-        throw new StoreError("corrupt", `manifest bytes do not match ${digest}`);
-      }
-      await writeAtomic(contentPath("manifests", digest), bytes);
-    },
-
-    async readTag(upstream, repository, tag) {
-      const bytes = await readOrNull(tagPath(upstream, repository, tag));
-      return bytes ? parseTagRecord(bytes, { upstream, repository, tag }) : null;
-    },
-
-    async writeTag(record) {
-      await writeAtomic(tagPath(record.upstream, record.repository, record.tag), serializeTagRecord(record));
-    },
-
-    async listTags(upstream, repository) {
+    /** Writes bytes to a temp file, fsyncs it and renames it over the key; a failed write (disk full) leaves nothing. */
+    async put(key, bytes) {
+      const tmp = await scratchPath(tmpDir);
       try {
-        const files = await readdir(tagDir(upstream, repository));
-        // Digest-pinned records (a ':' in the name, which no tag can have) are not tags.
-        return files.filter((f) => f.endsWith(".json") && !f.includes(":")).map((f) => f.slice(0, -5)).sort();
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-        throw err;
-      }
-    },
-
-    async *allTags(onDamaged) {
-      for await (const t of walkTagFiles(join(root, "repositories"))) {
-        if (t.record) yield t.record;
-        else onDamaged?.(relative(root, t.path));
-      }
-    },
-
-    async *listContent(kind) {
-      for (const algorithm of ["sha256", "sha512"]) {
-        let names: string[];
+        const fh = await open(tmp, "w", 0o644);
         try {
-          names = await readdir(join(root, kind, algorithm));
-        } catch {
-          continue;
+          await fh.writeFile(bytes);
+          await fh.sync();
+        } finally {
+          await fh.close();
         }
-        for (const n of names.sort()) if (isDigest(`${algorithm}:${n}`)) yield `${algorithm}:${n}`;
-      }
-    },
-
-    async contentInfo(kind, digest) {
-      try {
-        const s = await stat(contentPath(kind, digest));
-        return { size: s.size, modified: s.mtimeMs };
+        await mkdir(dirname(pathOf(key)), { recursive: true });
+        await rename(tmp, pathOf(key));
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+        await rm(tmp, { force: true });
         throw err;
       }
     },
 
-    async removeContent(kind, digest) {
-      await rm(contentPath(kind, digest), { force: true });
+    stat: (key) => orNull(async () => {
+      const s = await stat(pathOf(key));
+      return { size: s.size, modified: s.mtimeMs };
+    }),
+
+    // The warm blob path: one stat, one await; the kernel sends the file.
+    serve: (key) => {
+      const path = pathOf(key);
+      return stat(path).then((s) => ({ size: s.size, file: Bun.file(path) }), nullIfAbsent);
     },
 
-    async removeTag(upstream, repository, tag) {
-      await rm(tagPath(upstream, repository, tag), { force: true });
+    async remove(key) {
+      await rm(pathOf(key), { force: true });
     },
 
-    async stats() {
-      const out = { blobs: 0, manifests: 0, bytes: 0, tags: 0 };
-      for (const kind of ["blobs", "manifests"] as ContentKind[]) {
-        for (const algorithm of ["sha256", "sha512"]) {
-          const dir = join(root, kind, algorithm);
-          let names: string[];
-          try {
-            names = await readdir(dir);
-          } catch {
-            continue;
-          }
-          for (let i = 0; i < names.length; i += READ_BATCH) {
-            const sizes = await Promise.all(names.slice(i, i + READ_BATCH).map((n) => stat(join(dir, n)).then((s) => s.size, () => -1)));
-            for (const s of sizes.filter((x) => x >= 0)) {
-              out[kind]++;
-              out.bytes += s;
-            }
-          }
+    async *list(prefix, sizes) {
+      const entries = await orNull(() => readdir(pathOf(prefix), { recursive: true, withFileTypes: true }));
+      if (!entries) return;
+      const keys = entries.filter((e) => e.isFile()).map((e) => relative(root, join(e.parentPath, e.name)).split(sep).join("/")).sort();
+      for (let i = 0; i < keys.length; i += STAT_BATCH) {
+        const batch = keys.slice(i, i + STAT_BATCH);
+        const got = sizes ? await Promise.all(batch.map((k) => stat(pathOf(k)).then((s) => s.size, () => -1))) : null;
+        for (const [j, key] of batch.entries()) {
+          const size = got ? got[j]! : 0;
+          if (size >= 0) yield { key, size }; // -1: removed meanwhile
         }
       }
-      try {
-        const names = await readdir(join(root, "repositories"), { recursive: true });
-        out.tags = names.filter((n) => n.endsWith(".json") && n.split(sep).at(-2) === TAGS_DIR).length;
-      } catch {
-        // no records yet
-      }
-      return out;
     },
 
-    async *damagedTags() {
-      for await (const t of walkTagFiles(join(root, "repositories"))) {
-        if (!t.record) yield { where: relative(root, t.path), remove: () => rm(t.path, { force: true }) };
-      }
+    async openWriter(key) {
+      const dest = pathOf(key);
+      const file = await openScratch(tmpDir, 0o644, key);
+      return {
+        write: async (chunk, position) => file.write(chunk, position),
+        readAt: file.readAt,
+        async publish() {
+          await file.sync();
+          await mkdir(dirname(dest), { recursive: true });
+          await rename(file.path, dest);
+          file.published(async (position, length) => new Uint8Array(await Bun.file(dest).slice(position, position + length).arrayBuffer()));
+        },
+        drop: () => file.discard(),
+        release: () => file.close(),
+      } satisfies WriterBackend;
     },
   };
 }

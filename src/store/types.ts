@@ -1,8 +1,9 @@
 // The store contract: what the cache needs from a place that keeps blobs, manifests and tag
 // records. The store owns every write (a writer that verifies before anything becomes visible)
 // and hands out content as Blobs (sliceable for ranges; for the directory store a Bun.file the
-// kernel sends). No file path, file handle or back-end detail crosses it. Back-ends: fs/ (the
-// directory layout), memory/ (tests), s3/ (object storage, several replicas on one bucket).
+// kernel sends). No file path, file handle or back-end detail crosses it. One layout (layout.ts)
+// implements it over drivers (driver.ts): fs.ts (a directory), memory.ts (tests), s3/ (object
+// storage, several replicas on one bucket).
 
 export interface TagRecord {
   /** Upstream namespace as clients name it, e.g. `docker.io`, `registry.k8s.io`, `127.0.0.2`. */
@@ -41,7 +42,9 @@ export type StoreFailure =
   /** Another writer changed the same record first (a conditional write lost). */
   | "conflict"
   /** The back-end cannot be reached or refused us (disk full, credentials, network). */
-  | "unavailable";
+  | "unavailable"
+  /** A name, tag or digest the store cannot place (it could leave the store): a caller's bug. */
+  | "invalid";
 
 export class StoreError extends Error {
   constructor(readonly failure: StoreFailure, message: string) {

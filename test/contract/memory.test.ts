@@ -1,5 +1,5 @@
-// The store contract on the memory back-end.
-import { createMemoryStore } from "../../src/store/memory.ts";
+// The store contract on the memory driver.
+import { memoryDriver } from "../../src/store/memory.ts";
 import { storeContract } from "./store-contract.ts";
 
-storeContract("memory", async () => createMemoryStore());
+storeContract("memory", async () => memoryDriver());

@@ -1,9 +1,9 @@
-// The store contract on the S3 back-end, against a real S3 service (Ceph RGW, test/helpers/rgw.ts).
+// The store contract on the S3 driver, against a real S3 service (Ceph RGW, test/helpers/rgw.ts).
 import { afterAll, beforeAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createS3Store } from "../../src/store/s3/store.ts";
+import { s3Driver } from "../../src/store/s3/store.ts";
 import { startRgw, type Rgw } from "../helpers/rgw.ts";
 import { storeContract } from "./store-contract.ts";
 
@@ -21,12 +21,8 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
-storeContract("S3 (Ceph RGW)", async () => {
-  // Each test gets a prefix of its own: a fresh, empty store in the same bucket.
-  const store = createS3Store({
-    endpoint: rgw.endpoint, region: rgw.region, bucket: "contract", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
-    pathStyle: true, prefix: `t${n++}/`, scratchDir: scratch, partSize: 5 * 1024 * 1024,
-  });
-  await store.init();
-  return store;
-});
+// Each test gets a prefix of its own: a fresh, empty store in the same bucket.
+storeContract("S3 (Ceph RGW)", async () => s3Driver({
+  endpoint: rgw.endpoint, region: rgw.region, bucket: "contract", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+  pathStyle: true, prefix: `t${n++}/`, scratchDir: scratch, partSize: 5 * 1024 * 1024,
+}));

@@ -1,37 +1,24 @@
-// The store contract as one suite, run over every back-end (memory, directory, S3 on Ceph RGW):
-// writers verify before anything is visible, abort leaves nothing, reads and ranges return the
-// committed bytes, records and listings behave alike, errors are typed.
+// The store contract as one suite: the real layout (src/store/layout.ts) over every driver (memory,
+// directory, S3 on Ceph RGW): writers verify before anything is visible, abort leaves nothing,
+// reads and ranges return the committed bytes, records and listings behave alike, errors are
+// typed; layout-cases.ts adds damaged records, statistics, listing order and concurrent writers.
 import { describe, expect, test } from "bun:test";
 import { digestOf } from "../../src/oci/digest.ts";
-import { StoreError, type Store, type TagRecord } from "../../src/store/types.ts";
+import type { Driver } from "../../src/store/driver.ts";
+import { createLayoutStore } from "../../src/store/layout.ts";
+import { bytesOf, enc, failure, put, record, type MakeStore } from "./fixtures.ts";
+import { layoutCases } from "./layout-cases.ts";
 
-const enc = (s: string) => new TextEncoder().encode(s);
-const bytesOf = async (b: Blob) => new Uint8Array(await b.arrayBuffer());
-
-function record(over: Partial<TagRecord> = {}): TagRecord {
-  const t = new Date().toISOString();
-  const manifest = enc('{"schemaVersion":2}');
-  return {
-    upstream: "up.test", repository: "team/app", tag: "v1", digest: digestOf(manifest), mediaType: "application/vnd.oci.image.manifest.v1+json",
-    size: manifest.byteLength, created: t, lastPulled: t, checked: t, ...over,
+/** Registers the contract tests for one back-end; `driver` returns a fresh, empty driver. */
+export function storeContract(name: string, driver: () => Promise<Driver>) {
+  const made: MakeStore = async () => {
+    const d = await driver();
+    const store = createLayoutStore(d);
+    await store.init();
+    return { store, driver: d };
   };
-}
-
-async function put(store: Store, bytes: Uint8Array, chunk = 7) {
-  const w = await store.createBlobWriter(digestOf(bytes), { size: bytes.byteLength });
-  for (let i = 0; i < bytes.byteLength; i += chunk) await w.write(bytes.subarray(i, i + chunk));
-  await w.commit();
-  await w.release();
-}
-
-async function failure(p: Promise<unknown>): Promise<string> {
-  const e = await p.then(() => null, (err) => err);
-  expect(e).toBeInstanceOf(StoreError);
-  return (e as StoreError).failure;
-}
-
-/** Registers the contract tests for one back-end; `make` returns a fresh, empty, initialised store. */
-export function storeContract(name: string, make: () => Promise<Store>) {
+  const make = async () => (await made()).store;
+  layoutCases(name, made);
   describe(`store contract: ${name}`, () => {
     test("a blob is invisible while written, readable back by joining readers, visible once committed", async () => {
       const store = await make();

@@ -1,10 +1,13 @@
-// The directory store: layout, verification, atomic writes, startup cleanup.
+// The directory store: layout, verification, atomic writes, startup cleanup; the key scheme every
+// driver and archive shares; how the S3 driver decides that an object is absent.
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { digestOf } from "../../src/oci/digest.ts";
 import { createFsStore } from "../../src/store/fs.ts";
+import { contentKey, parseContentKey, parseRecordKey, recordKey } from "../../src/store/keys.ts";
+import { isAbsent } from "../../src/store/s3/writer.ts";
 import { processOwner } from "../../src/store/owner.ts";
 import type { TagRecord } from "../../src/store/types.ts";
 
@@ -78,5 +81,31 @@ describe("directory store", () => {
     const s = await store.statBlob(digestOf(enc("blob")));
     expect(s?.size).toBe(4);
     expect(await s!.file.text()).toBe("blob");
+  });
+});
+
+describe("the key scheme", () => {
+  test("keys parse back to what they name; stray names parse to nothing", () => {
+    const d = digestOf(enc("x"));
+    expect(contentKey("manifests", d)).toBe(`manifests/sha256/${d.slice(7)}`);
+    expect(parseContentKey(contentKey("blobs", d))).toEqual({ kind: "blobs", digest: d });
+    for (const k of ["blobs/sha256/abc", "tmp/sha256/" + d.slice(7), "blobs/sha256/x/" + d.slice(7), "../blobs/sha256/" + d.slice(7)]) {
+      expect(parseContentKey(k)).toBeNull();
+    }
+    const place = { upstream: "docker.io", repository: "library/nginx", tag: d };
+    expect(recordKey(place)).toBe(`repositories/docker.io/library/nginx/_tags/${d}.json`);
+    expect(parseRecordKey(recordKey(place))).toEqual(place);
+    expect(parseRecordKey("repositories/docker.io/library/nginx/v1.json")).toBeNull();
+    expect(parseRecordKey("blobs/docker.io/x/_tags/v1.json")).toBeNull();
+  });
+});
+
+describe("S3: an absent object", () => {
+  test("is decided by the code or status the client reports, never by message text", () => {
+    expect(isAbsent(Object.assign(new Error("The specified key does not exist."), { name: "S3Error", code: "NoSuchKey" }))).toBe(true);
+    expect(isAbsent({ status: 404, message: "" })).toBe(true);
+    expect(isAbsent(new Error("HTTP 404: not found"))).toBe(false);
+    expect(isAbsent(Object.assign(new Error("NoSuchKey: not found 404"), { name: "S3Error", code: "AccessDenied" }))).toBe(false);
+    expect(isAbsent(Object.assign(new Error("x"), { code: "NoSuchKey" }))).toBe(false); // not the S3 client's error
   });
 });

@@ -1,30 +1,34 @@
 // A blob on its way into S3: each chunk goes to a local scratch file (readers joining the download
 // read it back) and into a multipart upload, parts going up beside the download, a few at a time.
 // The upload is completed — the object appears, whole — only once the digest is verified.
-import { writeSync } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { randomUUID } from "node:crypto";
-import { StoreError, type BlobWriter } from "../types.ts";
-import { verifyingWriter } from "../writer.ts";
+import type { WriterBackend } from "../driver.ts";
+import { openScratch } from "../scratch.ts";
+import { StoreError } from "../types.ts";
 import { abortUpload, completeUpload, startUpload, uploadPart } from "./multipart.ts";
 import type { S3Access } from "./sigv4.ts";
 
 /** Multipart parts uploading at once per blob. */
 const PARTS_IN_FLIGHT = 3;
 
-/** A failure of the S3 service as the store reports it. */
-export function unavailable(err: unknown, what: string): StoreError {
-  const e = err as { code?: string; message?: string };
-  return new StoreError("unavailable", `S3 ${what}: ${e?.code ? `${e.code}: ` : ""}${e?.message ?? String(err)}`);
+/**
+ * Whether an S3 call failed because the object is absent. Decided on what the client reports, never
+ * on message text: Bun's S3Error carries S3's error code ("NoSuchKey"), which Bun also sets for a
+ * bodiless 404 (a HEAD); a client that reports the HTTP status says 404.
+ */
+export function isAbsent(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown; status?: unknown } | null;
+  return (e?.name === "S3Error" && e.code === "NoSuchKey") || e?.status === 404;
 }
 
-export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: string, digest: string, size: number | undefined, scratch: string, partSize: number): Promise<BlobWriter> {
-  await mkdir(scratch, { recursive: true });
-  const path = join(scratch, randomUUID());
-  const fh = await open(path, "w+", 0o600);
-  let closed = false;
-  let published = false;
+/** A failure of the S3 service as the store reports it; `hint` says what to check. */
+export function unavailable(err: unknown, what: string, hint = ""): StoreError {
+  const e = err as { code?: string; message?: string };
+  return new StoreError("unavailable", `S3 ${what}: ${e?.code ? `${e.code}: ` : ""}${e?.message ?? String(err)}${hint}`);
+}
+
+/** Where the bytes for `key` go while downloaded: a scratch file and a multipart upload. */
+export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: string, scratch: string, partSize: number): Promise<WriterBackend> {
+  const file = await openScratch(scratch, 0o600, key);
   let uploadId: Promise<string> | null = null;
   /** Parts on their way up, in order; at most PARTS_IN_FLIGHT at once (memory: that many parts). */
   const parts: Array<Promise<string>> = [];
@@ -36,17 +40,9 @@ export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: strin
     pendingBytes = 0;
     return bytes;
   };
-  const close = async () => {
-    if (!closed) {
-      closed = true;
-      await fh.close().catch(() => {});
-      await rm(path, { force: true });
-    }
-  };
-  return verifyingWriter(digest, size, {
+  return {
     async write(chunk, position) {
-      let off = 0;
-      while (off < chunk.byteLength) off += writeSync(fh.fd, chunk, off, chunk.byteLength - off, position + off);
+      file.write(chunk, position);
       pending.push(chunk.slice());
       pendingBytes += chunk.byteLength;
       if (pendingBytes >= partSize) {
@@ -61,16 +57,7 @@ export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: strin
         parts.push(part);
       }
     },
-    async readAt(position, into) {
-      if (closed && published) {
-        // A reader that joined as the writer was released: read the object itself.
-        const bytes = await client.file(key).slice(position, position + into.byteLength).bytes();
-        into.set(bytes);
-        return bytes.byteLength;
-      }
-      if (closed) throw new StoreError("not-found", `the writer of ${digest} was released`);
-      return (await fh.read(into, 0, into.byteLength, position)).bytesRead;
-    },
+    readAt: file.readAt,
     async publish() {
       if (uploadId) {
         const id = await uploadId;
@@ -83,7 +70,8 @@ export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: strin
           throw unavailable(err, `writing ${key}`);
         }
       }
-      published = true;
+      // Readers that join once the scratch copy is gone read the object itself.
+      file.published((position, length) => client.file(key).slice(position, position + length).bytes());
     },
     async drop() {
       pending = [];
@@ -92,8 +80,8 @@ export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: strin
         const id = await uploadId.catch(() => null);
         if (id) await abortUpload(o, key, id).catch(() => {});
       }
-      await close();
+      await file.discard();
     },
-    release: () => close(),
-  });
+    release: () => file.discard(),
+  };
 }

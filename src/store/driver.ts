@@ -1,0 +1,40 @@
+// What a storage back-end must do for the layout (layout.ts): keep bytes under "/"-separated keys
+// the layout has already checked. A driver knows nothing of digests, records or listing rules;
+// it keeps its own strengths (sendfile, multipart uploads, presigned URLs) behind `serve` and
+// `openWriter`. A new back-end is one file implementing this.
+import type { StoredBlob } from "./types.ts";
+import type { WriterBackend } from "./writer.ts";
+
+export type { WriterBackend };
+
+export interface DriverEntry {
+  key: string;
+  /** Bytes; only when the listing asked for sizes (0 otherwise). */
+  size: number;
+}
+
+export interface Driver {
+  /** Where the store is, for messages. */
+  readonly location: string;
+  /**
+   * Prepares the back-end (a directory back-end creates `dirs`) and removes leftovers of
+   * interrupted writes by processes that are gone; returns how many.
+   */
+  init(dirs: readonly string[]): Promise<number>;
+  /** The object's bytes; null when absent. */
+  read(key: string): Promise<Uint8Array | null>;
+  /** Several small objects (records, while walking the store); null for each that is absent. */
+  readMany(keys: readonly string[]): Promise<Array<Uint8Array | null>>;
+  /** Stores bytes under `key` at once: a reader sees the old object or the new one, never a part. */
+  put(key: string, bytes: Uint8Array): Promise<void>;
+  /** Size and last-modified time (ms); null when absent. */
+  stat(key: string): Promise<{ size: number; modified: number } | null>;
+  /** The object as something to send (a file the kernel sends, an S3 object, a redirect); null when absent. */
+  serve(key: string): Promise<StoredBlob | null>;
+  /** Removes an object; removing what is absent is fine. */
+  remove(key: string): Promise<void>;
+  /** Every object whose key starts with `prefix` ("" or ending in "/"), in key order; sizes when asked. */
+  list(prefix: string, sizes?: boolean): AsyncIterable<DriverEntry>;
+  /** Where bytes for `key` go while written; publish() makes them visible under `key` at once. */
+  openWriter(key: string): Promise<WriterBackend>;
+}

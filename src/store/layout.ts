@@ -1,0 +1,147 @@
+// The store's layout, written once over any driver (driver.ts): where blobs, manifests and tag
+// records go (keys.ts), the checks before anything is kept (digests, names, record validity), tag
+// and content listing, damaged records, statistics. The directory, memory and S3 back-ends are
+// drivers; this is the Store the cache uses.
+import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
+import type { Driver } from "./driver.ts";
+import {
+  ALGORITHMS, CONTENT_KINDS, LAYOUT_DIRS, RECORDS_PREFIX, contentKey, contentPrefix, ownTempPrefix, parseContentKey,
+  parseRecordKey, recordDir, recordKey, tagOfRecordName,
+} from "./keys.ts";
+import { parseTagRecord, serializeTagRecord } from "./record.ts";
+import { StoreError, type ContentKind, type DamagedRecord, type Store, type StoreStats, type TagRecord } from "./types.ts";
+import { verifyingWriter } from "./writer.ts";
+
+/** Tag records read at once while walking the store (listing 10,000 images must stay fast). */
+const READ_BATCH = 256;
+
+/**
+ * `f` on the key of a place; a place the layout refuses is a rejected promise, as from any store
+ * call. No closure per call: the warm blob path is one key and one driver call, no extra await.
+ */
+function atKey<P, T>(key: (place: P) => string, place: P, f: (key: string) => Promise<T>): Promise<T> {
+  let k: string;
+  try {
+    k = key(place);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return f(k);
+}
+
+const blobKey = (digest: string) => contentKey("blobs", digest);
+const manifestKey = (digest: string) => contentKey("manifests", digest);
+const contentKeyOf = (c: { kind: ContentKind; digest: string }) => contentKey(c.kind, c.digest);
+
+export function createLayoutStore(driver: Driver): Store {
+  const serve = (key: string) => driver.serve(key);
+  const read = (key: string) => driver.read(key);
+  const stat = (key: string) => driver.stat(key);
+  const remove = (key: string) => driver.remove(key);
+  /**
+   * Every record object in key order, parsed against the place its key names (null when it is not
+   * a valid record of that upstream, repository and tag). One listing, then reads a batch at a time.
+   */
+  async function* records(): AsyncGenerator<{ key: string; record: TagRecord | null }> {
+    let batch: string[] = [];
+    async function* flush() {
+      const read = await driver.readMany(batch);
+      for (const [i, key] of batch.entries()) {
+        const bytes = read[i];
+        if (bytes) yield { key, record: parseTagRecord(bytes, parseRecordKey(key)!) }; // absent: removed meanwhile
+      }
+      batch = [];
+    }
+    for await (const e of driver.list(RECORDS_PREFIX)) {
+      if (!parseRecordKey(e.key)) continue;
+      batch.push(e.key);
+      if (batch.length >= READ_BATCH) yield* flush();
+    }
+    yield* flush();
+  }
+
+  return {
+    location: driver.location,
+
+    init: () => driver.init(LAYOUT_DIRS),
+
+    async probe() {
+      const key = `${ownTempPrefix()}probe`;
+      await driver.put(key, new Uint8Array([1]));
+      if (!(await driver.read(key))) throw new StoreError("unavailable", `${driver.location}: a probe written to ${key} cannot be read back`);
+      await driver.remove(key);
+    },
+
+    statBlob: (digest) => atKey(blobKey, digest, serve),
+
+    createBlobWriter: (digest, opts = {}) =>
+      atKey(blobKey, digest, async (key) => verifyingWriter(digest, opts.size, await driver.openWriter(key))),
+
+    readManifest: (digest) => atKey(manifestKey, digest, read),
+
+    async writeManifest(digest, bytes) {
+      const key = contentKey("manifests", digest);
+      if (digestOf(bytes, parseDigest(digest)!.algorithm) !== digest) throw new StoreError("corrupt", `manifest bytes do not match ${digest}`);
+      await driver.put(key, bytes);
+    },
+
+    readTag: (upstream, repository, tag) =>
+      atKey(recordKey, { upstream, repository, tag }, (key) =>
+        driver.read(key).then((bytes) => (bytes ? parseTagRecord(bytes, { upstream, repository, tag }) : null))),
+
+    async writeTag(record) {
+      await driver.put(recordKey(record), serializeTagRecord(record));
+    },
+
+    async listTags(upstream, repository) {
+      const dir = recordDir(upstream, repository);
+      const out: string[] = [];
+      for await (const e of driver.list(dir)) {
+        const tag = tagOfRecordName(e.key.slice(dir.length));
+        if (tag !== null) out.push(tag);
+      }
+      // Key order puts "v1-rc.json" before "v1.json": tags sort by their own names.
+      return out.sort();
+    },
+
+    async *allTags(onDamaged) {
+      for await (const r of records()) {
+        if (r.record) yield r.record;
+        else onDamaged?.(r.key);
+      }
+    },
+
+    async *damagedTags(): AsyncGenerator<DamagedRecord> {
+      for await (const r of records()) if (!r.record) yield { where: r.key, remove: () => driver.remove(r.key) };
+    },
+
+    async *listContent(kind) {
+      for (const algorithm of ALGORITHMS) {
+        const prefix = contentPrefix(kind, algorithm);
+        for await (const e of driver.list(prefix)) {
+          const digest = `${algorithm}:${e.key.slice(prefix.length)}`;
+          if (isDigest(digest)) yield digest;
+        }
+      }
+    },
+
+    contentInfo: (kind, digest) => atKey(contentKeyOf, { kind, digest }, stat),
+
+    removeContent: (kind, digest) => atKey(contentKeyOf, { kind, digest }, remove),
+
+    removeTag: (upstream, repository, tag) => atKey(recordKey, { upstream, repository, tag }, remove),
+
+    async stats() {
+      const out: StoreStats = { blobs: 0, manifests: 0, bytes: 0, tags: 0 };
+      for (const kind of CONTENT_KINDS) {
+        for await (const e of driver.list(`${kind}/`, true)) {
+          if (!parseContentKey(e.key)) continue;
+          out[kind]++;
+          out.bytes += e.size;
+        }
+      }
+      for await (const e of driver.list(RECORDS_PREFIX)) if (parseRecordKey(e.key)) out.tags++;
+      return out;
+    },
+  };
+}
