@@ -1,4 +1,4 @@
-// The status page at `/`, in a real headless Chromium driven over the DevTools protocol: the
+// The status page at `/`, in a real headless Chromium driven with puppeteer-core: the
 // compiled cache in front of a real distribution upstream, images pulled through it with skopeo.
 // With the admin API on, the page asks for the token and lists the cached images, updating by
 // itself; with it off, it shows aggregate figures only. UPDATE_SCREENSHOT=1 refreshes
@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { startCache, type RunningCache } from "../helpers/binary.ts";
-import { pngSize, startChromium, type Browser, type Page } from "../helpers/chromium.ts";
+import { evaluate, pngSize, startChromium, waitForValue, type Chromium } from "../helpers/chromium.ts";
 import { skopeoCopy } from "../helpers/clients.ts";
 import { startDistribution, type Distribution } from "../helpers/distribution.ts";
 import { makeImage, pushImage, type Image } from "../helpers/images.ts";
@@ -23,7 +23,7 @@ const SCREENSHOT = join(import.meta.dir, "../../docs/status-page.png");
 let upstream: Distribution;
 let withAdmin: RunningCache;
 let withoutAdmin: RunningCache;
-let browser: Browser;
+let browser: Chromium;
 let dir: string;
 
 beforeAll(async () => {
@@ -55,13 +55,28 @@ async function pull(cache: RunningCache, name: "x" | "y") {
   expect(r.digest).toBe(images[name].digest);
 }
 
+/** The page under test: puppeteer's, plus expressions evaluated and awaited by their text. */
+interface StatusPage {
+  type(selector: string, text: string): Promise<void>;
+  click(selector: string): Promise<void>;
+  screenshot(): Promise<Uint8Array>;
+  evaluate<T = unknown>(expression: string): Promise<T>;
+  waitFor<T = unknown>(what: string, expression: string, timeoutMs?: number): Promise<T>;
+}
+
 /** Opens the page in a fresh tab (its own sessionStorage); closes the tab whatever happens. */
-async function withPage(cache: RunningCache, body: (page: Page) => Promise<void>) {
-  const page = await browser.newPage({ width: 1280, height: 800 });
+async function withPage(cache: RunningCache, body: (page: StatusPage) => Promise<void>) {
+  const { page, errors } = await browser.newTab({ width: 1280, height: 800 });
   try {
     await page.goto(`${cache.url}/`);
-    await body(page);
-    expect(page.errors()).toEqual([]);
+    await body({
+      type: (selector, text) => page.type(selector, text),
+      click: (selector) => page.click(selector),
+      screenshot: () => page.screenshot(),
+      evaluate: (expression) => evaluate(page, expression),
+      waitFor: (what, expression, timeoutMs) => waitForValue(page, what, expression, timeoutMs),
+    });
+    expect(errors()).toEqual([]);
   } finally {
     await page.close();
   }
@@ -87,7 +102,7 @@ function expectRow(row: string[] | undefined, name: "x" | "y", since: number) {
   expect(pulled).toBeLessThanOrEqual(Date.now());
 }
 
-async function login(page: Page, token: string) {
+async function login(page: StatusPage, token: string) {
   await page.type("#token", token);
   await page.click("#login button[type=submit]");
 }

@@ -179,10 +179,10 @@ export async function startRgw(): Promise<Rgw> {
     await waitFor("radosgw to answer a signed S3 request", async () => {
       if (!created) await createBucket(creds, probe);
       created = true;
-      await ok(s3Raw(creds, "GET", `/${probe}`, { query: { "list-type": "2" } }));
+      await ok(s3Raw(creds, "GET", probe, "", { query: { "list-type": "2" } }));
       return true;
     }, 30_000);
-    await ok(s3Raw(creds, "DELETE", `/${probe}`));
+    await ok(s3Raw(creds, "DELETE", probe));
     mark("signed list");
   } catch (err) {
     const detail = `${(err as Error).message}\n${logs()}`;
