@@ -87,9 +87,8 @@ export function createManifests(ctx: CacheContext): Manifests {
    * record) declares: blob sizes, keyed by that upstream, so its downloads can be held to them;
    * and an index's platform manifests, as parts of it in that upstream's repository.
    */
-  function remember(target: Target, m: ManifestResult, parsed?: ManifestShape) {
+  function remember(target: Target, m: ManifestResult, parsed?: ManifestShape, key = partKey(target, m.digest)) {
     // Once per upstream, repository and manifest: a warm tag must not parse its manifest on every pull.
-    const key = partKey(target, m.digest);
     if (remembered.has(key)) return;
     remembered.set(key, true);
     const shape = parsed ?? parseManifest(m.bytes);
@@ -218,8 +217,10 @@ export function createManifests(ctx: CacheContext): Manifests {
     if (rec) {
       const m = await stored(rec.digest);
       if (m) {
-        remember(target, m);
-        covered.set(partKey(target, m.digest), true);
+        // A warm tag writes nothing here once known: a set on every hit churns a map of every tag.
+        const key = partKey(target, m.digest);
+        remember(target, m, undefined, key);
+        if (!covered.has(key)) covered.set(key, true);
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           ctx.records.pulled(rec, false);

