@@ -109,3 +109,12 @@ describe("S3: an absent object", () => {
     expect(isAbsent(Object.assign(new Error("x"), { code: "NoSuchKey" }))).toBe(false); // not the S3 client's error
   });
 });
+
+describe("S3 XML", () => {
+  test("values are decoded once: named entities and numeric references", async () => {
+    const { xmlValue } = await import("../../src/store/s3/sigv4.ts");
+    expect(xmlValue("<Key>a&amp;b&lt;c&gt;&quot;d&apos;&#38;&#x26;&amp;amp;</Key>", "Key")).toBe(`a&b<c>"d'&&&amp;`);
+    expect(xmlValue("<Code>NoSuchKey</Code>", "Code")).toBe("NoSuchKey");
+    expect(xmlValue("<Code>x</Code>", "Message")).toBeUndefined();
+  });
+});

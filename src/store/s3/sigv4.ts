@@ -49,7 +49,19 @@ export async function s3Request(a: S3Access, method: string, key: string, r: Sig
 
 /** The text of an XML element (first match); S3 answers are small and flat enough for this. */
 export function xmlValue(xml: string, tag: string): string | undefined {
-  return xml.match(new RegExp(`<${tag}>([^<]*)</${tag}>`))?.[1];
+  const raw = xml.match(new RegExp(`<${tag}>([^<]*)</${tag}>`))?.[1];
+  return raw === undefined ? undefined : decodeXmlText(raw);
+}
+
+const XML_ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+
+/** XML character data as text: the five named entities and numeric references (`&#38;`, `&#x26;`). */
+export function decodeXmlText(raw: string): string {
+  return raw.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (whole, e: string) => {
+    if (e[0] !== "#") return XML_ENTITIES[e]!;
+    const code = e[1] === "x" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+    return code <= 0x10ffff ? String.fromCodePoint(code) : whole;
+  });
 }
 
 /** Every `<tag>…</tag>` block. */
