@@ -55,7 +55,14 @@ export function createBlobs(ctx: CacheContext): Blobs {
     }
     // The download is held to the declared size even when the upstream announces none.
     const total = announced ?? declared;
-    const writer = await ctx.store.createBlobWriter(digest, { size: total ?? undefined });
+    let writer;
+    try {
+      writer = await ctx.store.createBlobWriter(digest, { size: total ?? undefined });
+    } catch (err) {
+      // The body holds an upstream slot until it is read or dropped.
+      discardBody(res);
+      throw err;
+    }
     ctx.log.debug(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
     const started = ctx.now();
     ctx.observe.downloadStarted?.();
