@@ -3,6 +3,7 @@
 // budget of bytes for work whose memory grows with what an upstream sends (large manifests).
 import pLimit, { type LimitFunction } from "p-limit";
 import { discardBody } from "../upstream/body.ts";
+import { CacheError } from "./errors.ts";
 
 /**
  * Runs `fn` over `items` with at most `limit` (a count, or a limiter shared with other work)
@@ -40,7 +41,8 @@ export function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: 
  * the whole budget runs alone.
  */
 export interface ByteBudget {
-  take(n: number): Promise<() => void>;
+  /** The release once `n` fit; null when they did not within `timeoutMs`. */
+  take(n: number, timeoutMs?: number): Promise<(() => void) | null>;
   /** Takes `n` at once when it fits and nobody waits; null otherwise. */
   tryTake(n: number): (() => void) | null;
 }
@@ -66,10 +68,22 @@ export function createByteBudget(total: number): ByteBudget {
     };
   };
   return {
-    async take(n: number): Promise<() => void> {
-      if (!waiting.length && fits(n)) used += n;
-      else await new Promise<void>((go) => waiting.push({ n, go }));
-      return releaser(n);
+    async take(n: number, timeoutMs = Infinity): Promise<(() => void) | null> {
+      if (!waiting.length && fits(n)) {
+        used += n;
+        return releaser(n);
+      }
+      return new Promise((resolve) => {
+        const w = { n, go: () => (clearTimeout(timer), resolve(releaser(n))) };
+        const timer = Number.isFinite(timeoutMs) ? setTimeout(() => {
+          const i = waiting.indexOf(w);
+          if (i >= 0) waiting.splice(i, 1);
+          // The head that timed out may have been what held back smaller takes behind it.
+          pump();
+          resolve(null);
+        }, timeoutMs) : undefined;
+        waiting.push(w);
+      });
     },
     tryTake(n: number): (() => void) | null {
       if (waiting.length || !fits(n)) return null;
@@ -85,7 +99,7 @@ export function createByteBudget(total: number): ByteBudget {
  * asked for again once its share is free: waiting never holds a body in memory.
  */
 export async function askWithinBudget(
-  budget: ByteBudget, ask: () => Promise<Response>, weightOf: (res: Response) => number,
+  budget: ByteBudget, ask: () => Promise<Response>, weightOf: (res: Response) => number, timeoutMs: number,
 ): Promise<{ res: Response; release: (() => void) | null }> {
   const res = await ask();
   const weight = weightOf(res);
@@ -93,7 +107,10 @@ export async function askWithinBudget(
   const now = budget.tryTake(weight);
   if (now) return { res, release: now };
   discardBody(res);
-  const release = await budget.take(weight);
+  const release = await budget.take(weight, timeoutMs);
+  if (!release) {
+    throw new CacheError("busy", "manifest", `no room to read a large manifest within ${timeoutMs} ms: other large manifests are being read`);
+  }
   try {
     return { res: await ask(), release };
   } catch (err) {

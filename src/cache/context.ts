@@ -64,6 +64,10 @@ export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemor
   declaredSizes: BoundedMap<string, number>;
   memory: ManifestMemory;
   records: TagBook;
-  /** Bytes of large manifests (and referrers indexes) being read and parsed at once. */
-  manifestBudget: ByteBudget;
+  /**
+   * Bytes of large manifests (and referrers indexes) being read and parsed at once: one budget for
+   * the upstreams the operator listed, one for those clients name, so a hostile upstream's large
+   * manifests never queue ahead of a listed upstream's.
+   */
+  manifestBudget(upstream: string): ByteBudget;
 }

@@ -43,6 +43,8 @@ const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
 const DECLARED_SIZES = 50_000;
 
 export function createCache(opts: CacheOptions): Cache {
+  const listedBudget = createByteBudget(MANIFEST_BUDGET_BYTES);
+  const clientNamedBudget = createByteBudget(MANIFEST_BUDGET_BYTES / 2);
   const now = opts.now ?? Date.now;
   const ctx: CacheContext = {
     ...opts,
@@ -52,7 +54,7 @@ export function createCache(opts: CacheOptions): Cache {
     declaredSizes: new BoundedMap(DECLARED_SIZES),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
     records: createTagBook(opts.store, now, (m) => opts.log.warn(m)),
-    manifestBudget: createByteBudget(MANIFEST_BUDGET_BYTES),
+    manifestBudget: (upstream) => (opts.upstreams.listed(upstream) ? listedBudget : clientNamedBudget),
   };
   const stored = { manifests: createManifests(ctx), blobs: createBlobs(ctx) };
   // Clients see the archives first; load and preload pull into the store only.

@@ -149,7 +149,7 @@ export function createManifests(ctx: CacheContext): Manifests {
     };
     // Large manifests are read and parsed a few at a time: parsing one costs several times its
     // size, and a hostile upstream can send many of the largest at once.
-    const { res, release } = await askWithinBudget(ctx.manifestBudget, ask, (r) => manifestBudgetWeight(contentLength(r)));
+    const { res, release } = await askWithinBudget(ctx.manifestBudget(target.upstream), ask, (r) => manifestBudgetWeight(contentLength(r)), ctx.pullTimeoutMs);
     try {
       return await readAndStore(target, reference, res, where);
     } finally {

@@ -71,7 +71,7 @@ export function createReferrers(ctx: CacheContext, manifests: Manifests): Referr
     const ask = () => ctx.upstreams.request(target.upstream, {
       method: "GET", repository: target.repository, path: `referrers/${digest}`, headers: { Accept: OCI_INDEX },
     });
-    const { res, release } = await askWithinBudget(ctx.manifestBudget, ask, (r) => (r.ok ? manifestBudgetWeight(contentLength(r)) : 0));
+    const { res, release } = await askWithinBudget(ctx.manifestBudget(target.upstream), ask, (r) => (r.ok ? manifestBudgetWeight(contentLength(r)) : 0), ctx.pullTimeoutMs);
     if (release) hold(release);
     if (res.ok) {
       const bytes = await readBody(res, target.upstream, `the referrers of ${digest}`, { maxBytes: MAX_MANIFEST_BYTES, idleMs: ctx.pullTimeoutMs, deadlineMs: ctx.pullTimeoutMs });

@@ -54,6 +54,8 @@ export interface Upstreams {
    * endpoint's connection slots until then.
    */
   request(upstream: string, req: UpstreamRequest): Promise<Response>;
+  /** Whether the operator listed the upstream (default namespace, registries), not a client. */
+  listed(upstream: string): boolean;
 }
 
 export interface UpstreamOptions {
@@ -133,11 +135,12 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
         : new UpstreamError(e.upstream, "unreachable", `is failing; not retrying for ${secs} s (circuit open)`);
     }
     const identity = await identityOf(e.base, lookup);
-    const slot = await limiter.acquire(identity, opts.timeoutMs);
+    const listed = guard.listed(e.upstream);
+    const slot = await limiter.acquire(identity, opts.timeoutMs, listed);
     if (!slot) {
       // Our own queue, not the upstream's fault: its circuit is not touched.
       breakers.release(e.id);
-      return new UpstreamError(e.upstream, "busy", `no upstream connection was free within ${opts.timeoutMs} ms (${limiter.active(identity)} open to ${identity}, ${limiter.total()} to all upstreams: maxUpstreamConnections, maxUpstreamConnectionsTotal)`);
+      return new UpstreamError(e.upstream, "busy", `no upstream connection was free within ${opts.timeoutMs} ms (${limiter.active(identity, listed)} open to ${identity}, ${limiter.total()} to all upstreams${listed ? "" : ", at most half of them to upstreams clients name"}: maxUpstreamConnections, maxUpstreamConnectionsTotal)`);
     }
     open.set(e.id, (open.get(e.id) ?? 0) + 1);
     let released = false;
@@ -190,6 +193,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
     status() {
       return { open: breakers.open(), active: Object.fromEntries(open) };
     },
+    listed: (upstream) => guard.listed(upstream),
     async request(upstream, req) {
       const endpoints = endpointsFor(upstream);
       // A client chose this upstream: the guard decides whether the cache may go there at all.

@@ -69,6 +69,8 @@ export interface Guard {
   checkUpstream(url: URL): Promise<void>;
   /** The addresses a host name stands for, each in one spelling; resolved at most once per 30 s. */
   addresses(hostname: string): Promise<string[]>;
+  /** Whether the operator listed this upstream (`host` or `host:port`), as opposed to a client naming it. */
+  listed(upstream: string): boolean;
 }
 
 export function createGuard(opts: GuardOptions): Guard {
@@ -143,5 +145,9 @@ export function createGuard(opts: GuardOptions): Guard {
     await requirePublic(url, "will not contact", "to allow it, list it under registries (or set upstreams: any)");
   }
 
-  return { check, checkUpstream, addresses };
+  const listedName = (upstream: string) => {
+    const name = upstream.toLowerCase();
+    return listed.has(name) || listed.has(canonicalHost(name) ?? name);
+  };
+  return { check, checkUpstream, addresses, listed: listedName };
 }

@@ -3,7 +3,9 @@
 // identity.ts) and in one process-wide budget kept below the runtime's own limit on fetches in
 // flight. A slot is held from the request until its body is read, cancelled or broken. When the
 // budget is spent, a freed slot goes to the waiting upstream that holds the fewest: while others
-// wait, no upstream gets more than its share. Waiting is bounded in time and in waiters.
+// wait, no upstream gets more than its share. Upstreams clients name (not listed by the operator)
+// hold at most half the budget together, so however many addresses and ports a hostile one
+// brings, listed upstreams always find room. Waiting is bounded in time and in waiters.
 export interface LimiterOptions {
   /** Requests open at once to one upstream identity. */
   perUpstream: number;
@@ -11,18 +13,24 @@ export interface LimiterOptions {
   total?: number;
   /** Waiters allowed per upstream before new requests fail at once. */
   maxWaiting?: number;
+  /** Requests open at once to all client-named upstreams together (default: half of `total`). */
+  unlisted?: number;
 }
 
 interface Lane {
   active: number;
   waiting: Array<() => void>;
+  listed: boolean;
 }
 
 export interface Limiter {
-  /** Resolves with a release function once a slot is free; false when none freed up within `timeoutMs` or too many wait. */
-  acquire(upstream: string, timeoutMs: number): Promise<(() => void) | false>;
+  /**
+   * Resolves with a release function once a slot is free; false when none freed up within
+   * `timeoutMs` or too many wait. `listed`: the operator listed the upstream (default true).
+   */
+  acquire(upstream: string, timeoutMs: number, listed?: boolean): Promise<(() => void) | false>;
   /** Requests open to an upstream now (for status and tests). */
-  active(upstream: string): number;
+  active(upstream: string, listed?: boolean): number;
   /** Requests open now, per upstream with any. */
   snapshot(): Record<string, number>;
   /** Requests open now, all upstreams together. */
@@ -34,47 +42,58 @@ export function createLimiter(opts: LimiterOptions): Limiter {
   const perLane = opts.perUpstream;
   const budget = opts.total ?? Infinity;
   const maxWaiting = opts.maxWaiting ?? perLane * 16;
+  const unlistedBudget = opts.unlisted ?? Math.max(1, Math.floor(budget / 2));
   let active = 0;
+  let unlistedActive = 0;
 
-  /** A lane may take a free slot now: under its own cap and the budget, with nobody queued before it. */
-  const mayStart = (lane: Lane) => lane.active < perLane && active < budget && lane.waiting.length === 0;
+  /** Under the lane's own cap, the budget and, for a client-named upstream, the share of them all. */
+  const hasRoom = (lane: Lane) => lane.active < perLane && active < budget && (lane.listed || unlistedActive < unlistedBudget);
+  /** A lane may take a free slot now: there is room, and nobody is queued before it. */
+  const mayStart = (lane: Lane) => hasRoom(lane) && lane.waiting.length === 0;
+  const take = (lane: Lane) => {
+    lane.active++;
+    active++;
+    if (!lane.listed) unlistedActive++;
+  };
 
   /** Hands freed slots to waiting lanes, fewest open requests first. */
   function dispatch() {
     while (active < budget) {
       let pick: Lane | undefined;
       for (const lane of lanes.values()) {
-        if (lane.waiting.length && lane.active < perLane && (!pick || lane.active < pick.active)) pick = lane;
+        if (lane.waiting.length && hasRoom(lane) && (!pick || lane.active < pick.active)) pick = lane;
       }
       if (!pick) return;
-      pick.active++;
-      active++;
+      take(pick);
       pick.waiting.shift()!();
     }
   }
 
-  function release(upstream: string, lane: Lane) {
+  function release(key: string, lane: Lane) {
     lane.active--;
     active--;
+    if (!lane.listed) unlistedActive--;
     dispatch();
-    if (lane.active === 0 && lane.waiting.length === 0) lanes.delete(upstream);
+    if (lane.active === 0 && lane.waiting.length === 0) lanes.delete(key);
   }
 
   return {
-    async acquire(upstream, timeoutMs) {
-      let lane = lanes.get(upstream);
-      if (!lane) lanes.set(upstream, (lane = { active: 0, waiting: [] }));
+    async acquire(upstream, timeoutMs, listed = true) {
+      // A client-named spelling of a listed upstream's address is a lane of its own: it cannot
+      // take the listed upstream's slots.
+      const key = listed ? upstream : `${upstream} (client-named)`;
+      let lane = lanes.get(key);
+      if (!lane) lanes.set(key, (lane = { active: 0, waiting: [], listed }));
       const l = lane;
       let released = false;
       const once = () => {
         if (!released) {
           released = true;
-          release(upstream, l);
+          release(key, l);
         }
       };
       if (mayStart(l)) {
-        l.active++;
-        active++;
+        take(l);
         return once;
       }
       if (l.waiting.length >= maxWaiting) return false;
@@ -87,14 +106,14 @@ export function createLimiter(opts: LimiterOptions): Limiter {
         const timer = setTimeout(() => {
           const i = l.waiting.indexOf(grant);
           if (i >= 0) l.waiting.splice(i, 1);
-          if (l.active === 0 && l.waiting.length === 0) lanes.delete(upstream);
+          if (l.active === 0 && l.waiting.length === 0) lanes.delete(key);
           resolve(false);
         }, timeoutMs);
         l.waiting.push(grant);
       });
     },
-    active(upstream) {
-      return lanes.get(upstream)?.active ?? 0;
+    active(upstream, listed = true) {
+      return lanes.get(listed ? upstream : `${upstream} (client-named)`)?.active ?? 0;
     },
     snapshot() {
       return Object.fromEntries([...lanes].filter(([, l]) => l.active > 0).map(([u, l]) => [u, l.active]));

@@ -133,18 +133,30 @@ describe("the byte budget for large manifests", () => {
   test("takes beyond the budget wait, first come first served; one larger than it runs alone", async () => {
     const budget = createByteBudget(10);
     const order: string[] = [];
-    const a = await budget.take(6);
-    const b = budget.take(6).then((r) => (order.push("b"), r));
-    const c = budget.take(20).then((r) => (order.push("c"), r));
+    const a = (await budget.take(6))!;
+    const b = budget.take(6).then((r) => (order.push("b"), r!));
+    const c = budget.take(20).then((r) => (order.push("c"), r!));
     await Bun.sleep(5);
     expect(order).toEqual([]);
     a();
     (await b)();
     (await c)();
     expect(order).toEqual(["b", "c"]);
-    const d = await budget.take(10);
+    const d = (await budget.take(10))!;
     d();
     d();
     expect(await Promise.race([budget.take(10).then(() => "granted"), Bun.sleep(5).then(() => "waiting")])).toBe("granted");
+  });
+
+  test("a take that waits longer than its time gives up, and lets smaller takes behind it through", async () => {
+    const budget = createByteBudget(10);
+    const held = (await budget.take(8))!;
+    const big = budget.take(10, 30);
+    const small = budget.take(2, 1000);
+    expect(await big).toBeNull();
+    const s = await small;
+    expect(typeof s).toBe("function");
+    held();
+    s!();
   });
 });

@@ -1,7 +1,7 @@
-// test.failing: passes while the hole is open; drop `.failing` once it is fixed.
 // Review of issue 18 A2: one hostile host, on a few ports of one public address, drips blob bodies
-// just above minTransferRate. Its slots are never cut, the fair dispatch never runs (nothing is
-// released), and a healthy listed upstream gets 503 for as long as the drip lasts.
+// just above minTransferRate: its slots are never cut and nothing is released for the fair
+// dispatch to hand on. It took the whole budget; now upstreams clients name hold at most half of
+// it together, so a listed upstream still gets a slot.
 import { expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,7 +13,7 @@ import { createUpstreams } from "../../src/upstream/client.ts";
 import { digestOf } from "../../src/oci/digest.ts";
 import { quietLog } from "../helpers/registry.ts";
 
-test.failing("a hostile host on three ports holds the whole upstream budget; a healthy listed upstream gets 503", async () => {
+test("a hostile host on three ports holds at most half the upstream budget; a healthy listed upstream is served", async () => {
   const goodBlob = new TextEncoder().encode("healthy layer");
   const goodDigest = digestOf(goodBlob);
   const timers: Timer[] = [];
@@ -58,13 +58,16 @@ test.failing("a hostile host on three ports holds the whole upstream budget; a h
       held.push(await get(`/v2/evil.example:${port}/x/blobs/${d}`));
     }
   }
-  expect(held.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+  // Half the budget (3 of 6) for client-named upstreams: the rest wait, then get 503.
+  expect(held.map((r) => r.status).sort()).toEqual([200, 200, 200, 503, 503, 503]);
   // Three rate windows later the drips still run (above the minimum rate)…
   await Bun.sleep(3000);
-  expect((await cache.blobs.active()).length).toBe(6);
-  // …and the healthy, listed upstream cannot get a slot at all.
+  expect((await cache.blobs.active()).length).toBe(3);
+  // …and the healthy, listed upstream still gets a slot.
   const healthy = await get(`/v2/good.test/x/blobs/${goodDigest}`);
   for (const t of timers) clearInterval(t);
   for (const r of held) r.body?.cancel().catch(() => {});
   expect(healthy.status).toBe(200);
+  // Read to the end: a body never read nor cancelled keeps its download's file open.
+  expect(new Uint8Array(await healthy.arrayBuffer())).toEqual(goodBlob);
 }, 15_000);
