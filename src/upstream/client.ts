@@ -167,6 +167,14 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       throw err;
     }
     observe.request?.(e.upstream, res.status, performance.now() - started);
+    if (res.status < 200 || res.status > 599) {
+      // Not an HTTP status a registry can mean (600, 999): a protocol failure, and the body and
+      // its slot are let go here (no Response can even carry such a status on).
+      discardBody(res);
+      release();
+      breakers.failure(e.id);
+      return new UpstreamError(e.upstream, "protocol", `answered with HTTP status ${res.status}, which is not a valid status`, res.status);
+    }
     const remaining = res.headers.get("ratelimit-remaining");
     if (remaining) {
       opts.debug?.(`${e.id}: ratelimit-remaining ${remaining}`);

@@ -153,5 +153,12 @@ export function releaseWhenDone(res: Response, release: () => void, onBytes?: (n
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  try {
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  } catch (err) {
+    // A response that cannot be carried on (a status outside 200-599) must not keep its slot.
+    reader.cancel().catch(() => {});
+    release();
+    throw err;
+  }
 }

@@ -161,3 +161,22 @@ describe("minimum transfer rate", () => {
     expect(d.done).toBe(true);
   });
 });
+
+describe("impossible statuses", () => {
+  test("an upstream answering 600, 799 or 999 gets a protocol error and keeps no connection slot", async () => {
+    const f = (async (input: string | URL) => {
+      const code = Number(new URL(String(input)).pathname.split("/")[2]!.slice(1));
+      // Bun's fetch hands such statuses on; only a Response built in JavaScript refuses them.
+      return { status: code, statusText: "", ok: false, headers: new Headers(), body: new ReadableStream({ start: (c) => c.close() }) } as unknown as Response;
+    }) as unknown as typeof fetch;
+    const up = createUpstreams({ registries: [{ name: "odd.test", scheme: "https" }], timeoutMs: 200, fetch: f, lookup: async () => [], connectionsPerUpstream: 2, breaker: { threshold: 1000 } });
+    for (let round = 0; round < 3; round++) {
+      for (const code of [600, 799, 999]) {
+        const err = await up.request("odd.test", { method: "GET", repository: `c${code}`, path: "manifests/v1" }).catch((e) => e);
+        expect((err as UpstreamError).failure).toBe("protocol");
+      }
+    }
+    // Nine answers, a cap of two: had one slot leaked, the last ones would have waited and failed "busy".
+    expect(up.status().active).toEqual({});
+  });
+});
