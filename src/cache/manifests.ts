@@ -109,8 +109,9 @@ export function createManifests(ctx: CacheContext): Manifests {
   async function pulledByDigest(target: Target, m: ManifestResult) {
     // An index pulled by digest makes its platform manifests parts of it here, as by tag; the
     // bytes are the digest's, so what they declare holds whoever fetched them first.
-    remember(target, m);
-    await ctx.records.pulledByDigest(target, m, covered.has(partKey(target, m.digest)));
+    const key = partKey(target, m.digest);
+    remember(target, m, undefined, key);
+    await ctx.records.pulledByDigest(target, m, covered.has(key));
   }
 
   function revalidateAfter(target: Target, tag: string): number {
