@@ -134,6 +134,7 @@ export function createAdmin(opts: AdminOptions) {
       if (!r.ok) throw new AdminInputError(`images[${i}]: ${r.reason}`);
       return r.ref;
     });
+    if (body.pin !== undefined && typeof body.pin !== "boolean") throw new AdminInputError("pin: must be true or false");
     let platforms: PlatformChoice = [hostPlatform()];
     if (body.platforms === "all") platforms = "all";
     else if (Array.isArray(body.platforms)) {
@@ -146,7 +147,7 @@ export function createAdmin(opts: AdminOptions) {
       progress: { total: refs.length, done: 0, failed: 0, bytes: 0 }, pulled: [], failed: [],
     };
     jobs.set(job.id, job);
-    void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, withReferrers: body.withReferrers === true, onProgress: (p) => (job.progress = { ...p }) })
+    void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, withReferrers: body.withReferrers === true, pinned: body.pin === true, onProgress: (p) => (job.progress = { ...p }) })
       .then(async (o) => {
         await opts.cache.flush();
         job.pulled = o.pulled.map((p) => ({ ref: p.ref, digest: p.result.digest }));
