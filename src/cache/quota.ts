@@ -186,6 +186,8 @@ export function createQuota(o: QuotaOptions): Quota {
       const diskShort = space !== null && space.free - reserved - bytes < min;
       const max = maxBytes();
       const overMax = max !== null && usage.figures.bytes + committing + reserved + bytes > max;
+      // Without bounds nothing is evicted: only a short disk passes a download through.
+      if (!bounded) setFull(diskShort);
       if (diskShort || overMax || full) quota.check();
       if (diskShort || (max !== null && bytes > max) || full) {
         if (diskShort) setFull(true);

@@ -130,6 +130,20 @@ describe("when nothing can be evicted", () => {
     expect((await r.cache.quota.status()).full).toBe(false);
   });
 
+  test("without bounds, a full filesystem passes blobs through rather than failing them, and storing resumes", async () => {
+    const { r, pull } = await setup();
+    let free = 0;
+    r.store.space = async () => ({ total: 100 * 1024 * KB, free });
+    await pull(0);
+    const layer = images[0]!.blobs[1]!.digest;
+    expect(await r.cache.store.statBlob(layer)).toBeNull();
+    free = 50 * 1024 * KB;
+    r.clock.advance(5000);
+    await pull(0);
+    expect(await r.cache.store.statBlob(layer)).not.toBeNull();
+    expect((await r.cache.quota.status()).full).toBe(false);
+  });
+
   test("load (pullImage) into a full store fails naming the cause", async () => {
     const { r } = await setup({ bounds: { maxSize: { bytes: 10 } } });
     const err = await r.cache.pullImage({ upstream: "up.test", repository: "app0" }, "v1", "all").catch((e) => e as Error);
