@@ -20,6 +20,7 @@ export function archivesFirst(archives: ArchiveSource, manifests: Manifests, blo
       },
       // Bookkeeping of the store path: nothing is served.
       adopt: (target, bytes) => manifests.adopt(target, bytes),
+      uncover: (target, digest, children) => manifests.uncover(target, digest, children),
     },
     blobs: {
       async get(target, digest, opts): Promise<BlobSource> {

@@ -10,7 +10,8 @@ import { Download } from "./download.ts";
 import { passThrough } from "./passthrough.ts";
 
 /** What a decided transfer is: a download into the store others may join, or one client's pass-through. */
-type Flight = Download | { passthrough: BlobSource & { kind: "passthrough" } };
+type PassThrough = { passthrough: BlobSource & { kind: "passthrough" }; claimed: boolean };
+type Flight = Download | PassThrough;
 
 /** What the handler needs to answer a blob request. */
 export type BlobSource =
@@ -53,8 +54,20 @@ export function createBlobs(ctx: CacheContext): Blobs {
     throw fromUpstreamStatus(res.status, target.upstream, `${target.upstream}/${target.repository}@${digest}`, "blob");
   }
 
-  async function startDownload(key: string, target: Target, digest: string): Promise<Flight> {
-    const res = await openUpstream(target, digest, "GET");
+  /** The upstream's answer streamed to one client, checked, not kept (the store has no room). */
+  async function openPassThrough(target: Target, digest: string, res: Response, size?: number | null): Promise<PassThrough> {
+    const total = size !== undefined ? size : heldSize(target, digest, res);
+    ctx.quota.passedThrough(`${target.upstream}/${target.repository}@${digest}`);
+    ctx.observe.downloadStarted?.();
+    const body = passThrough(res.body ?? new ReadableStream({ start: (c) => c.close() }), {
+      digest, size: total, idleTimeoutMs: ctx.pullTimeoutMs, minRate: ctx.minTransferRate,
+      onEnd: (bytes, ok) => ctx.observe.downloadEnded?.(bytes, ok),
+    });
+    return { passthrough: { kind: "passthrough", size: total, body }, claimed: false };
+  }
+
+  /** The size a blob's bytes are held to: announced, else declared by its upstream's manifest; both must agree. */
+  function heldSize(target: Target, digest: string, res: Response): number | null {
     const announced = contentLength(res);
     const declared = ctx.declaredSizes.get(`${target.upstream} ${digest}`) ?? null;
     if (announced !== null && declared !== null && announced !== declared) {
@@ -62,19 +75,15 @@ export function createBlobs(ctx: CacheContext): Blobs {
       throw new CacheError("invalid", "blob", `upstream ${target.upstream} announced ${announced} bytes for ${digest}, its manifest declares ${declared}`);
     }
     // The download is held to the declared size even when the upstream announces none.
-    const total = announced ?? declared;
+    return announced ?? declared;
+  }
+
+  async function startDownload(key: string, target: Target, digest: string): Promise<Flight> {
+    const res = await openUpstream(target, digest, "GET");
+    const total = heldSize(target, digest, res);
     const where = `${target.upstream}/${target.repository}@${digest}`;
     const room = await ctx.quota.room(total ?? 0);
-    if (!room.store) {
-      // No room (bounds, or a short disk): this client gets the upstream's bytes, nothing is kept.
-      ctx.quota.passedThrough(where);
-      ctx.observe.downloadStarted?.();
-      const body = passThrough(res.body ?? new ReadableStream({ start: (c) => c.close() }), {
-        digest, size: total, idleTimeoutMs: ctx.pullTimeoutMs, minRate: ctx.minTransferRate,
-        onEnd: (bytes, ok) => ctx.observe.downloadEnded?.(bytes, ok),
-      });
-      return { passthrough: { kind: "passthrough", size: total, body } };
-    }
+    if (!room.store) return openPassThrough(target, digest, res, total);
     let writer;
     try {
       writer = await ctx.store.createBlobWriter(digest, { size: total ?? undefined });
@@ -148,7 +157,15 @@ export function createBlobs(ctx: CacheContext): Blobs {
       return { kind: "remote", size: contentLength(res) };
     }
     const d = await flight(target, digest);
-    if (d && !(d instanceof Download)) return d.passthrough;
+    if (d && !(d instanceof Download)) {
+      // A pass-through is one client's stream: a request that joined it while it was being
+      // decided gets one of its own (the store had no room a moment ago).
+      if (!d.claimed) {
+        d.claimed = true;
+        return d.passthrough;
+      }
+      return (await openPassThrough(target, digest, await openUpstream(target, digest, "GET"))).passthrough;
+    }
     if (!d || d.done) {
       const s = await ctx.store.statBlob(digest);
       if (s) return { kind: "stored", ...s };

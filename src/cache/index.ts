@@ -11,9 +11,9 @@ import { createPuller, type PullImage } from "./pull.ts";
 import { createTagBook } from "./records.ts";
 import { createQuota, type Quota, type QuotaObserver, type StoreBounds } from "./quota.ts";
 import { createUsage, type Usage } from "../store/usage.ts";
-import type { Store, StoreStats } from "../store/types.ts";
+import type { Store, StoreStats, TagRecord } from "../store/types.ts";
 import type { Target } from "../oci/reference.ts";
-import { matchesAny } from "../oci/pattern.ts";
+import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { recordName } from "../store/record.ts";
 import { createReferrers, type Referrers } from "./referrers.ts";
 import { createTags, type Tags } from "./tags.ts";
@@ -72,7 +72,7 @@ const DECLARED_SIZES = 50_000;
 export function createCache(opts: CacheOptions & {
   bounds?: StoreBounds;
   /** Images never evicted (config `pinned`), besides records pinned themselves. */
-  pinned?: RegExp[];
+  pinned?: ImagePattern[];
   /** Told whenever the store's figures change (metrics). */
   onUsage?: (figures: StoreStats) => void;
   observeQuota?: QuotaObserver;
@@ -87,7 +87,7 @@ export function createCache(opts: CacheOptions & {
     evict: {
       pinned: (r) => r.pinned === true || matchesAny(pins, recordName(r)),
       busy: () => stored.blobs.downloading(),
-      onRecordRemoved: (r) => ctx.records.forget(r),
+      onRecordRemoved: (r) => forgetRecord(r),
       onManifestRemoved: (d) => ctx.memory.delete(d),
       orphanGraceMs: ORPHAN_GRACE_MS,
     },
@@ -107,6 +107,11 @@ export function createCache(opts: CacheOptions & {
     manifestBudget: (upstream) => (opts.upstreams.listed(upstream) ? listedBudget : clientNamedBudget),
   };
   const stored = { manifests: createManifests(ctx), blobs: createBlobs(ctx) };
+  /** A record evicted or pruned: the tag book and the covered map forget it. */
+  function forgetRecord(r: TagRecord) {
+    ctx.records.forget(r);
+    stored.manifests.uncover({ upstream: r.upstream, repository: r.repository }, r.digest);
+  }
   // Clients see the archives first; load and preload pull into the store only.
   const { manifests, blobs } = opts.archives ? archivesFirst(opts.archives, stored.manifests, stored.blobs, ctx.observe) : stored;
   const tags = createTags(ctx);
@@ -154,7 +159,7 @@ export function createCache(opts: CacheOptions & {
     async prune(opts: PruneOptions) {
       await ctx.records.flush();
       return pruneStore(usage.store, opts, (r) => {
-        if (!opts.dryRun) ctx.records.forget(r);
+        if (!opts.dryRun) forgetRecord(r);
       });
     },
     async drain(ms: number): Promise<void> {

@@ -2,7 +2,7 @@
 import pLimit from "p-limit";
 import { parseDigest } from "../oci/digest.ts";
 import { childrenOf } from "../oci/walk.ts";
-import { matchesAny } from "../oci/pattern.ts";
+import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
 
@@ -36,7 +36,7 @@ async function computeSize(store: Store, digest: string, memo: Map<string, Promi
   return size;
 }
 
-export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (where: string) => void, pins: readonly RegExp[] = []): Promise<ListedImage[]> {
+export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (where: string) => void, pins: readonly ImagePattern[] = []): Promise<ListedImage[]> {
   const memo = new Map<string, Promise<number>>();
   const records: TagRecord[] = [];
   for await (const r of store.allTags(onDamaged)) if (!pattern || pattern.test(recordName(r))) records.push(r);

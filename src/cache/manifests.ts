@@ -25,6 +25,12 @@ export interface Manifests {
   get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult>;
   /** Treats an index's manifests as parts of it in `target`: fetched by digest there, they get no record of their own. */
   adopt(target: Target, bytes: Uint8Array): void;
+  /**
+   * Forgets that a record of `target` covered `digest` (and, when its bytes are at hand, an
+   * index's platform manifests): its record was evicted or pruned, so a pull by digest from now
+   * on is a pin of its own.
+   */
+  uncover(target: Target, digest: string, children?: readonly string[]): void;
 }
 
 /** (upstream, repository, digest) triples remembered as covered by a record (see `covered`). */
@@ -278,6 +284,11 @@ export function createManifests(ctx: CacheContext): Manifests {
   }
 
   return {
+    uncover(target: Target, digest: string, children?: readonly string[]) {
+      covered.delete(partKey(target, digest));
+      const known = children ?? (ctx.memory.get(digest) ? childrenOf(ctx.memory.get(digest)!.bytes).manifests.map((m) => m.digest) : []);
+      for (const c of known) covered.delete(partKey(target, c));
+    },
     adopt(target: Target, bytes: Uint8Array) {
       notePlatforms(target, childrenOf(bytes).manifests);
     },

@@ -18,11 +18,35 @@ export function passThrough(body: ReadableStream<Uint8Array>, opts: {
   let held: Uint8Array | null = null;
   let total = 0;
   let ended = false;
+  // The client's pace is not the upstream's: one that stops reading must not hold the upstream's
+  // body (and its connection slot) for ever. No pull for the idle timeout ends the transfer.
+  let watchdog: Timer | undefined;
+  let stalled: ((reason: Error) => void) | null = null;
   const end = (ok: boolean) => {
+    clearTimeout(watchdog);
     if (!ended) (ended = true), opts.onEnd?.(total, ok);
   };
+  const arm = () => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      reader.cancel();
+      end(false);
+      stalled?.(new Error(`the client read nothing of ${opts.digest} for ${opts.idleTimeoutMs} ms`));
+    }, opts.idleTimeoutMs);
+  };
+  arm();
   return new ReadableStream<Uint8Array>({
+    start(controller) {
+      stalled = (reason) => {
+        try {
+          controller.error(reason);
+        } catch {
+          // Closed or errored already.
+        }
+      };
+    },
     async pull(controller) {
+      clearTimeout(watchdog);
       try {
         for (;;) {
           const chunk = await reader.next();
@@ -41,6 +65,7 @@ export function passThrough(body: ReadableStream<Uint8Array>, opts: {
           held = chunk;
           if (out) {
             controller.enqueue(out);
+            arm();
             return;
           }
         }

@@ -37,7 +37,7 @@ export interface TagBook {
   /** Pins or unpins a tag (or pin by digest) already recorded; false when there is no such record. */
   setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean>;
   /** Forgets a record another command removed (prune). */
-  forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag">): void;
+  forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag" | "digest">): void;
   /** Writes records whose last-pulled or checked time changed; resolves to how many were written. */
   flush(): Promise<number>;
 }
@@ -96,8 +96,10 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         created: previous?.digest === m.digest ? previous.created : t,
         lastPulled: t, checked: t,
       };
-      // A pin stays with its tag when the tag moves (the operator pinned the name).
-      if (previous?.pinned) rec.pinned = true;
+      // A pin stays with its tag when the tag moves (the operator pinned the name); the record as
+      // it is now decides, not the one read before the fetch (a pin set meanwhile counts).
+      const key0 = recordName(rec);
+      if ((records.get(key0) ?? previous)?.pinned) rec.pinned = true;
       await store.writeTag(rec);
       const key = recordName(rec);
       dirty.delete(key);
@@ -154,10 +156,12 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       return true;
     },
 
-    forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag">) {
+    forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag" | "digest">) {
       const key = recordName(rec);
       records.delete(key);
       dirty.delete(key);
+      // A pull by digest of what this record pointed at may need a pin record now.
+      absent.delete(recordName({ upstream: rec.upstream, repository: rec.repository, tag: rec.digest }));
     },
 
     /**

@@ -2,6 +2,7 @@
 // `Authorization: Bearer <token>`, compared in constant time (downstream basic auth does not
 // count); wrong tokens are throttled per client address like failed logins (429 with Retry-After).
 // Images, prune, load jobs and the status figures the status page shows.
+import type { ImagePattern } from "../oci/pattern.ts";
 import { timingSafeEqual } from "node:crypto";
 import type { Archives } from "../archives/source.ts";
 import type { Cache, PlatformChoice } from "../cache/index.ts";
@@ -43,7 +44,7 @@ export interface AdminOptions {
   /** The figures of GET status. */
   status: () => unknown;
   /** The config's `pinned` patterns, shown in the image listing. */
-  pinned?: RegExp[];
+  pinned?: ImagePattern[];
   /** Told of prune results (metrics). */
   onPruned?: (bytes: number) => void;
   /** Throttles wrong tokens per client address (tests pass one with a clock). */

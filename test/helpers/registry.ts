@@ -1,4 +1,5 @@
 // Builds the whole request handler in-process over a temp store and a fake upstream.
+import type { ImagePattern } from "../../src/oci/pattern.ts";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,7 +25,7 @@ export interface TestRegistryOptions {
   archives?: ArchiveSource;
   /** The store's bounds and pinned patterns (eviction). */
   bounds?: StoreBounds;
-  pinned?: RegExp[];
+  pinned?: ImagePattern[];
 }
 
 export async function createTestRegistry(opts: TestRegistryOptions = {}) {

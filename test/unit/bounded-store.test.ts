@@ -201,5 +201,10 @@ describe("config values", () => {
     expect(m("quay.io/a.b:1", "quay.io/aXb:1")).toBe(false);
     expect(imagePatternProblem("nginx")).toContain("upstream and repository");
     expect(imagePatternProblem("docker.io/x y:1")).toContain("no spaces");
+    expect(imagePatternProblem("up.test/***:v1")).toContain("two * in a row");
+    expect(m("up.test/**a**a**a**:v1", `up.test/${"a".repeat(200)}:v1`)).toBe(true);
+    expect(m("up.test/**a**a**a**b:v1", `up.test/${"a".repeat(200)}:v1`)).toBe(false);
+    expect(m("up.test/a?c:1", "up.test/abc:1")).toBe(true);
+    expect(m("up.test/a?c:1", "up.test/a/c:1")).toBe(false);
   });
 });
