@@ -30,6 +30,7 @@ export function archivesFirst(archives: ArchiveSource, manifests: Manifests, blo
       },
       // Both are about the store: a blob made sure of there, downloads running into it.
       ensure: (target, digest) => blobs.ensure(target, digest),
+      downloading: () => blobs.downloading(),
       active: () => blobs.active(),
     },
   };

@@ -7,13 +7,19 @@ import { contentLength, discardBody } from "../upstream/body.ts";
 import type { CacheContext } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import { Download } from "./download.ts";
+import { passThrough } from "./passthrough.ts";
+
+/** What a decided transfer is: a download into the store others may join, or one client's pass-through. */
+type Flight = Download | { passthrough: BlobSource & { kind: "passthrough" } };
 
 /** What the handler needs to answer a blob request. */
 export type BlobSource =
   | { kind: "stored"; size: number; file: Blob; redirect?: (expiresInSeconds: number) => string; streamOnly?: boolean }
   | { kind: "download"; size: number | null; download: Download }
   /** Size known from an upstream HEAD; nothing downloaded. */
-  | { kind: "remote"; size: number | null };
+  | { kind: "remote"; size: number | null }
+  /** The store has no room: the upstream's bytes for this client only, checked against the digest, not kept. */
+  | { kind: "passthrough"; size: number | null; body: ReadableStream<Uint8Array> };
 
 /** The cache's blobs: what clients pull, what a pull into the store makes sure of, and what runs. */
 export interface Blobs {
@@ -23,6 +29,8 @@ export interface Blobs {
   ensure(target: Target, digest: string): Promise<number>;
   /** Downloads in progress, for shutdown. */
   active(): Promise<Download[]>;
+  /** Digests being downloaded now (eviction keeps the images that need them). */
+  downloading(): Set<string>;
 }
 
 export function createBlobs(ctx: CacheContext): Blobs {
@@ -31,7 +39,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
    * and read without an await in between: two requests can never both start one. Resolves to
    * null when the blob turned out to be stored already.
    */
-  const flights = new Map<string, Promise<Download | null>>();
+  const flights = new Map<string, Promise<Flight | null>>();
 
   async function openUpstream(target: Target, digest: string, method: "GET" | "HEAD"): Promise<Response> {
     let res: Response;
@@ -45,7 +53,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
     throw fromUpstreamStatus(res.status, target.upstream, `${target.upstream}/${target.repository}@${digest}`, "blob");
   }
 
-  async function startDownload(key: string, target: Target, digest: string): Promise<Download> {
+  async function startDownload(key: string, target: Target, digest: string): Promise<Flight> {
     const res = await openUpstream(target, digest, "GET");
     const announced = contentLength(res);
     const declared = ctx.declaredSizes.get(`${target.upstream} ${digest}`) ?? null;
@@ -55,12 +63,25 @@ export function createBlobs(ctx: CacheContext): Blobs {
     }
     // The download is held to the declared size even when the upstream announces none.
     const total = announced ?? declared;
+    const where = `${target.upstream}/${target.repository}@${digest}`;
+    const room = await ctx.quota.room(total ?? 0);
+    if (!room.store) {
+      // No room (bounds, or a short disk): this client gets the upstream's bytes, nothing is kept.
+      ctx.quota.passedThrough(where);
+      ctx.observe.downloadStarted?.();
+      const body = passThrough(res.body ?? new ReadableStream({ start: (c) => c.close() }), {
+        digest, size: total, idleTimeoutMs: ctx.pullTimeoutMs, minRate: ctx.minTransferRate,
+        onEnd: (bytes, ok) => ctx.observe.downloadEnded?.(bytes, ok),
+      });
+      return { passthrough: { kind: "passthrough", size: total, body } };
+    }
     let writer;
     try {
       writer = await ctx.store.createBlobWriter(digest, { size: total ?? undefined });
     } catch (err) {
       // The body holds an upstream slot until it is read or dropped.
       discardBody(res);
+      room.done();
       throw err;
     }
     ctx.log.debug(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
@@ -70,7 +91,9 @@ export function createBlobs(ctx: CacheContext): Blobs {
       digest, total, writer, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
       idleTimeoutMs: ctx.pullTimeoutMs, minRate: ctx.minTransferRate,
       onEnd: (d) => {
+        room.done();
         flights.delete(key);
+        if (!d.error && !d.stored) ctx.quota.passedThrough(where);
         ctx.observe.downloadEnded?.(d.written, !d.error);
         if (d.error) ctx.log.warn(`download of ${target.upstream}/${target.repository}@${digest} failed: ${d.error.message}`);
         else ctx.log.info(`downloaded ${target.upstream}/${target.repository}@${digest}: ${d.written} bytes in ${ctx.now() - started} ms`);
@@ -79,14 +102,15 @@ export function createBlobs(ctx: CacheContext): Blobs {
   }
 
   /** The running download for (upstream, digest), starting one unless the blob is stored meanwhile. */
-  function flight(target: Target, digest: string): Promise<Download | null> {
+  function flight(target: Target, digest: string): Promise<Flight | null> {
     const key = `${target.upstream} ${digest}`;
     let p = flights.get(key);
     if (p) ctx.observe.joined?.();
     else {
       p = (async () => ((await ctx.store.statBlob(digest)) ? null : startDownload(key, target, digest)))();
       flights.set(key, p);
-      p.then((d) => d ?? flights.delete(key), () => flights.delete(key));
+      // A pass-through is one client's: nobody joins it.
+      p.then((d) => (d instanceof Download || flights.delete(key)), () => flights.delete(key));
     }
     return p;
   }
@@ -104,7 +128,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
   async function get(target: Target, digest: string, opts: { sizeOnly?: boolean } = {}): Promise<BlobSource> {
     const running = flights.get(`${target.upstream} ${digest}`);
     const joined = running ? await running.catch(() => null) : null;
-    if (joined && !joined.done) {
+    if (joined instanceof Download && !joined.done) {
       ctx.observe.miss?.("blob");
       ctx.observe.joined?.();
       return { kind: "download", size: joined.total, download: joined };
@@ -124,6 +148,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
       return { kind: "remote", size: contentLength(res) };
     }
     const d = await flight(target, digest);
+    if (d && !(d instanceof Download)) return d.passthrough;
     if (!d || d.done) {
       const s = await ctx.store.statBlob(digest);
       if (s) return { kind: "stored", ...s };
@@ -137,16 +162,28 @@ export function createBlobs(ctx: CacheContext): Blobs {
     async ensure(target: Target, digest: string): Promise<number> {
       // This store path's own get, never a wrapper's: what ensure makes sure of is the store.
       const source = await get(target, digest);
+      if (source.kind === "passthrough") {
+        void source.body.cancel().catch(() => {});
+        throw new CacheError("full", "blob", `the store is full: no room for ${target.upstream}/${target.repository}@${digest} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
+      }
       if (source.kind !== "download") return 0;
       await source.download.settled();
       if (source.download.error) {
         throw new CacheError("unreachable", "blob", `download of ${target.upstream}/${target.repository}@${digest} failed: ${source.download.error.message}`);
       }
+      if (!source.download.stored) {
+        throw new CacheError("full", "blob", `the store is full: no room for ${target.upstream}/${target.repository}@${digest} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
+      }
       return source.download.written;
     },
     async active(): Promise<Download[]> {
       const all = await Promise.all([...flights.values()].map((p) => p.catch(() => null)));
-      return all.filter((d): d is Download => !!d && !d.done && !d.error);
+      return all.filter((d): d is Download => d instanceof Download && !d.done && !d.error);
+    },
+    downloading(): Set<string> {
+      const out = new Set<string>();
+      for (const key of flights.keys()) out.add(key.slice(key.indexOf(" ") + 1));
+      return out;
     },
   };
 }

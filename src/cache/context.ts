@@ -5,6 +5,7 @@ import type { Target } from "../oci/reference.ts";
 import type { Store } from "../store/types.ts";
 import type { Upstreams } from "../upstream/client.ts";
 import type { ByteBudget } from "./bounded.ts";
+import type { Quota } from "./quota.ts";
 import type { TransferRate } from "./download.ts";
 import type { ManifestMemory } from "./memory.ts";
 import type { TagBook } from "./records.ts";
@@ -70,4 +71,6 @@ export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemor
    * manifests never queue ahead of a listed upstream's.
    */
   manifestBudget(upstream: string): ByteBudget;
+  /** The store's bounds: what may be stored, eviction, pass-through. */
+  quota: Quota;
 }

@@ -3,6 +3,8 @@
 // Readers never see the final byte (of the blob, or of their range) before the store has verified
 // the whole blob against its digest, so a failed or lying download never looks complete.
 import type { BlobWriter } from "../store/types.ts";
+import { isStoreFull } from "../store/usage.ts";
+import { timedReader } from "./timed-read.ts";
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -17,6 +19,8 @@ export class Download {
   /** The whole blob matched its digest: readers may have the last byte (the store may still be committing it). */
   verified = false;
   error: Error | null = null;
+  /** False when the store had no room: the bytes went to the readers only (pass-through). */
+  stored = true;
   private aborted: Error | null = null;
   private readers = 0;
   private released = false;
@@ -60,58 +64,33 @@ export class Download {
   }
 
   private async run(body: ReadableStream<Uint8Array>, idleTimeoutMs: number, minRate?: TransferRate) {
-    const reader = body.getReader();
-    this.cancelRead = () => void reader.cancel().catch(() => {});
-    const rate = minRate && minRate.bytesPerSecond > 0 && minRate.windowMs > 0 ? minRate : null;
-    let windowStart = performance.now();
-    let windowBytes = 0;
-    let lastData = windowStart;
+    const reader = timedReader(body, idleTimeoutMs, minRate);
+    this.cancelRead = () => reader.cancel();
     try {
-      let next: ReturnType<typeof reader.read> | null = null;
       for (;;) {
-        next ??= reader.read();
-        const now = performance.now();
-        // Wake at the next idle deadline or the end of the rate window, whichever comes first.
-        const wait = Math.max(0, Math.min(lastData + idleTimeoutMs, rate ? windowStart + rate.windowMs : Infinity) - now);
-        let timer: Timer | undefined;
-        const tick = new Promise<"tick">((resolve) => (timer = setTimeout(() => resolve("tick"), wait)));
-        let chunk: Awaited<ReturnType<typeof reader.read>> | "tick";
-        try {
-          chunk = await Promise.race([next, tick]);
-        } finally {
-          clearTimeout(timer);
-        }
+        const chunk = await reader.next();
         if (this.aborted) throw this.aborted;
-        const t = performance.now();
-        if (chunk !== "tick") {
-          next = null;
-          if (chunk.done) break;
-          lastData = t;
-          windowBytes += chunk.value.byteLength;
-          // The writer holds the blob to its announced size.
-          await this.writer.write(chunk.value);
-          this.notify();
-        } else if (t - lastData >= idleTimeoutMs) {
-          throw new Error(`no data from upstream for ${idleTimeoutMs} ms`);
-        }
-        if (rate && t - windowStart >= rate.windowMs) {
-          const perSecond = (windowBytes * 1000) / (t - windowStart);
-          if (perSecond < rate.bytesPerSecond) {
-            throw new Error(`upstream sent ${Math.round(perSecond)} bytes/s over ${Math.round(rate.windowMs / 1000)} s, below the minimum of ${rate.bytesPerSecond} (minTransferRate)`);
-          }
-          windowStart = t;
-          windowBytes = 0;
-        }
+        if (!chunk) break;
+        // The writer holds the blob to its announced size.
+        await this.writer.write(chunk);
+        this.notify();
       }
       // The store verifies the size and the digest: from then on clients may have every byte, while
       // the store makes the blob durable and visible (fsync and rename, or completing an upload).
       await this.writer.verify();
       this.verified = true;
       this.notify();
-      await this.writer.commit();
+      try {
+        await this.writer.commit();
+      } catch (err) {
+        // No room in the store: the verified bytes still reach every reader (from the temp file,
+        // dropped when the last one is done); nothing is stored.
+        if (!isStoreFull(err)) throw err;
+        this.stored = false;
+      }
       this.done = true;
     } catch (err) {
-      reader.cancel().catch(() => {});
+      reader.cancel();
       await this.writer.abort().catch(() => {});
       // Set only after the writer dropped its bytes, so no one sees the failure while they remain.
       this.error = err instanceof Error ? err : new Error(String(err));
@@ -125,6 +104,7 @@ export class Download {
   private async release() {
     if (!this.released && (this.done || this.error) && this.readers === 0) {
       this.released = true;
+      if (!this.stored) await this.writer.abort().catch(() => {});
       await this.writer.release().catch(() => {});
     }
   }

@@ -20,7 +20,9 @@ export type CacheFailure =
   /** The upstream pointed somewhere the cache does not go (another scheme, a downgrade, an internal address). */
   | "policy"
   /** Content the cache refuses to serve on purpose (Docker schema 1). */
-  | "unsupported";
+  | "unsupported"
+  /** The store has no room (its bounds) and nothing can be evicted: nothing was kept. */
+  | "full";
 
 /** What a failed request was about, so the registry can pick the spec's code. */
 export type CacheSubject = "manifest" | "blob" | "repository";

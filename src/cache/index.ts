@@ -9,6 +9,12 @@ import { ManifestMemory } from "./memory.ts";
 import { pruneStore, type PruneOptions, type PruneReport } from "./prune.ts";
 import { createPuller, type PullImage } from "./pull.ts";
 import { createTagBook } from "./records.ts";
+import { createQuota, type Quota, type QuotaObserver, type StoreBounds } from "./quota.ts";
+import { createUsage, type Usage } from "../store/usage.ts";
+import type { Store, StoreStats } from "../store/types.ts";
+import type { Target } from "../oci/reference.ts";
+import { matchesAny } from "../oci/pattern.ts";
+import { recordName } from "../store/record.ts";
 import { createReferrers, type Referrers } from "./referrers.ts";
 import { createTags, type Tags } from "./tags.ts";
 
@@ -19,6 +25,8 @@ export type { ManifestResult, Manifests } from "./manifests.ts";
 export type { Referrers } from "./referrers.ts";
 export type { TagList, Tags } from "./tags.ts";
 export type { PlatformChoice, PullImage, PullResult } from "./pull.ts";
+export type { EvictionReport } from "./evict.ts";
+export type { Quota, QuotaObserver, StoreBounds, EvictionReason } from "./quota.ts";
 
 /** The pull-through cache the registry handlers, the server and the commands share. */
 export interface Cache {
@@ -35,25 +43,67 @@ export interface Cache {
   prune(opts: PruneOptions): Promise<PruneReport>;
   /** Lets running downloads finish for up to `ms`, then aborts the rest; resolves when none is left. */
   drain(ms: number): Promise<void>;
+  /** The store as the cache uses it: every commit admitted by the bounds and counted. Use this one. */
+  store: Store;
+  /** What the store holds (see store/usage.ts). */
+  usage: Usage;
+  /** The store's bounds: eviction, pass-through. */
+  quota: Quota;
+  /** Pins or unpins a recorded image; false when it is not in the store. */
+  setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean>;
+  /**
+   * Keeps the figures and bounds up to date in a long-running process: reads the size snapshot,
+   * walks the store in the background (now and every 10 minutes), checks the bounds every 30 s
+   * and saves the snapshot. Returns a stop function that saves it one last time.
+   */
+  maintain(): () => Promise<void>;
 }
+
+/** Content no record reaches goes in an eviction run once this old (a pull stores its manifest a moment before its record). */
+const ORPHAN_GRACE_MS = 10 * 60_000;
+const RECONCILE_EVERY_MS = 10 * 60_000;
+const CHECK_EVERY_MS = 30_000;
 
 /** Manifests kept in memory: a few thousand typical manifests, and RSS stays small. */
 const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
 /** Blob sizes remembered from manifests (about 150 bytes each). */
 const DECLARED_SIZES = 50_000;
 
-export function createCache(opts: CacheOptions): Cache {
+export function createCache(opts: CacheOptions & {
+  bounds?: StoreBounds;
+  /** Images never evicted (config `pinned`), besides records pinned themselves. */
+  pinned?: RegExp[];
+  /** Told whenever the store's figures change (metrics). */
+  onUsage?: (figures: StoreStats) => void;
+  observeQuota?: QuotaObserver;
+}): Cache {
   const listedBudget = createByteBudget(MANIFEST_BUDGET_BYTES);
   const clientNamedBudget = createByteBudget(MANIFEST_BUDGET_BYTES / 2);
   const now = opts.now ?? Date.now;
+  const usage = createUsage(opts.store, { admit: (bytes, kind) => quota.admit(bytes, kind), changed: opts.onUsage });
+  const pins = opts.pinned ?? [];
+  const quota: Quota = createQuota({
+    bounds: opts.bounds ?? {}, usage, store: opts.store, log: opts.log, now,
+    evict: {
+      pinned: (r) => r.pinned === true || matchesAny(pins, recordName(r)),
+      busy: () => stored.blobs.downloading(),
+      onRecordRemoved: (r) => ctx.records.forget(r),
+      onManifestRemoved: (d) => ctx.memory.delete(d),
+      orphanGraceMs: ORPHAN_GRACE_MS,
+    },
+    beforeRun: () => ctx.records.flush(),
+    observe: opts.observeQuota,
+  });
   const ctx: CacheContext = {
     ...opts,
+    store: usage.store,
+    quota,
     now,
     observe: opts.observe ?? {},
     tagPolicies: opts.tagPolicies ?? [],
     declaredSizes: new BoundedMap(DECLARED_SIZES),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
-    records: createTagBook(opts.store, now, (m) => opts.log.warn(m)),
+    records: createTagBook(usage.store, now, (m) => opts.log.warn(m)),
     manifestBudget: (upstream) => (opts.upstreams.listed(upstream) ? listedBudget : clientNamedBudget),
   };
   const stored = { manifests: createManifests(ctx), blobs: createBlobs(ctx) };
@@ -70,9 +120,38 @@ export function createCache(opts: CacheOptions): Cache {
     referrers,
     pullImage,
     flush: () => ctx.records.flush(),
+    store: usage.store,
+    usage,
+    quota,
+    setPinned: (target, tag, pinned) => ctx.records.setPinned(target, tag, pinned),
+    maintain() {
+      const log = opts.log;
+      let stopped = false;
+      const reconcile = async () => {
+        const r = await usage.reconcile().catch((err) => void log.warn(`cannot walk the store to count it: ${(err as Error).message}`));
+        if (r && r.before.bytes !== r.after.bytes && !stopped) log.info(`store size corrected by a walk: ${r.before.bytes} bytes recorded, ${r.after.bytes} held`);
+        quota.check();
+      };
+      const ready = usage.load().then(reconcile);
+      const walks = setInterval(() => void reconcile(), RECONCILE_EVERY_MS);
+      let savedAt = -1;
+      const checks = setInterval(() => {
+        quota.check();
+        if (savedAt !== usage.figures.bytes) (savedAt = usage.figures.bytes), void usage.save().catch(() => {});
+      }, CHECK_EVERY_MS);
+      walks.unref?.();
+      checks.unref?.();
+      return async () => {
+        stopped = true;
+        clearInterval(walks);
+        clearInterval(checks);
+        await ready.catch(() => {});
+        await usage.save().catch(() => {});
+      };
+    },
     async prune(opts: PruneOptions) {
       await ctx.records.flush();
-      return pruneStore(ctx.store, opts, (r) => {
+      return pruneStore(usage.store, opts, (r) => {
         if (!opts.dryRun) ctx.records.forget(r);
       });
     },

@@ -2,6 +2,7 @@
 import pLimit from "p-limit";
 import { parseDigest } from "../oci/digest.ts";
 import { childrenOf } from "../oci/walk.ts";
+import { matchesAny } from "../oci/pattern.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
 
@@ -11,6 +12,8 @@ export type ListedImage = Pick<TagRecord, "tag" | "digest" | "mediaType" | "crea
   image: string;
   /** Bytes of the stored manifests, configs and layers the image uses. */
   size: number;
+  /** Never evicted: pinned by its record or by a `pinned` pattern of the config. */
+  pinned: boolean;
 };
 
 /** Size on disk of what an image uses; shared blobs count in every image that uses them. */
@@ -33,7 +36,7 @@ async function computeSize(store: Store, digest: string, memo: Map<string, Promi
   return size;
 }
 
-export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (where: string) => void): Promise<ListedImage[]> {
+export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (where: string) => void, pins: readonly RegExp[] = []): Promise<ListedImage[]> {
   const memo = new Map<string, Promise<number>>();
   const records: TagRecord[] = [];
   for await (const r of store.allTags(onDamaged)) if (!pattern || pattern.test(recordName(r))) records.push(r);
@@ -44,6 +47,7 @@ export async function listImages(store: Store, pattern?: RegExp, onDamaged?: (wh
   const out = records.map((r): ListedImage => ({
     image: `${r.upstream}/${r.repository}`, tag: parseDigest(r.tag) ? "<none>" : r.tag, digest: r.digest, mediaType: r.mediaType,
     size: sizes.get(r.digest) ?? 0, created: r.created, lastPulled: r.lastPulled,
+    pinned: r.pinned === true || matchesAny(pins, recordName(r)),
   }));
   const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   return out.sort((a, b) => order(a.image, b.image) || order(a.tag, b.tag));

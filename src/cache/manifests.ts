@@ -8,6 +8,7 @@ import {
 } from "../oci/mediatypes.ts";
 import { recordName } from "../store/record.ts";
 import type { TagRecord } from "../store/types.ts";
+import { isStoreFull } from "../store/usage.ts";
 import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
 import { askWithinBudget } from "./bounded.ts";
@@ -15,7 +16,8 @@ import type { CacheContext } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import type { MemoryManifest } from "./memory.ts";
 
-export type ManifestResult = MemoryManifest;
+/** A manifest for a client; `passedThrough` when the store had no room and it was not kept. */
+export type ManifestResult = MemoryManifest & { passedThrough?: true };
 
 /** The cache's manifests: what clients pull, and what a pull into the store teaches it. */
 export interface Manifests {
@@ -186,10 +188,17 @@ export function createManifests(ctx: CacheContext): Manifests {
     if (!isServableManifestType(m.mediaType)) {
       throw new CacheError("invalid", "manifest", `upstream sent a manifest for ${where} whose media type ${JSON.stringify(m.mediaType.slice(0, 100))} is not a manifest type`);
     }
-    await ctx.store.writeManifest(digest, bytes);
+    ctx.observe.miss?.("manifest");
+    try {
+      await ctx.store.writeManifest(digest, bytes);
+    } catch (err) {
+      if (!isStoreFull(err)) throw err;
+      // No room: the client gets it all the same; nothing is kept, so nothing (memory, a record) may point at it.
+      ctx.quota.passedThrough(`${where}`);
+      return { ...m, passedThrough: true };
+    }
     ctx.memory.set(m);
     remember(target, m, parsed);
-    ctx.observe.miss?.("manifest");
     return m;
   }
 
@@ -241,6 +250,7 @@ export function createManifests(ctx: CacheContext): Manifests {
       throw new CacheError("air-gapped", "manifest", `${target.upstream}/${target.repository}:${tag} is not cached and the cache is air-gapped`);
     }
     const m = await fetchAndStore(target, tag, accept);
+    if (m.passedThrough) return m;
     await ctx.records.record(target, tag, m, rec);
     // A tag that moved no longer covers what it pointed at: pulled by digest, that is a pin now.
     if (rec && rec.digest !== m.digest) covered.delete(partKey(target, rec.digest));
@@ -260,6 +270,7 @@ export function createManifests(ctx: CacheContext): Manifests {
       throw new CacheError("air-gapped", "manifest", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
     }
     const fetched = await fetchAndStore(target, digest, accept);
+    if (fetched.passedThrough) return fetched;
     // A pull by digest alone (how Kubernetes pulls pinned images) gets a record of its own, so
     // list, prune and export know it; a manifest a tag covers is part of that tag's image.
     await pulledByDigest(target, fetched);

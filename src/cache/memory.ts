@@ -18,6 +18,10 @@ export class ManifestMemory {
     return this.entries.get(digest);
   }
 
+  delete(digest: string) {
+    this.entries.delete(digest);
+  }
+
   set(m: MemoryManifest) {
     this.entries.set(m.digest, m);
   }

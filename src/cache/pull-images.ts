@@ -22,7 +22,7 @@ type PullImage = (t: { upstream: string; repository: string }, reference: string
 export async function pullImages(
   pullImage: PullImage,
   refs: ImageReference[],
-  opts: { platforms: PlatformChoice; concurrency: number; withReferrers?: boolean; onProgress?: (p: PullProgress) => void; onImage?: (ref: string, r: PullResult | Error) => void },
+  opts: { platforms: PlatformChoice; concurrency: number; withReferrers?: boolean; pinned?: boolean; onProgress?: (p: PullProgress) => void; onImage?: (ref: string, r: PullResult | Error) => void },
 ): Promise<PullOutcome> {
   const limit = pLimit(opts.concurrency);
   const progress: PullProgress = { total: refs.length, done: 0, failed: 0, bytes: 0 };
@@ -33,7 +33,7 @@ export async function pullImages(
   await Promise.all(unique.map(([name, ref]) => limit(async () => {
     try {
       const result = await pullImage({ upstream: ref.upstream, repository: ref.repository }, ref.reference, opts.platforms, {
-        withReferrers: opts.withReferrers,
+        withReferrers: opts.withReferrers, pinned: opts.pinned,
         onBytes: (n) => {
           progress.bytes += n;
           opts.onProgress?.(progress);

@@ -31,6 +31,14 @@ export interface PullOptions {
   onBytes?: (n: number) => void;
   /** Also every referrer of the image (signatures, attestations) and cosign's `.sig`/`.att`/`.sbom` tags. */
   withReferrers?: boolean;
+  /** Pins the image pulled (its tag record, or its pin by digest): eviction never takes it. */
+  pinned?: boolean;
+}
+
+/** A manifest the store had no room for cannot be part of an image pulled into the store. */
+function kept<M extends { passedThrough?: true; digest: string }>(m: M): M {
+  if (m.passedThrough) throw new CacheError("full", "manifest", `the store is full: no room for ${m.digest} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
+  return m;
 }
 
 /** Distinct blobs one pull may name, all platforms together; a real image names tens. */
@@ -53,7 +61,7 @@ export function createPuller(manifests: Manifests, blobs: Blobs, records: TagBoo
    * Returns the top manifest and the digests of the image manifests pulled.
    */
   async function pullOne(target: Target, reference: string, platforms: PlatformChoice, pin: boolean, opts: PullOptions, result: PullResult) {
-    const top = await manifests.get(target, reference, null);
+    const top = kept(await manifests.get(target, reference, null));
     if (pin && isDigest(reference)) await records.pin(target, top);
     const digests = new Set<string>();
     const addBlobs = (bytes: Uint8Array) => {
@@ -77,7 +85,7 @@ export function createPuller(manifests: Manifests, blobs: Blobs, records: TagBoo
       // A few at a time: an index names as many children as its upstream likes.
       await forEachBounded(children, MANIFEST_CONCURRENCY, async (c) => {
         try {
-          addBlobs((await manifests.get(target, c.digest, null)).bytes);
+          addBlobs(kept(await manifests.get(target, c.digest, null)).bytes);
         } catch (err) {
           throw inPart(err, `platform manifest ${c.digest}${c.platform ? ` (${shown(c.platform)})` : ""}`);
         }
@@ -124,6 +132,7 @@ export function createPuller(manifests: Manifests, blobs: Blobs, records: TagBoo
     const result: PullResult = { digest: "", images: 0, blobs: 0, downloaded: 0, referrers: 0 };
     const { top, images } = await pullOne(target, reference, platforms, true, opts, result);
     result.digest = top.digest;
+    if (opts.pinned) await records.setPinned(target, reference, true);
     if (opts.withReferrers) await pullReferrers(target, [...new Set([top.digest, ...images])], opts, result);
     return result;
   };

@@ -34,6 +34,8 @@ export interface TagBook {
   pulled(rec: TagRecord, checked: boolean): void;
   /** A pull by digest through `target`: touches its pin record, or makes one unless `covered`. */
   pulledByDigest(target: Target, m: RecordedManifest, covered: boolean): Promise<void>;
+  /** Pins or unpins a tag (or pin by digest) already recorded; false when there is no such record. */
+  setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean>;
   /** Forgets a record another command removed (prune). */
   forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag">): void;
   /** Writes records whose last-pulled or checked time changed; resolves to how many were written. */
@@ -94,6 +96,8 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         created: previous?.digest === m.digest ? previous.created : t,
         lastPulled: t, checked: t,
       };
+      // A pin stays with its tag when the tag moves (the operator pinned the name).
+      if (previous?.pinned) rec.pinned = true;
       await store.writeTag(rec);
       const key = recordName(rec);
       dirty.delete(key);
@@ -134,6 +138,20 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         // The image is served all the same; the next pull tries the record again.
         warn(`cannot record the pull of ${key}: ${(err as Error).message}`);
       }
+    },
+
+    async setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean> {
+      await book.flush();
+      const disk = await store.readTag(target.upstream, target.repository, tag);
+      if (!disk) return false;
+      const rec: TagRecord = { ...disk };
+      if (pinned) rec.pinned = true;
+      else delete rec.pinned;
+      await store.writeTag(rec);
+      const key = recordName(rec);
+      dirty.delete(key);
+      clean.set(key, rec);
+      return true;
     },
 
     forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag">) {

@@ -10,6 +10,7 @@ import type { Target } from "../oci/reference.ts";
 import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import { askWithinBudget } from "./bounded.ts";
 import type { CacheContext } from "./context.ts";
+import { isStoreFull } from "../store/usage.ts";
 import { CacheError } from "./errors.ts";
 import { manifestBudgetWeight, type Manifests } from "./manifests.ts";
 
@@ -60,7 +61,13 @@ export function createReferrers(ctx: CacheContext, manifests: Manifests): Referr
     manifests.adopt(target, bytes);
     const rec = await ctx.records.get(target, referrersTag(digest));
     if (rec?.digest === indexDigest) return ctx.records.pulled(rec, true);
-    await ctx.store.writeManifest(indexDigest, bytes);
+    try {
+      await ctx.store.writeManifest(indexDigest, bytes);
+    } catch (err) {
+      // No room: the client gets the index all the same, and nothing points at what was not kept.
+      if (!isStoreFull(err)) throw err;
+      return ctx.quota.passedThrough(`the referrers of ${target.upstream}/${target.repository}@${digest}`);
+    }
     await ctx.records.record(target, referrersTag(digest), { digest: indexDigest, mediaType: OCI_INDEX, bytes }, rec);
   }
 

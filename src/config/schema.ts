@@ -6,7 +6,7 @@ import * as v from "valibot";
 import { isHost } from "../oci/names.ts";
 import { registries, type RegistryFile, type RegistryTls } from "./registries.ts";
 import { admin, archives, pruneConfig, s3, serverTlsConfig, storeUrl, tagPolicies, users } from "./sections.ts";
-import { bool, doc, duration, mapping, millis, oneOf, port, rate, str, whole, type KeyDoc } from "./values.ts";
+import { bool, doc, duration, imagePattern, mapping, millis, oneOf, port, rate, size, str, whole, type KeyDoc } from "./values.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -44,6 +44,9 @@ export const entries = {
     "requests open at once to all upstreams together (1–224: Bun keeps at most 256 fetches in flight and would queue the rest where no timeout sees them). Upstreams clients name (not the default namespace or a `registries` entry) hold at most half of it together, so listed upstreams always find room. When it is spent, a freed slot goes to the waiting upstream that holds the fewest. Waiting for a slot is a `503` after `pullTimeout`, never counted against the upstream's circuit"),
   minTransferRate: doc(v.optional(rate(), "1KiB/s"), "a blob download slower than this on average over `transferRateWindow` is cut like a stalled one (the client's pull fails and can be retried; nothing is stored), so a drip cannot hold a connection slot for ever; `0` turns it off"),
   transferRateWindow: doc(v.optional(duration({ ms: 1000, text: "1s" }), "30s"), "the window `minTransferRate` is averaged over; at least `1s`"),
+  maxSize: doc(v.optional(size()), "the most the store may hold (blobs and manifests): `500MiB`, `20GiB`, `1TiB`, or `80%` of the filesystem it lives on (directory store). Past it, the least recently pulled images are evicted down to 90% of it; pinned images and images being downloaded stay. Unset: no bound", flag("global", "SIZE")),
+  minFreeSpace: doc(v.optional(size()), "keep at least this much free on the store's filesystem (`5GiB` or `10%`), whatever else writes to it: images are evicted, and when nothing can be, pulls are served without being stored (pass-through). Directory store only", flag("global", "SIZE")),
+  pinned: doc(v.optional(v.array(imagePattern(), "must be a list of image patterns"), []), "images never evicted, as patterns of `upstream/repository:tag` (`registry.k8s.io/pause:*`, `docker.io/library/*:*`; `*` matches within one path component, `**` across them); `load --pin` and the admin API pin single images"),
   registries: doc(v.optional(registries, []), "one entry per upstream that needs settings; others get anonymous HTTPS with the system trust store"),
   dockerConfig: doc(v.optional(str()), "Docker `config.json`; its `auths`, `credHelpers` and `credsStore` fill in credentials for upstreams without `auth`", flag("upstream", "FILE")),
   serverTlsConfig: doc(v.optional(serverTlsConfig), "serve HTTPS"),

@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
 import { isHost } from "../oci/names.ts";
+import { imagePatternProblem } from "../oci/pattern.ts";
 import { ConfigError } from "./error.ts";
 import { parseDuration } from "./duration.ts";
 
@@ -89,6 +90,42 @@ export const rate = () => v.pipe(
     return Math.floor((m ? Number(m[1]) : (d as number)) * unit);
   }),
 );
+
+const SIZE = "must be a size like 500MiB, 20GiB, 1TiB, a number of bytes, or a percentage like 80%";
+const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z%]*)\s*$/;
+const SIZE_UNITS: Record<string, number> = {
+  "": 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
+  k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4,
+};
+/** A store bound: bytes, or a percentage (0–100) of the filesystem the store lives on. */
+export type SizeBound = { bytes: number } | { percent: number };
+/** `500MiB`, `20GiB`, `1TiB`, `1.5TB`, a bare number of bytes, or `80%`. */
+export const size = () => v.pipe(
+  v.union([v.pipe(v.number(got(SIZE)), v.minValue(0, got(SIZE))), v.pipe(v.string(got(SIZE)), v.regex(SIZE_RE, got(SIZE)))], got(SIZE)),
+  v.rawTransform(({ dataset, addIssue, NEVER }): SizeBound => {
+    const d = dataset.value;
+    if (typeof d === "number") return { bytes: Math.floor(d) };
+    const m = SIZE_RE.exec(d)!;
+    const n = Number(m[1]);
+    if (m[2] === "%") {
+      if (n > 0 && n <= 100) return { percent: n };
+      addIssue({ message: `a percentage must be above 0 and at most 100, got ${JSON.stringify(d)}` });
+      return NEVER;
+    }
+    const unit = SIZE_UNITS[m[2]!.toLowerCase()];
+    if (unit === undefined) {
+      addIssue({ message: got(SIZE)({ input: d } as Issue) });
+      return NEVER;
+    }
+    return { bytes: Math.floor(n * unit) };
+  }),
+);
+
+/** An image pattern (`registry.k8s.io/pause:*`), see oci/pattern.ts. */
+export const imagePattern = () => v.pipe(str(), v.rawCheck(({ dataset, addIssue }) => {
+  const problem = dataset.typed ? imagePatternProblem(dataset.value) : null;
+  if (problem) addIssue({ message: problem });
+}));
 
 /** A registry host or host:port. */
 export const host = (what = "must be a host or host:port") => v.pipe(str(), v.check(isHost, got(what)));

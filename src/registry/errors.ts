@@ -66,6 +66,7 @@ export function toRegistryError(err: unknown): RegistryError | null {
   if (err instanceof RegistryError) return err;
   // The store could not be read or written (a full disk, S3 refusing or down): the client may retry.
   if (err instanceof StoreError && err.failure === "unavailable") return new RegistryError("UNKNOWN", "the cache's store is unavailable; try again (the cache's log has the details)", { status: 503, headers: { "Retry-After": "5" } });
+  if (err instanceof StoreError && err.failure === "full") return new RegistryError("UNKNOWN", "the cache's store is full; try again (the cache's log has the details)", { status: 503, headers: { "Retry-After": "5" } });
   if (!(err instanceof CacheError)) return null;
   const code = UNKNOWN_CODE[err.subject];
   switch (err.failure) {
@@ -84,6 +85,7 @@ export function toRegistryError(err: unknown): RegistryError | null {
     case "timeout":
       return new RegistryError(code, err.message, { status: 504 });
     case "busy":
+    case "full":
       return new RegistryError(code, err.message, { status: 503 });
     case "unreachable":
     case "policy":

@@ -42,6 +42,8 @@ export interface AdminOptions {
   archives?: Archives | null;
   /** The figures of GET status. */
   status: () => unknown;
+  /** The config's `pinned` patterns, shown in the image listing. */
+  pinned?: RegExp[];
   /** Told of prune results (metrics). */
   onPruned?: (bytes: number) => void;
   /** Throttles wrong tokens per client address (tests pass one with a clock). */
@@ -132,6 +134,7 @@ export function createAdmin(opts: AdminOptions) {
       if (!r.ok) throw new AdminInputError(`images[${i}]: ${r.reason}`);
       return r.ref;
     });
+    if (body.pin !== undefined && typeof body.pin !== "boolean") throw new AdminInputError("pin: must be true or false");
     let platforms: PlatformChoice = [hostPlatform()];
     if (body.platforms === "all") platforms = "all";
     else if (Array.isArray(body.platforms)) {
@@ -144,7 +147,7 @@ export function createAdmin(opts: AdminOptions) {
       progress: { total: refs.length, done: 0, failed: 0, bytes: 0 }, pulled: [], failed: [],
     };
     jobs.set(job.id, job);
-    void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, withReferrers: body.withReferrers === true, onProgress: (p) => (job.progress = { ...p }) })
+    void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, withReferrers: body.withReferrers === true, pinned: body.pin === true, onProgress: (p) => (job.progress = { ...p }) })
       .then(async (o) => {
         await opts.cache.flush();
         job.pulled = o.pulled.map((p) => ({ ref: p.ref, digest: p.result.digest }));
@@ -158,10 +161,18 @@ export function createAdmin(opts: AdminOptions) {
     return job;
   }
 
+  /** The image reference a path names (with a tag or digest); AdminInputError when it names none. */
+  function imageRef(raw: string): ImageReference {
+    if (hasMalformedEscape(raw)) throw new AdminInputError("the image reference holds a malformed percent-escape; send % as %25");
+    const ref = parseImageReference(decodeURIComponent(raw));
+    if (!ref.ok || !ref.ref.reference) throw new AdminInputError(`not an image reference with a tag or digest: ${raw}`);
+    return ref.ref;
+  }
+
   async function route(req: Request, path: string): Promise<Response> {
     const m = req.method;
     if (path === "status" && m === "GET") return json(opts.status());
-    if (path === "images" && m === "GET") return json([...(await listImages(opts.store)), ...((await opts.archives?.images()) ?? [])]);
+    if (path === "images" && m === "GET") return json([...(await listImages(opts.store, undefined, undefined, opts.pinned)), ...((await opts.archives?.images()) ?? [])]);
     if (path === "archives/rescan" && m === "POST") {
       if (!opts.archives) return problem(404, "no archives directory is being served (serve --archives DIR)");
       // The last listing keeps serving when the directory cannot be read (an NFS outage).
@@ -174,12 +185,17 @@ export function createAdmin(opts: AdminOptions) {
       const j = jobs.get(job[1]!);
       return j ? json(j) : problem(404, `no job ${job[1]}`);
     }
+    const pin = path.match(/^pins\/(.+)$/);
+    if (pin && (m === "PUT" || m === "DELETE")) {
+      const ref = imageRef(pin[1]!);
+      const name = recordName({ upstream: ref.upstream, repository: ref.repository, tag: ref.reference! });
+      const found = await opts.cache.setPinned({ upstream: ref.upstream, repository: ref.repository }, ref.reference!, m === "PUT");
+      return found ? json({ image: name, pinned: m === "PUT" }) : problem(404, `${name} is not in the store`);
+    }
     const image = path.match(/^images\/(.+)$/);
     if (image && m === "DELETE") {
-      if (hasMalformedEscape(image[1]!)) throw new AdminInputError("the image reference holds a malformed percent-escape; send % as %25");
-      const ref = parseImageReference(decodeURIComponent(image[1]!));
-      if (!ref.ok || !ref.ref.reference) throw new AdminInputError(`not an image reference: ${image[1]}`);
-      const name = recordName({ upstream: ref.ref.upstream, repository: ref.ref.repository, tag: ref.ref.reference });
+      const ref = imageRef(image[1]!);
+      const name = recordName({ upstream: ref.upstream, repository: ref.repository, tag: ref.reference! });
       const r = await opts.cache.prune({ olderThanMs: -1, by: "lastPulled", select: (rec) => recordName(rec) === name, dryRun: false });
       if (!r.images.length) return problem(404, `${name} is not in the store`);
       opts.onPruned?.(r.bytes);

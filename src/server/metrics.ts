@@ -7,8 +7,8 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { BoundedMap } from "../lib/bounded-map.ts";
 import { fastCounter, fastHistogram } from "./fast-metrics.ts";
-import type { CacheObserver } from "../cache/index.ts";
-import type { ContentKind, Store } from "../store/types.ts";
+import type { CacheObserver, EvictionReason, EvictionReport, Quota, QuotaObserver } from "../cache/index.ts";
+import type { StoreStats } from "../store/types.ts";
 import type { UpstreamObserver } from "../upstream/client.ts";
 
 /** How many client-named upstreams with an open circuit are remembered for the `other` gauge. */
@@ -55,6 +55,11 @@ export function createMetrics(listed: Iterable<string> = []) {
   const remaining = new Gauge({ name: "ociregistry_upstream_ratelimit_remaining", help: "Docker Hub's ratelimit-remaining from the last answer, by upstream", labelNames: ["upstream"], ...reg });
   const tokens = new Counter({ name: "ociregistry_token_fetches_total", help: "Bearer token fetches, by upstream and result", labelNames: ["upstream", "result"], ...reg });
   const storeBytes = new Gauge({ name: "ociregistry_store_bytes", help: "Bytes of blobs and manifests in the store", ...reg });
+  const storeMax = new Gauge({ name: "ociregistry_store_max_bytes", help: "The store's maxSize in bytes (0: unbounded)", ...reg });
+  const storeFree = new Gauge({ name: "ociregistry_store_free_bytes", help: "Free bytes on the store's filesystem (directory store)", ...reg });
+  const storeFull = new Gauge({ name: "ociregistry_store_full", help: "1 while the store has no room and nothing can be evicted: cold pulls are passed through without being stored", ...reg });
+  const evictions = new Counter({ name: "ociregistry_evictions_total", help: "Images evicted to keep the store's bounds, by reason (max-size, min-free-space)", labelNames: ["reason"], ...reg });
+  const evicted = new Counter({ name: "ociregistry_evicted_bytes_total", help: "Bytes of blobs and manifests removed by eviction", ...reg });
   const storeItems = new Gauge({ name: "ociregistry_store_items", help: "Blobs, manifests and tag records in the store", labelNames: ["kind"], ...reg });
   const pruneRuns = new Counter({ name: "ociregistry_prune_runs_total", help: "Prune runs inside serve (and through the admin API)", ...reg });
   const pruneFreed = new Counter({ name: "ociregistry_prune_freed_bytes_total", help: "Bytes removed by prune", ...reg });
@@ -125,59 +130,25 @@ export function createMetrics(listed: Iterable<string> = []) {
       pruneRuns.inc();
       pruneFreed.inc(bytes);
     },
-    /** Counts the store once (at start, in the background). */
-    async countStore(store: Store) {
-      Object.assign(figures, await store.stats());
+    /** The store's figures changed (see store/usage.ts): they are published as they are. */
+    usage(f: StoreStats) {
+      Object.assign(figures, f);
       publish();
     },
-    /** A store that reports what is added and removed, so the figures need no walk. */
-    observeStore(store: Store): Store {
-      const adjust = (kind: ContentKind | "tags", n: number, bytes = 0) => {
-        figures[kind] += n;
-        figures.bytes += bytes;
-        publish();
-      };
-      return {
-        ...store,
-        async createBlobWriter(digest, opts) {
-          const w = await store.createBlobWriter(digest, opts);
-          return {
-            get written() {
-              return w.written;
-            },
-            write: (c) => w.write(c),
-            verify: () => w.verify(),
-            readAt: (p, into) => w.readAt(p, into),
-            abort: () => w.abort(),
-            release: () => w.release(),
-            async commit() {
-              const existed = await store.contentInfo("blobs", digest);
-              await w.commit();
-              if (!existed) adjust("blobs", 1, w.written);
-            },
-          };
-        },
-        async writeManifest(digest, bytes) {
-          const existed = await store.contentInfo("manifests", digest);
-          await store.writeManifest(digest, bytes);
-          if (!existed) adjust("manifests", 1, bytes.byteLength);
-        },
-        async writeTag(rec) {
-          const existed = await store.readTag(rec.upstream, rec.repository, rec.tag);
-          await store.writeTag(rec);
-          if (!existed) adjust("tags", 1);
-        },
-        async removeContent(kind, digest) {
-          const info = await store.contentInfo(kind, digest);
-          await store.removeContent(kind, digest);
-          if (info) adjust(kind, -1, -info.size);
-        },
-        async removeTag(upstream, repository, tag) {
-          const existed = await store.readTag(upstream, repository, tag);
-          await store.removeTag(upstream, repository, tag);
-          if (existed) adjust("tags", -1);
-        },
-      };
+    /** Eviction and the store's bounds. */
+    quota: {
+      evicted(r: EvictionReport, reason: EvictionReason) {
+        evictions.labels(reason).inc(r.images.length);
+        evicted.inc(r.bytes);
+      },
+      full: (v: boolean) => storeFull.set(v ? 1 : 0),
+    } satisfies QuotaObserver,
+    /** Bounds and free space, read at scrape time (a statfs at most once a second). */
+    async bounds(quota: Quota) {
+      const q = await quota.status();
+      storeMax.set(q.maxBytes ?? 0);
+      if (q.freeBytes !== null) storeFree.set(q.freeBytes);
+      storeFull.set(q.full ? 1 : 0);
     },
   };
 }

@@ -43,6 +43,7 @@ th{background:#eef1f6}.ok{color:#137333}.bad{color:#b3261e}
 <div class="cards">
 <div class="card"><small>cached images</small><b id="tags">–</b></div>
 <div class="card"><small>store size</small><b id="bytes">–</b></div>
+<div class="card"><small>free on disk</small><b id="free">–</b></div>
 <div class="card"><small>blobs / manifests</small><b id="items">–</b></div>
 <div class="card"><small>hit rate</small><b id="hitrate">–</b></div>
 <div class="card"><small>downloads running</small><b id="inflight">–</b></div>
@@ -72,7 +73,8 @@ function show(s) {
   $("uptime").textContent = "up " + Math.round(s.uptimeSeconds) + " s";
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   $("tags").textContent = s.store.tags;
-  $("bytes").textContent = fmt(s.store.bytes);
+  $("bytes").textContent = fmt(s.store.bytes) + (s.store.maxBytes ? " of " + fmt(s.store.maxBytes) : "") + (s.store.full ? " (full: pass-through)" : "");
+  $("free").textContent = s.store.freeBytes === null ? "–" : fmt(s.store.freeBytes) + (s.store.minFreeBytes ? " (keeps " + fmt(s.store.minFreeBytes) + ")" : "");
   $("items").textContent = s.store.blobs + " / " + s.store.manifests;
   $("hitrate").textContent = s.cache.hitRate === null ? "–" : Math.round(s.cache.hitRate * 100) + " %";
   $("inflight").textContent = s.cache.downloadsInFlight;

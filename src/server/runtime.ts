@@ -7,7 +7,10 @@ import type { Logger } from "../log.ts";
 import { canonicalUpstream } from "../oci/names.ts";
 import { createFsStore } from "../store/fs.ts";
 import { createS3Store } from "../store/s3/store.ts";
-import type { Store } from "../store/types.ts";
+import type { Store, StoreStats } from "../store/types.ts";
+import type { QuotaObserver } from "../cache/index.ts";
+import { ConfigError } from "../config/error.ts";
+import { imagePattern } from "../oci/pattern.ts";
 import { createUpstreams, type UpstreamObserver } from "../upstream/client.ts";
 import { credentialHelper } from "../upstream/credential-helper.ts";
 
@@ -38,8 +41,9 @@ export function guardListed(cfg: Config, extra: Iterable<string> = []): Set<stri
 }
 
 export interface RuntimeHooks {
-  /** Wraps the store (metrics count what is added and removed). */
-  store?: (s: Store) => Store;
+  /** Told whenever the store's figures change (metrics). */
+  usage?: (figures: StoreStats) => void;
+  quota?: QuotaObserver;
   cache?: CacheObserver;
   upstream?: UpstreamObserver;
   /** Served before the store and the upstreams (`serve --archives`). */
@@ -60,8 +64,10 @@ export function openStore(cfg: Config): Store {
 
 export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHooks = {}) {
   const base = openStore(cfg);
-  const store = hooks.store ? hooks.store(base) : base;
-  const removed = await store.init();
+  if (cfg.s3 && (cfg.minFreeSpace || (cfg.maxSize && "percent" in cfg.maxSize))) {
+    throw new ConfigError(cfg.minFreeSpace ? "minFreeSpace" : "maxSize", "an S3 store has no filesystem: give maxSize in bytes (it bounds the bucket prefix) and leave minFreeSpace out");
+  }
+  const removed = await base.init();
   if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) or upload(s) of interrupted runs`);
   const upstreams = createUpstreams({
     timeoutMs: cfg.pullTimeoutMs,
@@ -78,11 +84,15 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     observe: hooks.upstream,
   });
   const cache = createCache({
-    store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
+    store: base, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
     pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
     tagPolicies: cfg.tagPolicies.map((p, i) => ({ match: compilePattern(p.match, `tagPolicies[${i}].match`), revalidateAfterMs: p.revalidateAfterMs })),
     observe: hooks.cache, archives: hooks.archives,
     minTransferRate: { bytesPerSecond: cfg.minTransferRate, windowMs: cfg.transferRateWindowMs },
+    bounds: { maxSize: cfg.maxSize, minFreeSpace: cfg.minFreeSpace },
+    pinned: cfg.pinned.map(imagePattern),
+    onUsage: hooks.usage, observeQuota: hooks.quota,
   });
-  return { store, upstreams, cache };
+  // The cache's store: what the admin API, prune and list do through it is counted and bounded.
+  return { store: cache.store, upstreams, cache };
 }

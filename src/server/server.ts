@@ -17,6 +17,7 @@ import { createRegistry } from "../registry/router.ts";
 import { createAdmin } from "./admin.ts";
 import { banner, clientHints } from "./banner.ts";
 import { createMetrics } from "./metrics.ts";
+import { imagePattern } from "../oci/pattern.ts";
 import { statusPage } from "./page.ts";
 import { createRuntime, listedUpstreams } from "./runtime.ts";
 import { createStatus } from "./status.ts";
@@ -49,7 +50,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   const metrics = createMetrics(listed);
   // `metrics: false` turns the instrumentation off, not only the endpoint.
   const instrumented = cfg.metrics !== false;
-  const hooks = instrumented ? { store: metrics.observeStore, cache: metrics.cache, upstream: metrics.upstream } : {};
+  const hooks = instrumented ? { usage: metrics.usage, quota: metrics.quota, cache: metrics.cache, upstream: metrics.upstream } : {};
   const archives = cfg.archives ? createArchiveSource(cfg.archives.path, { log: log.withTag("archives") }) : null;
   // A missing archives directory stops the start; later scans that fail keep the last listing.
   if (archives) log.withTag("archives").info(`${(await archives.rescan()).files} .oci file(s) under ${archives.dir}`);
@@ -63,13 +64,14 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     allowUpstream: cfg.upstreams === "listed" ? (u) => listed.has(u) : undefined,
   });
   const started = Date.now();
-  const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed });
-  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
+  const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed, quota: cache.quota });
+  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, pinned: cfg.pinned.map(imagePattern), status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
   const unexpected = createUnexpected((m) => log.withTag("http").error(m));
   const grace = opts.graceMs ?? SHUTDOWN_GRACE_MS;
   const servers: Server<undefined>[] = [];
   const timers: Timer[] = [];
   let stopping: Promise<void> | null = null;
+  let stopMaintaining: (() => Promise<void>) | null = null;
   let preloading: Promise<unknown> = Promise.resolve();
   let probed = { at: 0, problem: null as string | null };
 
@@ -84,6 +86,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   }
 
   async function scrape(): Promise<Response> {
+    await metrics.bounds(cache.quota);
     return new Response(await metrics.registry.metrics(), { headers: { "Content-Type": metrics.registry.contentType } });
   }
 
@@ -226,7 +229,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
       }
       startPruner();
       if (opts.preload?.length) startPreload(opts.preload);
-      if (instrumented) void metrics.countStore(store).catch((err) => log.warn(`cannot count the store for metrics: ${(err as Error).message}`));
+      stopMaintaining = cache.maintain();
       log.info(new LogLines(banner(cfg, ports.port, ports)));
       if (opts.clientHints) log.info(new LogLines(clientHints(cfg.host, ports.port, !!t).split("\n")));
       return ports;
@@ -241,6 +244,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         await cache.drain(grace);
         await Promise.race([preloading, Bun.sleep(grace)]);
         await cache.flush();
+        await stopMaintaining?.();
         await Promise.race([inFlight, Bun.sleep(grace)]);
         await main?.stop(true);
         for (const s of aux) await s.stop(true);

@@ -5,6 +5,7 @@
 import type { Config } from "../config/schema.ts";
 import type { Upstreams } from "../upstream/client.ts";
 import type { Metrics } from "./metrics.ts";
+import type { Quota } from "../cache/index.ts";
 
 export interface UpstreamRow {
   name: string;
@@ -16,7 +17,7 @@ export interface UpstreamRow {
   activeRequests: number;
 }
 
-export function createStatus(o: { cfg: Config; version: string; started: number; metrics: Metrics; upstreams: Upstreams; listed: Set<string> }) {
+export function createStatus(o: { cfg: Config; version: string; started: number; metrics: Metrics; upstreams: Upstreams; listed: Set<string>; quota: Quota }) {
   function upstreamRows(): UpstreamRow[] {
     const s = o.upstreams.status();
     const open = new Map(s.open.map((b) => [b.upstream, b]));
@@ -36,7 +37,8 @@ export function createStatus(o: { cfg: Config; version: string; started: number;
     return {
       version: o.version,
       uptimeSeconds: (Date.now() - o.started) / 1000,
-      store: { ...o.metrics.store },
+      // Bounds and free space as last read (the metrics scrape and every download read them).
+      store: { ...o.metrics.store, ...o.quota.snapshot() },
       cache: { hits: c.hits, misses: c.misses, hitRate: c.hits + c.misses ? c.hits / (c.hits + c.misses) : null, downloadsInFlight: c.downloadsInFlight },
       upstreams: rows,
     };

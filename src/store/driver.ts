@@ -35,6 +35,8 @@ export interface Driver {
   remove(key: string): Promise<void>;
   /** Every object whose key starts with `prefix` ("" or ending in "/"), in key order; sizes when asked. */
   list(prefix: string, sizes?: boolean): AsyncIterable<DriverEntry>;
+  /** The filesystem under the store (statfs); absent or null for object storage. */
+  space?(): Promise<{ total: number; free: number } | null>;
   /** Where bytes for `key` go while written; publish() makes them visible under `key` at once. */
   openWriter(key: string): Promise<WriterBackend>;
 }

@@ -2,7 +2,7 @@
 // rename) and served by the kernel (Bun.file, sendfile). Several processes (serve, load, prune)
 // may share a directory: each writes its temp files in a directory of its own (tmp/<owner>/), and
 // only a directory whose process is gone is cleaned up.
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import type { Driver, WriterBackend } from "./driver.ts";
@@ -110,6 +110,12 @@ export function fsDriver(root: string): Driver {
 
     async remove(key) {
       await rm(pathOf(key), { force: true });
+    },
+
+    async space() {
+      const s = await statfs(root);
+      // bavail: what a process without root may still write (the reserved blocks are not ours).
+      return { total: s.blocks * s.bsize, free: s.bavail * s.bsize };
     },
 
     async *list(prefix, sizes) {

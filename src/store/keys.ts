@@ -21,6 +21,8 @@ export const RECORDS_PREFIX = "repositories/";
 /** `_tags` cannot be a repository path component (components start with [a-z0-9]). */
 const TAGS_DIR = "_tags";
 export const TEMP_PREFIX = "tmp/";
+/** The store's own bookkeeping (the size snapshot); never content, never a record. */
+export const STATE_PREFIX = "state/";
 /** The directories a directory-like back-end creates at init, so that an empty store is a valid image path. */
 export const LAYOUT_DIRS = ["blobs/sha256", "manifests/sha256", "repositories", "tmp"] as const;
 
@@ -72,6 +74,12 @@ export function parseRecordKey(key: string): RecordPlace | null {
 /** The tag a key under recordDir() names, or null for a pin by digest (a ':' no tag can hold) or a stray object. */
 export function tagOfRecordName(name: string): string | null {
   return name.endsWith(".json") && !name.includes("/") && !name.includes(":") ? name.slice(0, -".json".length) : null;
+}
+
+/** `state/<name>`; StoreError("invalid") for a name that is not a plain file name. */
+export function stateKey(name: string): string {
+  if (!/^[a-z0-9][a-z0-9._-]{0,100}$/.test(name)) throw new StoreError("invalid", `not a state name: ${JSON.stringify(name)}`);
+  return `${STATE_PREFIX}${name}`;
 }
 
 /** This process's temp directory: its in-progress writes, removed by a later init once it is gone. */

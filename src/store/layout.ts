@@ -6,7 +6,7 @@ import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import type { Driver } from "./driver.ts";
 import {
   ALGORITHMS, CONTENT_KINDS, LAYOUT_DIRS, RECORDS_PREFIX, contentKey, contentPrefix, ownTempPrefix, parseContentKey,
-  parseRecordKey, recordDir, recordKey, tagOfRecordName,
+  parseRecordKey, recordDir, recordKey, stateKey, tagOfRecordName,
 } from "./keys.ts";
 import { parseTagRecord, serializeTagRecord } from "./record.ts";
 import { StoreError, type ContentKind, type DamagedRecord, type Store, type StoreStats, type TagRecord } from "./types.ts";
@@ -92,6 +92,23 @@ export function createLayoutStore(driver: Driver): Store {
     async writeTag(record) {
       await driver.put(recordKey(record), serializeTagRecord(record));
     },
+
+    async *listContentSizes(kind) {
+      for (const algorithm of ALGORITHMS) {
+        const prefix = contentPrefix(kind, algorithm);
+        for await (const e of driver.list(prefix, true)) {
+          const digest = `${algorithm}:${e.key.slice(prefix.length)}`;
+          // A size of -1: removed between the listing and its stat.
+          if (isDigest(digest) && e.size >= 0) yield { digest, size: e.size };
+        }
+      }
+    },
+
+    readState: (name) => atKey(stateKey, name, read),
+
+    writeState: (name, bytes) => atKey(stateKey, name, (key) => driver.put(key, bytes)),
+
+    space: () => driver.space?.() ?? Promise.resolve(null),
 
     async listTags(upstream, repository) {
       const dir = recordDir(upstream, repository);

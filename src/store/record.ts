@@ -42,6 +42,7 @@ export function isValidTagRecord(v: unknown, at?: Pick<TagRecord, "upstream" | "
   if (isDigest(r.tag) && r.tag !== r.digest) return false;
   if (typeof r.mediaType !== "string" || typeof r.size !== "number" || !Number.isFinite(r.size)) return false;
   if (![r.created, r.lastPulled, r.checked].every(isTime)) return false;
+  if (r.pinned !== undefined && typeof r.pinned !== "boolean") return false;
   return !at || (r.upstream === at.upstream && r.repository === at.repository && r.tag === at.tag);
 }
 

@@ -22,6 +22,8 @@ export interface TagRecord {
   lastPulled: string;
   /** When the tag was last confirmed against its upstream (ISO 8601). */
   checked: string;
+  /** Never evicted (`load --pin`, the admin API); absent means not pinned. */
+  pinned?: boolean;
 }
 
 export interface StoredBlob {
@@ -43,6 +45,8 @@ export type StoreFailure =
   | "conflict"
   /** The back-end cannot be reached or refused us (disk full, credentials, network). */
   | "unavailable"
+  /** The store's bounds (maxSize, minFreeSpace) leave no room and nothing can be evicted; nothing was kept. */
+  | "full"
   /** A name, tag or digest the store cannot place (it could leave the store): a caller's bug. */
   | "invalid";
 
@@ -112,6 +116,13 @@ export interface Store {
   damagedTags(): AsyncIterable<DamagedRecord>;
   /** What the store holds, counted without reading records or content (for metrics at start). */
   stats(): Promise<StoreStats>;
+  /** Every stored blob or manifest with its size, from one listing (no read, no stat per item where the back-end lists sizes). */
+  listContentSizes(kind: ContentKind): AsyncIterable<{ digest: string; size: number }>;
+  /** A small file of the store's own bookkeeping (`state/<name>`); null when absent. */
+  readState(name: string): Promise<Uint8Array | null>;
+  writeState(name: string, bytes: Uint8Array): Promise<void>;
+  /** The filesystem the store lives on: its size and the bytes free to us; null for object storage. */
+  space(): Promise<{ total: number; free: number } | null>;
 }
 
 export interface StoreStats {

@@ -2,7 +2,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createCache, type ArchiveSource } from "../../src/cache/index.ts";
+import { createCache, type ArchiveSource, type StoreBounds } from "../../src/cache/index.ts";
 import { createRegistry } from "../../src/registry/router.ts";
 import { createFsStore } from "../../src/store/fs.ts";
 import { createUpstreams, type UpstreamSettings } from "../../src/upstream/client.ts";
@@ -22,6 +22,9 @@ export interface TestRegistryOptions {
   root?: string;
   /** Consulted before the store and the upstream. */
   archives?: ArchiveSource;
+  /** The store's bounds and pinned patterns (eviction). */
+  bounds?: StoreBounds;
+  pinned?: RegExp[];
 }
 
 export async function createTestRegistry(opts: TestRegistryOptions = {}) {
@@ -33,6 +36,7 @@ export async function createTestRegistry(opts: TestRegistryOptions = {}) {
   let now = Date.now();
   const clock = { now: () => now, advance: (ms: number) => (now += ms) };
   const warnings: string[] = [];
+  const infos: string[] = [];
   const upstreams = createUpstreams({
     registries: opts.registries ?? [{ name: "up.test", scheme: "http" }],
     timeoutMs: opts.pullTimeoutMs ?? 5000,
@@ -44,10 +48,10 @@ export async function createTestRegistry(opts: TestRegistryOptions = {}) {
   const cache = createCache({
     store, upstreams, airGapped: opts.airGapped ?? false,
     revalidateAfterMs: opts.revalidateAfterMs ?? 60_000, pullTimeoutMs: opts.pullTimeoutMs ?? 5000,
-    log: { ...quietLog, warn: (m: string) => void warnings.push(m) }, now: clock.now, tagPolicies: opts.tagPolicies,
-    archives: opts.archives,
+    log: { ...quietLog, warn: (m: string) => void warnings.push(m), info: (m: string) => void infos.push(m) }, now: clock.now, tagPolicies: opts.tagPolicies,
+    archives: opts.archives, bounds: opts.bounds, pinned: opts.pinned,
   });
   const handler = createRegistry({ cache, defaultNs: opts.defaultNs ?? "up.test", log: quietLog, allowUpstream: opts.allowUpstream });
   const request = (path: string, init?: RequestInit) => handler(new Request(`http://cache.test${path}`, init));
-  return { root, store, upstream, cache, handler, request, clock, warnings };
+  return { root, store, upstream, cache, handler, request, clock, warnings, infos };
 }

@@ -124,7 +124,8 @@ describe("a pull by digest counts for its own upstream", () => {
       await pull("l.test", index.children[0]!.digest);
       await pull("e.test", evil.digest);
     }
-    expect(reads).toBeLessThanOrEqual(3);
+    // One read per pin, plus one when the store counts a record it is about to create (l.test's pin of img).
+    expect(reads).toBeLessThanOrEqual(4);
   });
 });
 

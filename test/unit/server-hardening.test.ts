@@ -142,7 +142,8 @@ describe("public status", () => {
       }),
     };
     const cfg = resolveConfig({} as never, {});
-    const s = createStatus({ cfg, version: "t", started: Date.now(), metrics, upstreams: upstreams as never, listed: new Set(["docker.io"]) });
+    const s = createStatus({ cfg, version: "t", started: Date.now(), metrics, upstreams: upstreams as never, listed: new Set(["docker.io"]),
+      quota: { snapshot: () => ({ bytes: 0, maxBytes: null, freeBytes: null, minFreeBytes: null, full: false }) } as never });
     const pub = JSON.stringify(s.aggregate());
     expect(pub).not.toContain("secret-db");
     expect(pub).not.toContain("10.0.0.7");

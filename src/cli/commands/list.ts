@@ -7,6 +7,7 @@ import { listImages, type ListedImage } from "../../cache/list.ts";
 import { compilePattern } from "../../config/values.ts";
 import { escapeText, jsonText } from "../../log.ts";
 import { parseDigest } from "../../oci/digest.ts";
+import { imagePattern } from "../../oci/pattern.ts";
 import { command, existingStore } from "../command.ts";
 import { formatBytes } from "../progress.ts";
 
@@ -30,7 +31,7 @@ export default command({
   async run({ args, cfg }) {
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
     const images: Array<ListedImage | ArchiveListedImage> = [];
-    images.push(...await listImages(existingStore(cfg), pattern, (where) => warn(`skipped unreadable tag record ${where} (ociregistry verify reports it)`)));
+    images.push(...await listImages(existingStore(cfg), pattern, (where) => warn(`skipped unreadable tag record ${where} (ociregistry verify reports it)`), cfg.pinned.map(imagePattern)));
     if (cfg.archives) {
       const archives = createArchiveSource(cfg.archives.path, { log: { debug() {}, info() {}, warn() {} } });
       for (const p of (await archives.rescan()).problems) warn(p);
@@ -41,11 +42,11 @@ export default command({
       console.log(jsonText(images, 2));
       return;
     }
-    const rows = [["IMAGE", "TAG", "DIGEST", "SIZE", "LAST PULLED", ...(cfg.archives ? ["ARCHIVE"] : [])]];
+    const rows = [["IMAGE", "TAG", "DIGEST", "SIZE", "LAST PULLED", "PINNED", ...(cfg.archives ? ["ARCHIVE"] : [])]];
     for (const i of images) {
       const digest = args.long ? i.digest : parseDigest(i.digest)!.hex.slice(0, 12);
       const pulled = "lastPulled" in i ? i.lastPulled.replace(/\.\d+Z$/, "Z") : "-";
-      rows.push([i.image, i.tag, digest, formatBytes(i.size), pulled, ...(cfg.archives ? ["archive" in i ? i.archive : "-"] : [])]);
+      rows.push([i.image, i.tag, digest, formatBytes(i.size), pulled, "pinned" in i && i.pinned ? "yes" : "-", ...(cfg.archives ? ["archive" in i ? i.archive : "-"] : [])]);
     }
     console.log(table(rows));
   },

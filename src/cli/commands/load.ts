@@ -35,6 +35,7 @@ export default command({
     archive: { type: "string", description: "Merge a tar made by `export` into the store, verifying every digest", valueHint: "FILE" },
     platform: { type: "string", description: "os/arch[/variant] to pull from an index; repeatable (default: this host's)", valueHint: "PLATFORM" },
     "all-platforms": { type: "boolean", description: "Pull every platform of an index (default: false)" },
+    pin: { type: "boolean", description: "Pin what is loaded: a bounded store (maxSize, minFreeSpace) never evicts it (default: false)" },
     "with-referrers": { type: "boolean", description: "Also pull every referrer (signatures, SBOMs, attestations) and cosign's .sig/.att/.sbom tags (default: false)" },
     concurrency: { type: "string", description: "Images pulled at once (default: 4)", valueHint: "N" },
   },
@@ -55,10 +56,12 @@ export default command({
     const refs = readImageList(args["image-file"]!, "--image-file");
     // The image list is the operator's own choice, not a client's: its upstreams count as listed.
     const { cache } = await createRuntime(cfg, log, { listed: refs.map((r) => r.upstream) });
+    // A bounded store admits what it has room for: its size is counted before the first commit.
+    if (cache.quota.bounded) await cache.usage.load().then(() => cache.usage.reconcile());
     const progress = createProgressLine();
     const started = Date.now();
     const outcome = await pullImages(cache.pullImage, refs, {
-      platforms, concurrency, withReferrers: !!args["with-referrers"],
+      platforms, concurrency, withReferrers: !!args["with-referrers"], pinned: !!args.pin,
       onProgress: (p) => progress.update(p),
       onImage: (ref, r) => {
         progress.clear();
@@ -68,6 +71,7 @@ export default command({
     });
     progress.stop();
     await cache.flush();
+    await cache.usage.save().catch(() => {});
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     log.info(`loaded ${outcome.pulled.length} of ${outcome.pulled.length + outcome.failed.length} images, ${formatBytes(outcome.bytes)} downloaded in ${secs} s`);
     if (outcome.failed.length) {

@@ -1,5 +1,6 @@
 // `ociregistry verify [--repair]`: re-hash the store, report (and optionally remove) bad content.
 import { problemCount, verifyStore } from "../../cache/verify.ts";
+import { createUsage } from "../../store/usage.ts";
 import { command, existingStore } from "../command.ts";
 
 export default command({
@@ -8,7 +9,17 @@ export default command({
     repair: { type: "boolean", description: "Remove corrupt content and dangling tag records so the next pull re-fetches them (default: false)" },
   },
   async run({ args, cfg }) {
-    const r = await verifyStore(existingStore(cfg), { repair: !!args.repair });
+    const store = existingStore(cfg);
+    const r = await verifyStore(store, { repair: !!args.repair });
+    // The size serve and load keep (state/usage.json) against what the walk found; the walk's figure is kept.
+    const usage = createUsage(store);
+    await usage.load();
+    const recorded = usage.figures.bytes;
+    const hadSnapshot = recorded > 0 || usage.figures.blobs > 0 || usage.figures.manifests > 0;
+    const walked = await usage.reconcile();
+    if (walked && hadSnapshot && walked.after.bytes !== recorded) {
+      console.log(`size drift: ${recorded} bytes recorded, ${walked.after.bytes} held by ${walked.after.blobs} blobs and ${walked.after.manifests} manifests (corrected)`);
+    } else if (walked) console.log(`store size: ${walked.after.bytes} bytes (${walked.after.blobs} blobs, ${walked.after.manifests} manifests), as recorded`);
     const verb = r.repaired ? "removed" : "found";
     for (const c of r.corrupt) console.log(`corrupt: ${c}${r.repaired ? " (removed)" : ""}`);
     for (const d of r.dangling) console.log(`missing manifest: ${d}${r.repaired ? " (tag record removed)" : ""}`);

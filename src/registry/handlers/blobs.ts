@@ -76,7 +76,34 @@ export async function handleBlob(cache: Cache, rc: RequestContext, digest: strin
       const body = range ? source.download.stream(range.start, range.end) : source.download.stream(0, null);
       return new Response(body, { status, headers });
     }
+    case "passthrough":
+      // The store had no room: one upstream stream for this client. A range is cut from it here.
+      return new Response(range ? sliceStream(source.body, range.start, range.end) : source.body, { status, headers });
     case "remote":
       throw new Error("blob source without content for a GET");
   }
+}
+
+/** Bytes [start, end] of a stream (end inclusive); the rest of the stream is dropped. */
+function sliceStream(body: ReadableStream<Uint8Array>, start: number, end: number): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let pos = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return controller.close();
+        const from = pos;
+        pos += value.byteLength;
+        if (pos <= start) continue;
+        controller.enqueue(value.subarray(Math.max(0, start - from), Math.min(value.byteLength, end + 1 - from)));
+        if (pos > end) {
+          void reader.cancel().catch(() => {});
+          return controller.close();
+        }
+        return;
+      }
+    },
+    cancel: () => void reader.cancel().catch(() => {}),
+  });
 }

@@ -1,0 +1,158 @@
+// One eviction run: the tag records least recently pulled go first, with the manifests and blobs
+// no kept record reaches, until `needBytes` are freed. Pinned records and records whose image
+// has a blob being downloaded stay. Content no record reaches at all (a crash, an interrupted
+// prune) goes before any image once it is past its grace age. As in prune, records go first,
+// then (with the records read again, so what was cached meanwhile is kept) manifests, then blobs:
+// no record ever points at missing content. On the directory store a client in the middle of a
+// blob keeps reading it: removing a file does not cut an open read.
+import { childrenOf } from "../oci/walk.ts";
+import { mapBounded } from "./bounded.ts";
+import { recordName } from "../store/record.ts";
+import type { ContentKind, Store, TagRecord } from "../store/types.ts";
+
+export interface EvictOptions {
+  /** Bytes to free (content no kept record reaches counts). */
+  needBytes: number;
+  /** Records that never go (pinned by config or record). */
+  pinned(r: TagRecord): boolean;
+  /** Digests being downloaded or otherwise in use now: records reaching them stay, and so do they. */
+  busy(): ReadonlySet<string>;
+  now: number;
+  /** Content no record reaches goes once it is this old (a pull in progress stores its manifest just before its record). */
+  orphanGraceMs: number;
+  /** Told of each record removed (the tag book forgets it). */
+  onRecordRemoved?(r: TagRecord): void;
+  /** Told of each manifest removed (memory forgets it). */
+  onManifestRemoved?(digest: string): void;
+}
+
+export interface EvictionReport {
+  /** Names of the records removed, least recently pulled first. */
+  images: string[];
+  manifests: number;
+  blobs: number;
+  bytes: number;
+  /** Fewer bytes than asked could be freed (everything left is pinned or in use). */
+  short: boolean;
+  ms: number;
+}
+
+/** Manifests read at once while planning a run. */
+const READ_CONCURRENCY = 16;
+
+interface Reach {
+  manifests: string[];
+  blobs: string[];
+}
+
+/** What each stored manifest reaches (itself, its platform manifests, their blobs), read once per run. */
+function reacher(store: Store) {
+  const memo = new Map<string, Promise<Reach>>();
+  const reach = (digest: string): Promise<Reach> => {
+    let p = memo.get(digest);
+    if (!p) {
+      p = (async () => {
+        const out: Reach = { manifests: [digest], blobs: [] };
+        const bytes = await store.readManifest(digest).catch(() => null);
+        if (!bytes) return out;
+        const c = childrenOf(bytes);
+        for (const b of c.blobs) out.blobs.push(b.digest);
+        for (const m of c.manifests) {
+          if (m.digest === digest) continue;
+          const child = await reach(m.digest);
+          out.manifests.push(...child.manifests);
+          out.blobs.push(...child.blobs);
+        }
+        return out;
+      })();
+      memo.set(digest, p);
+    }
+    return p;
+  };
+  return reach;
+}
+
+async function allRecords(store: Store): Promise<TagRecord[]> {
+  const out: TagRecord[] = [];
+  for await (const r of store.allTags()) out.push(r);
+  return out;
+}
+
+const keyOf = (kind: ContentKind, digest: string) => (kind === "blobs" ? `b ${digest}` : `m ${digest}`);
+
+export async function evictImages(store: Store, o: EvictOptions): Promise<EvictionReport> {
+  const t0 = performance.now();
+  const report: EvictionReport = { images: [], manifests: 0, blobs: 0, bytes: 0, short: false, ms: 0 };
+  const sizes = new Map<string, number>();
+  for (const kind of ["manifests", "blobs"] as ContentKind[]) {
+    for await (const c of store.listContentSizes(kind)) sizes.set(keyOf(kind, c.digest), c.size);
+  }
+  const records = await allRecords(store);
+  const reach = reacher(store);
+  const keysOf = async (r: TagRecord) => {
+    const x = await reach(r.digest);
+    return [...x.manifests.map((d) => keyOf("manifests", d)), ...x.blobs.map((d) => keyOf("blobs", d))];
+  };
+  // Manifests read a few at a time (an S3 store answers each in milliseconds, not microseconds).
+  await mapBounded([...new Set(records.map((r) => r.digest))], READ_CONCURRENCY, reach);
+  const busy = o.busy();
+  const users = new Map<string, number>();
+  const kept = new Set<string>();
+  const evictable: Array<{ r: TagRecord; keys: string[] }> = [];
+  for (const r of records) {
+    const keys = await keysOf(r);
+    for (const k of keys) users.set(k, (users.get(k) ?? 0) + 1);
+    if (o.pinned(r) || keys.some((k) => busy.has(k.slice(2)))) for (const k of keys) kept.add(k);
+    else evictable.push({ r, keys });
+  }
+
+  // Content nobody reaches, past its grace age, goes first: it serves no one.
+  const candidates = new Set<string>();
+  let freed = 0;
+  for (const [k, size] of sizes) {
+    if (users.has(k) || busy.has(k.slice(2))) continue;
+    const info = await store.contentInfo(k.startsWith("b") ? "blobs" : "manifests", k.slice(2)).catch(() => null);
+    if (!info || o.now - info.modified < o.orphanGraceMs) continue;
+    candidates.add(k);
+    freed += size;
+  }
+  // Then images, least recently pulled first.
+  evictable.sort((a, b) => (a.r.lastPulled < b.r.lastPulled ? -1 : a.r.lastPulled > b.r.lastPulled ? 1 : 0));
+  const going: TagRecord[] = [];
+  for (const { r, keys } of evictable) {
+    if (freed >= o.needBytes) break;
+    going.push(r);
+    for (const k of new Set(keys)) {
+      const left = users.get(k)! - 1;
+      users.set(k, left);
+      if (left === 0 && !kept.has(k)) {
+        candidates.add(k);
+        freed += sizes.get(k) ?? 0;
+      }
+    }
+  }
+  report.short = freed < o.needBytes;
+
+  for (const r of going) {
+    await store.removeTag(r.upstream, r.repository, r.tag);
+    o.onRecordRemoved?.(r);
+    report.images.push(recordName(r));
+  }
+  // What is needed now: records written meanwhile (a pull, another process) keep their content.
+  const needed = new Set<string>();
+  if (going.length) for (const r of await allRecords(store)) for (const k of await keysOf(r)) needed.add(k);
+  else for (const [k, n] of users) if (n > 0) needed.add(k);
+  const busyNow = o.busy();
+  for (const kind of ["manifests", "blobs"] as ContentKind[]) {
+    for (const k of candidates) {
+      if (!k.startsWith(kind === "blobs" ? "b" : "m") || needed.has(k) || busyNow.has(k.slice(2))) continue;
+      const digest = k.slice(2);
+      await store.removeContent(kind, digest);
+      if (kind === "manifests") o.onManifestRemoved?.(digest);
+      report[kind]++;
+      report.bytes += sizes.get(k) ?? 0;
+    }
+  }
+  report.ms = Math.round(performance.now() - t0);
+  return report;
+}
