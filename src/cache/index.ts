@@ -135,8 +135,10 @@ export function createCache(opts: CacheOptions & {
       const ready = usage.load().then(reconcile);
       const walks = setInterval(() => void reconcile(), RECONCILE_EVERY_MS);
       let savedAt = -1;
-      const checks = setInterval(() => {
-        quota.check();
+      const checks = setInterval(async () => {
+        // Another process's load, prune or verify wrote its figures: walk now rather than in 10 minutes.
+        if (await usage.changedElsewhere().catch(() => false)) await reconcile();
+        else quota.check();
         if (savedAt !== usage.figures.bytes) (savedAt = usage.figures.bytes), void usage.save().catch(() => {});
       }, CHECK_EVERY_MS);
       walks.unref?.();

@@ -3,6 +3,7 @@
 // may come in), a snapshot (`state/usage.json`) gives the figures at start, and a walk in the
 // background (at start, then now and then, and by `verify`) replaces them with the truth, which
 // also covers what other processes (load, prune, a replica) and a kill -9 changed.
+import { processOwner } from "./owner.ts";
 import { StoreError, type BlobWriter, type ContentKind, type Store, type StoreStats } from "./types.ts";
 
 const SNAPSHOT = "usage.json";
@@ -35,18 +36,30 @@ export interface Usage {
   reconcile(): Promise<{ before: StoreStats; after: StoreStats } | null>;
   /** Writes the snapshot (done by reconcile, and by callers now and then and at exit). */
   save(): Promise<void>;
+  /**
+   * Whether another process (load, prune, verify, a replica) wrote the snapshot since this one
+   * last read or wrote it: its changes are then worth a walk. One small read.
+   */
+  changedElsewhere(): Promise<boolean>;
 }
 
 /** Counts the store's content by walking it: sizes from the listing, records counted by their keys (none is read). */
 export const walkStore = (store: Store): Promise<StoreStats> => store.stats();
 
-function parseSnapshot(bytes: Uint8Array | null): StoreStats | null {
+interface Snapshot extends StoreStats {
+  owner: string;
+  saved: string;
+}
+
+function parseSnapshot(bytes: Uint8Array | null): Snapshot | null {
   if (!bytes) return null;
   try {
     const v = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+    const owner = typeof v.owner === "string" ? v.owner : "";
+    const saved = typeof v.saved === "string" ? v.saved : "";
     const n = (k: string) => (typeof v[k] === "number" && Number.isSafeInteger(v[k]) && (v[k] as number) >= 0 ? (v[k] as number) : null);
     const [bytesN, blobs, manifests, tags] = [n("bytes"), n("blobs"), n("manifests"), n("tags")];
-    return bytesN === null || blobs === null || manifests === null || tags === null ? null : { bytes: bytesN, blobs, manifests, tags };
+    return bytesN === null || blobs === null || manifests === null || tags === null ? null : { bytes: bytesN, blobs, manifests, tags, owner, saved };
   } catch {
     return null;
   }
@@ -55,6 +68,9 @@ function parseSnapshot(bytes: Uint8Array | null): StoreStats | null {
 export function createUsage(inner: Store, opts: UsageOptions = {}): Usage {
   const figures: StoreStats = { blobs: 0, manifests: 0, bytes: 0, tags: 0 };
   let exact = false;
+  /** The snapshot as this process last read or wrote it: another one's is news. */
+  let seen = "";
+  const stamp = (s: Pick<Snapshot, "owner" | "saved">) => `${s.owner} ${s.saved}`;
   /** Changes counted by this process; a walk is taken only when this did not move while it ran. */
   let changes = 0;
   const adjust = (kind: ContentKind | "tags", n: number, bytes = 0) => {
@@ -123,8 +139,10 @@ export function createUsage(inner: Store, opts: UsageOptions = {}): Usage {
     },
     async load() {
       const snap = parseSnapshot(await inner.readState(SNAPSHOT).catch(() => null));
+      if (snap) seen = stamp(snap);
       if (snap && !exact) {
-        Object.assign(figures, snap);
+        const { bytes, blobs, manifests, tags } = snap;
+        Object.assign(figures, { bytes, blobs, manifests, tags });
         opts.changed?.(figures);
       }
     },
@@ -143,7 +161,15 @@ export function createUsage(inner: Store, opts: UsageOptions = {}): Usage {
       return null;
     },
     async save() {
-      await inner.writeState(SNAPSHOT, new TextEncoder().encode(`${JSON.stringify({ ...figures, saved: new Date().toISOString() })}\n`));
+      const snap: Snapshot = { ...figures, owner: processOwner(), saved: new Date().toISOString() };
+      await inner.writeState(SNAPSHOT, new TextEncoder().encode(`${JSON.stringify(snap)}\n`));
+      seen = stamp(snap);
+    },
+    async changedElsewhere() {
+      const snap = parseSnapshot(await inner.readState(SNAPSHOT).catch(() => null));
+      if (!snap || stamp(snap) === seen) return false;
+      seen = stamp(snap);
+      return snap.owner !== processOwner();
     },
   };
   return usage;

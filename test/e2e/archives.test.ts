@@ -187,6 +187,6 @@ describe("a directory that changes", () => {
     expect(r.stderr).toContain(`skipped archive ${at("library/cut.oci")}: is not a readable tar: truncated`);
     expect(r.stderr).toContain(`skipped archive ${at("library/gz.oci")}: is gzip-compressed`);
     const table = await run([BINARY, "list", "--image-path", join(work, "store"), "--archives", dir]);
-    expect(table.stdout.split("\n")[0]).toMatch(/^IMAGE\s+TAG\s+DIGEST\s+SIZE\s+LAST PULLED\s+ARCHIVE$/);
+    expect(table.stdout.split("\n")[0]).toMatch(/^IMAGE\s+TAG\s+DIGEST\s+SIZE\s+LAST PULLED\s+PINNED\s+ARCHIVE$/);
   });
 });

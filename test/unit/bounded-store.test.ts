@@ -168,6 +168,11 @@ describe("accounting", () => {
     expect(again.cache.usage.exact).toBe(false);
     expect((await again.cache.usage.reconcile())?.after).toEqual(walked);
     expect(again.cache.usage.exact).toBe(true);
+    // Its own snapshot is no news to it; another process's is (a load or prune beside a serve).
+    expect(await again.cache.usage.changedElsewhere()).toBe(false);
+    await r.store.writeState("usage.json", new TextEncoder().encode(JSON.stringify({ ...walked, owner: "other-1-2", saved: new Date().toISOString() })));
+    expect(await again.cache.usage.changedElsewhere()).toBe(true);
+    expect(await again.cache.usage.changedElsewhere()).toBe(false);
   });
 });
 

@@ -7,6 +7,7 @@ import { pullImages } from "../../cache/pull-images.ts";
 import { readImageList } from "../../config/image-list.ts";
 import { ConfigError } from "../../config/error.ts";
 import { createRuntime, openStore } from "../../server/runtime.ts";
+import { createUsage } from "../../store/usage.ts";
 import { command, UsageError } from "../command.ts";
 import { createProgressLine, formatBytes } from "../progress.ts";
 
@@ -48,6 +49,8 @@ export default command({
       await store.init();
       const r = await importArchive(store, args.archive);
       log.info(`merged ${args.archive}: ${r.blobs} blobs and ${r.manifests} manifests added (${r.skipped} already present), ${r.tags} tag records`);
+      // The store's size snapshot, walked again: a serve on the same store sees it within 30 s.
+      await createUsage(store).reconcile().catch(() => null);
       return;
     }
     const platforms = platformChoice(allValues(rawArgs, "--platform"), !!args["all-platforms"]);
@@ -71,7 +74,8 @@ export default command({
     });
     progress.stop();
     await cache.flush();
-    await cache.usage.save().catch(() => {});
+    // The store's size snapshot, walked again: a serve on the same store sees it within 30 s.
+    await cache.usage.reconcile().catch(() => null);
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     log.info(`loaded ${outcome.pulled.length} of ${outcome.pulled.length + outcome.failed.length} images, ${formatBytes(outcome.bytes)} downloaded in ${secs} s`);
     if (outcome.failed.length) {

@@ -4,6 +4,7 @@ import { parseDuration } from "../../config/duration.ts";
 import { ConfigError } from "../../config/error.ts";
 import { compilePattern } from "../../config/values.ts";
 import { openStore } from "../../server/runtime.ts";
+import { createUsage } from "../../store/usage.ts";
 import { command } from "../command.ts";
 import { formatBytes } from "../progress.ts";
 
@@ -22,6 +23,8 @@ export default command({
     const store = openStore(cfg);
     await store.init();
     const r = await pruneStore(store, { olderThanMs, by: args.by as "lastPulled" | "created", pattern, dryRun: !!args["dry-run"] });
+    // The store's size snapshot, walked again: a serve on the same store sees it within 30 s.
+    if (!r.dryRun && (r.images.length || r.bytes)) await createUsage(store).reconcile().catch(() => null);
     const verb = r.dryRun ? "would remove" : "removed";
     for (const i of r.images) console.log(`${verb} ${i}`);
     for (const s of r.skipped) process.stderr.write(`skipped ${s}\n`);
