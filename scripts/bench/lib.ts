@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { startCache, type RunningCache } from "../../test/helpers/binary.ts";
+import { BINARY, startCache, type RunningCache } from "../../test/helpers/binary.ts";
 import { stopProcess, track, waitFor } from "../../test/helpers/procs.ts";
 
 // ---------------------------------------------------------------- scopes and cleanup
@@ -100,6 +100,44 @@ export async function startBenchCache(s: Scope, opts: { upstreams: string[]; sto
   const c = await startCache(["--config-file", cfg, "--image-path", store]);
   s.add(() => c.stop());
   return { ...c, store };
+}
+
+/** A `serve` spawned (not yet ready) by `spawnServe`; its log goes to a file. */
+export interface SpawnedServe {
+  proc: Subprocess;
+  log: string;
+  url: string;
+  /** Seconds since `since` (a `performance.now()`) when `/readyz` first answered 200. */
+  ready(since: number, timeoutMs?: number): Promise<number>;
+  /** Everything logged so far. */
+  output(): string;
+}
+
+let spawned = 0;
+
+/**
+ * `ociregistry [global...] serve` on a free port of 127.0.0.1, stopped when the scope closes. The
+ * log goes to a file in `dir`: an unread pipe could fill up and stall the cache, and a pipe the
+ * benchmark pumps would cost CPU while it measures.
+ */
+export async function spawnServe(s: Scope, dir: string, globals: string[]): Promise<SpawnedServe> {
+  const port = await freePort();
+  const log = join(dir, `serve-${spawned++}.log`);
+  const proc = track(Bun.spawn([BINARY, ...globals, "serve", "--host", "127.0.0.1", "--port", String(port)], { stdout: "ignore", stderr: Bun.file(log) }));
+  s.add(() => stopProcess(proc));
+  const url = `http://127.0.0.1:${port}`;
+  const output = () => readFileSync(log, "utf8");
+  return {
+    proc, log, url, output,
+    async ready(since, timeoutMs = 30_000) {
+      for (;;) {
+        if ((await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200) return (performance.now() - since) / 1000;
+        if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}: ${output()}`);
+        if (performance.now() - since > timeoutMs) throw new Error(`serve not ready after ${timeoutMs / 1000} s`);
+        await Bun.sleep(5);
+      }
+    },
+  };
 }
 
 /** Config for warm cases: plain-HTTP upstreams, tags trusted for an hour (no revalidation while measuring). */

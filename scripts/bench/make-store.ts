@@ -1,9 +1,12 @@
-// Writes a store of N tag records straight into the directory layout (no network, no fsync):
-// 100 tags per repository, pointing at a few hundred distinct small manifests, each with its own
-// config blob and two layers from a shared pool. Records are `checked` now (a cache with
-// `revalidateAfter: 1h` serves them without asking the upstream) and `lastPulled` 0–59 days ago,
-// so `prune --older-than 30d` has about half of them to remove.
-// Usage: bun scripts/bench/make-store.ts N DIR [--upstream 127.0.4.9]
+// Writes a store of N tag records straight into the directory layout (no network, no fsync), in
+// one of two shapes. `shared` (the default): 100 tags per repository pointing at a few hundred
+// distinct small manifests, each with its own config blob and two layers from a shared pool.
+// `distinct` (as in a real cache): every tag is its own image, with its own manifest, its own
+// config and one own small layer, plus one layer shared by each group of 20 images.
+// Records are `checked` now (a cache with `revalidateAfter: 1h` serves them without asking the
+// upstream) and `lastPulled` 0–59 days ago, so `prune --older-than 30d` has about half of them to
+// remove and a size-bounded store has an order to evict in.
+// Usage: bun scripts/bench/make-store.ts N DIR [--upstream 127.0.4.9] [--distinct]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -12,16 +15,25 @@ import { serializeTagRecord } from "../../src/store/record.ts";
 import type { TagRecord } from "../../src/store/types.ts";
 
 export const TAGS_PER_REPO = 100;
+/** Images of a distinct store that share one layer (consecutive tags: a repository's images share a base). */
+export const GROUP = 20;
 const MANIFESTS = 300;
 const LAYERS = 200;
 const DAY = 86_400_000;
+const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+const CONFIG = "application/vnd.oci.image.config.v1+json";
+
+export type StoreShape = "shared" | "distinct";
 
 export interface MadeStore {
   dir: string;
   upstream: string;
+  shape: StoreShape;
   tags: number;
   manifests: number;
   blobs: number;
+  /** Bytes of every blob and manifest written (what a size-bounded store counts). */
+  bytes: number;
 }
 
 /** `bench/r00042` and `t00007` for record i. */
@@ -32,31 +44,102 @@ export function tagOf(i: number): { repository: string; tag: string } {
   };
 }
 
-export function makeStore(n: number, dir: string, upstream = "127.0.4.9"): MadeStore {
-  for (const d of ["blobs/sha256", "manifests/sha256", "repositories", "tmp"]) mkdirSync(join(dir, d), { recursive: true });
-  const writeContent = (kind: "blobs" | "manifests", bytes: Uint8Array) => {
+/** A wrk script asking for a random tag of the first n records (seeded: every run asks the same order). */
+export function randomTagsScript(n: number, upstream: string, accept: string): string {
+  return `math.randomseed(1)
+wrk.headers["Accept"] = "${accept}"
+request = function()
+  local i = math.random(0, ${n - 1})
+  return wrk.format(nil, string.format("/v2/${upstream}/bench/r%05d/manifests/t%05d", math.floor(i / ${TAGS_PER_REPO}), i % ${TAGS_PER_REPO}))
+end
+`;
+}
+
+/** When record i was last pulled: 0–59 days ago (i modulo 60), a minute earlier than that. */
+export function lastPulledOf(i: number, now: number): number {
+  return now - (i % 60) * DAY - 60_000;
+}
+
+interface Described {
+  digest: string;
+  size: number;
+}
+
+/** Content-addressed writes, counted: no fsync (a benchmark store, made again on every run). */
+class Writer {
+  bytes = 0;
+  blobs = 0;
+  manifests = 0;
+  constructor(readonly dir: string) {
+    for (const d of ["blobs/sha256", "manifests/sha256", "repositories", "tmp"]) mkdirSync(join(dir, d), { recursive: true });
+  }
+  content(kind: "blobs" | "manifests", bytes: Uint8Array): Described {
     const digest = digestOf(bytes);
-    writeFileSync(join(dir, kind, "sha256", digest.slice(7)), bytes);
-    return digest;
-  };
-  const layers = Array.from({ length: LAYERS }, (_, i) => {
-    const bytes = new Uint8Array(randomBytes(1024 + (i % 8) * 1024));
-    return { digest: writeContent("blobs", bytes), size: bytes.byteLength };
-  });
-  const enc = new TextEncoder();
-  const manifests = Array.from({ length: MANIFESTS }, (_, i) => {
-    const config = enc.encode(JSON.stringify({
+    writeFileSync(join(this.dir, kind, "sha256", digest.slice(7)), bytes);
+    this.bytes += bytes.byteLength;
+    this[kind]++;
+    return { digest, size: bytes.byteLength };
+  }
+}
+
+const enc = new TextEncoder();
+
+function manifestBytes(config: Described, layers: Described[], layerType: string): Uint8Array {
+  return enc.encode(JSON.stringify({
+    schemaVersion: 2, mediaType: MANIFEST,
+    config: { mediaType: CONFIG, digest: config.digest, size: config.size },
+    layers: layers.map((x) => ({ mediaType: layerType, digest: x.digest, size: x.size })),
+  }));
+}
+
+/** The 300 manifests every record of a shared store points at (i modulo 300). */
+function sharedManifests(w: Writer): Described[] {
+  const layers = Array.from({ length: LAYERS }, (_, i) => w.content("blobs", new Uint8Array(randomBytes(1024 + (i % 8) * 1024))));
+  return Array.from({ length: MANIFESTS }, (_, i) => {
+    const config = w.content("blobs", enc.encode(JSON.stringify({
       architecture: "amd64", os: "linux", config: { Env: [`N=${i}`] },
       rootfs: { type: "layers", diff_ids: [digestOf(enc.encode(`a${i}`)), digestOf(enc.encode(`b${i}`))] },
-    }));
+    })));
     const l = [layers[i % LAYERS]!, layers[(i * 7 + 3) % LAYERS]!];
-    const bytes = enc.encode(JSON.stringify({
-      schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: writeContent("blobs", config), size: config.byteLength },
-      layers: l.map((x) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: x.digest, size: x.size })),
-    }));
-    return { digest: writeContent("manifests", bytes), size: bytes.byteLength };
+    return w.content("manifests", manifestBytes(config, l, "application/vnd.oci.image.layer.v1.tar+gzip"));
   });
+}
+
+/**
+ * Image i of a distinct store: its own layer (1–4 KiB), the layer of its group (8–20 KiB), its
+ * own config and manifest. Layers are written uncompressed (`.tar`) so a config's diff_ids are
+ * the layers' own digests. Contents come from one random pool with the image's name in front:
+ * unique per image without generating random bytes for each.
+ */
+function distinctImages(w: Writer) {
+  const pool = new Uint8Array(randomBytes(32 * 1024));
+  const piece = (label: string, size: number) => {
+    const head = enc.encode(`${label}\n`);
+    const bytes = new Uint8Array(size);
+    bytes.set(head);
+    bytes.set(pool.subarray(0, size - head.byteLength), head.byteLength);
+    return bytes;
+  };
+  let shared: Described | undefined;
+  return (i: number): Described => {
+    if (i % GROUP === 0) shared = w.content("blobs", piece(`group ${i / GROUP}`, 8192 + ((i / GROUP) % 4) * 4096));
+    const own = w.content("blobs", piece(`image ${i}`, 1024 + (i % 4) * 1024));
+    const config = w.content("blobs", enc.encode(JSON.stringify({
+      architecture: "amd64", os: "linux", config: { Env: [`N=${i}`] },
+      rootfs: { type: "layers", diff_ids: [shared!.digest, own.digest] },
+    })));
+    return w.content("manifests", manifestBytes(config, [shared!, own], "application/vnd.oci.image.layer.v1.tar"));
+  };
+}
+
+export function makeStore(n: number, dir: string, upstream = "127.0.4.9", shape: StoreShape = "shared"): MadeStore {
+  const w = new Writer(dir);
+  let manifestOf: (i: number) => Described;
+  if (shape === "distinct") manifestOf = distinctImages(w);
+  else {
+    const manifests = sharedManifests(w);
+    manifestOf = (i) => manifests[i % MANIFESTS]!;
+  }
   const now = Date.now();
   const checked = new Date(now).toISOString();
   const created = new Date(now - 60 * DAY).toISOString();
@@ -67,24 +150,24 @@ export function makeStore(n: number, dir: string, upstream = "127.0.4.9"): MadeS
       repoDir = join(dir, "repositories", upstream, repository, "_tags");
       mkdirSync(repoDir, { recursive: true });
     }
-    const m = manifests[i % MANIFESTS]!;
+    const m = manifestOf(i);
     const rec: TagRecord = {
-      upstream, repository, tag, digest: m.digest, mediaType: "application/vnd.oci.image.manifest.v1+json", size: m.size,
-      created, lastPulled: new Date(now - (i % 60) * DAY - 60_000).toISOString(), checked,
+      upstream, repository, tag, digest: m.digest, mediaType: MANIFEST, size: m.size,
+      created, lastPulled: new Date(lastPulledOf(i, now)).toISOString(), checked,
     };
     writeFileSync(join(repoDir, `${tag}.json`), serializeTagRecord(rec));
   }
-  return { dir, upstream, tags: n, manifests: MANIFESTS, blobs: MANIFESTS + LAYERS };
+  return { dir, upstream, shape, tags: n, manifests: w.manifests, blobs: w.blobs, bytes: w.bytes };
 }
 
 if (import.meta.main) {
   const [n, dir] = [Number(process.argv[2]), process.argv[3]];
   const i = process.argv.indexOf("--upstream");
   if (!Number.isInteger(n) || n < 1 || !dir) {
-    console.error("usage: bun scripts/bench/make-store.ts N DIR [--upstream HOST]");
+    console.error("usage: bun scripts/bench/make-store.ts N DIR [--upstream HOST] [--distinct]");
     process.exit(2);
   }
   const t0 = performance.now();
-  const s = makeStore(n, dir, i > 0 ? process.argv[i + 1] : undefined);
-  console.log(`${s.tags} tag records, ${s.manifests} manifests, ${s.blobs} blobs in ${s.dir} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  const s = makeStore(n, dir, i > 0 ? process.argv[i + 1] : undefined, process.argv.includes("--distinct") ? "distinct" : "shared");
+  console.log(`${s.tags} tag records (${s.shape}), ${s.manifests} manifests, ${s.blobs} blobs, ${s.bytes} bytes in ${s.dir} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 }

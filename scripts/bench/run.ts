@@ -15,6 +15,7 @@ import { warmManifest } from "./cases/warm-manifest.ts";
 import { coldPull } from "./cases/cold-pull.ts";
 import { coldHerd } from "./cases/cold-herd.ts";
 import { storeScale } from "./cases/store-scale.ts";
+import { eviction } from "./cases/eviction.ts";
 import { load } from "./cases/load.ts";
 import { soak } from "./cases/soak.ts";
 
@@ -33,6 +34,7 @@ const CASES: Array<[string, (ctx: Ctx) => Promise<Row[]>]> = [
   ["cold-pull", coldPull],
   ["cold-herd", coldHerd],
   ["store-scale", storeScale],
+  ["eviction", eviction],
   ["load", load],
   ["soak", soak],
 ];

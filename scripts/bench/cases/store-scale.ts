@@ -1,14 +1,13 @@
 // The store's size against start-up, memory, `list`, `prune --dry-run` and warm request cost:
 // stores of 1,000 / 10,000 / 100,000 tag records made by make-store.ts, each served by the
 // compiled cache. Idle RSS is compared with distribution idle (it keeps no per-tag state).
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { BINARY } from "../../../test/helpers/binary.ts";
-import { stopProcess, track } from "../../../test/helpers/procs.ts";
+import { stopProcess } from "../../../test/helpers/procs.ts";
 import { makeImage, pushImage } from "../../../test/helpers/images.ts";
-import { cacheConfig, freePort, hyperfine, median, memory, Scope, startRegistry, wrk } from "../lib.ts";
-import { makeStore, tagOf, TAGS_PER_REPO } from "../make-store.ts";
+import { cacheConfig, hyperfine, median, memory, Scope, spawnServe, startRegistry, wrk } from "../lib.ts";
+import { makeStore, randomTagsScript, tagOf } from "../make-store.ts";
 import { ceiling, type Ctx, type Row } from "../report.ts";
 
 const FAKE_UP = "127.0.4.9"; // named in the records; nothing listens there, nothing is asked
@@ -47,30 +46,14 @@ export async function storeScale(ctx: Ctx): Promise<Row[]> {
 
         const cfg = join(dir, "config.yml");
         writeFileSync(cfg, cacheConfig([FAKE_UP]));
-        let spawned = 0;
-        const spawn = async () => {
-          const port = await freePort();
-          // The log goes to a file: an unread pipe could fill up and stall the cache.
-          const log = join(dir, `serve-${spawned++}.log`);
-          const proc = track(Bun.spawn([BINARY, "--config-file", cfg, "--image-path", store, "serve", "--host", "127.0.0.1", "--port", String(port)], { stdout: "ignore", stderr: Bun.file(log) }));
-          ss.add(() => stopProcess(proc));
-          return { proc, log, url: `http://127.0.0.1:${port}` };
-        };
-        const ready = async (p: { proc: Subprocess; log: string; url: string }, t0: number) => {
-          for (;;) {
-            if ((await fetch(`${p.url}/readyz`).then((r) => r.status, () => 0)) === 200) return (performance.now() - t0) / 1000;
-            if (p.proc.exitCode !== null) throw new Error(`serve exited ${p.proc.exitCode}: ${readFileSync(p.log, "utf8")}`);
-            if (performance.now() - t0 > 30_000) throw new Error("serve not ready after 30 s");
-            await Bun.sleep(5);
-          }
-        };
+        const spawn = () => spawnServe(ss, dir, ["--config-file", cfg, "--image-path", store]);
         ctx.log(`${n.toLocaleString("en-US")} tags: start-up to ready, ${runs} time(s)`);
         const startups: number[] = [];
         let rssStart = 0;
         for (let r = 0; r < runs; r++) {
           const t = performance.now();
           const p = await spawn();
-          startups.push(await ready(p, t));
+          startups.push(await p.ready(t));
           await Bun.sleep(settle);
           rssStart = Math.max(rssStart, memory(p.proc.pid).rss);
           await stopProcess(p.proc);
@@ -79,7 +62,7 @@ export async function storeScale(ctx: Ctx): Promise<Row[]> {
         ctx.log(`${n.toLocaleString("en-US")} tags: every tag pulled once, then idle RSS and warm latency`);
         const t1 = performance.now();
         const p = await spawn();
-        await ready(p, t1);
+        await p.ready(t1);
         let next = 0;
         await Promise.all(Array.from({ length: 64 }, async () => {
           while (next < n) {
@@ -93,13 +76,7 @@ export async function storeScale(ctx: Ctx): Promise<Row[]> {
         await Bun.sleep(settle);
         const rssPulled = memory(p.proc.pid).rss;
         const script = join(dir, "tags.lua");
-        writeFileSync(script, `math.randomseed(1)
-wrk.headers["Accept"] = "${ACCEPT}"
-request = function()
-  local i = math.random(0, ${n - 1})
-  return wrk.format(nil, string.format("/v2/${FAKE_UP}/bench/r%05d/manifests/t%05d", math.floor(i / ${TAGS_PER_REPO}), i % ${TAGS_PER_REPO}))
-end
-`);
+        writeFileSync(script, randomTagsScript(n, FAKE_UP, ACCEPT));
         if (ctx.warmup) await wrk(p.url, { connections: 64, seconds: ctx.warmup, script });
         const w = await wrk(p.url, { connections: 64, seconds: ctx.seconds, script, latency: true });
         await stopProcess(p.proc);
