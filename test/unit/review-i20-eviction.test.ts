@@ -86,7 +86,7 @@ test.failing("blobs fetched without a manifest (young orphans) cannot push out e
   expect(await r.cache.store.statBlob(images[8]!.blobs[1]!.digest)).not.toBeNull();
 });
 
-test.failing("an image pulled by digest after its tag was evicted gets a record of its own (it is not an orphan evicted first)", async () => {
+test("an image pulled by digest after its tag was evicted gets a record of its own (it is not an orphan evicted first)", async () => {
   const { r, pull, names } = await setup();
   await pull(0);
   for (let i = 1; i < 5; i++) await pull(i);
@@ -129,7 +129,7 @@ test.failing("a record written while a run removes content never points at a rem
   expect(await inner.readManifest(v2!.digest)).not.toBeNull();
 });
 
-test.failing("pinning a tag while its moved manifest is being fetched keeps the pin", async () => {
+test("pinning a tag while its moved manifest is being fetched keeps the pin", async () => {
   const { r, pull } = await setup({ revalidateAfterMs: 1000 });
   await pull(0);
   // The tag moves upstream; the next pull revalidates and fetches the new manifest, slowly.
@@ -172,7 +172,7 @@ test.failing("with a wildcard pin (docker.io/library/*:*, as documented), client
   expect(await r.cache.store.statBlob(images[8]!.blobs[1]!.digest)).not.toBeNull();
 });
 
-test.failing("an image pattern does not backtrack for long on a client-chosen name", () => {
+test("an image pattern does not backtrack for long on a client-chosen name", () => {
   // An operator pattern with a few `**` and a repository name a client chose (at most 255 characters).
   const re = imagePattern("up.test/**a**a**a**:v1");
   const name = `up.test/${"a".repeat(250)}:v2`;
