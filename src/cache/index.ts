@@ -82,10 +82,11 @@ export function createCache(opts: CacheOptions & {
   const now = opts.now ?? Date.now;
   const usage = createUsage(opts.store, { admit: (bytes, kind) => quota.admit(bytes, kind), changed: opts.onUsage });
   const pins = opts.pinned ?? [];
+  const isPinned = (r: TagRecord) => r.pinned === true || matchesAny(pins, recordName(r));
   const quota: Quota = createQuota({
     bounds: opts.bounds ?? {}, usage, store: opts.store, log: opts.log, now,
     evict: {
-      pinned: (r) => r.pinned === true || matchesAny(pins, recordName(r)),
+      pinned: (r) => isPinned(r),
       busy: () => stored.blobs.downloading(),
       onRecordRemoved: (r) => forgetRecord(r),
       onManifestRemoved: (d) => ctx.memory.delete(d),
@@ -158,7 +159,7 @@ export function createCache(opts: CacheOptions & {
     },
     async prune(opts: PruneOptions) {
       await ctx.records.flush();
-      return pruneStore(usage.store, opts, (r) => {
+      return pruneStore(usage.store, { pinned: isPinned, ...opts }, (r) => {
         if (!opts.dryRun) forgetRecord(r);
       });
     },

@@ -12,8 +12,10 @@ export interface PruneOptions {
   olderThanMs: number;
   by: "lastPulled" | "created";
   pattern?: RegExp;
-  /** Only records this accepts (e.g. one image for the admin API's DELETE). */
+  /** Only records this accepts (e.g. one image for the admin API's DELETE); pinned images too then. */
   select?: (r: TagRecord) => boolean;
+  /** Images pinned by the config's patterns (records pinned themselves are known without it): kept unless `select` names them. */
+  pinned?: (r: TagRecord) => boolean;
   dryRun: boolean;
   /** At most this many images per run (all when undefined). */
   limit?: number;
@@ -62,6 +64,8 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
     const when = Date.parse(opts.by === "created" ? r.created : r.lastPulled);
     const old = !Number.isNaN(when) && now - when > opts.olderThanMs;
     if (!old || (opts.pattern && !opts.pattern.test(recordName(r))) || (opts.select && !opts.select(r))) continue;
+    // Pins outlive age: the air-gap set loaded with --pin is kept however long nobody pulls it.
+    if (!opts.select && (r.pinned || opts.pinned?.(r))) continue;
     if (opts.limit === undefined || remove.length < opts.limit) remove.push(r);
   }
   if (attached.length) {

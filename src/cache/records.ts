@@ -3,6 +3,8 @@
 // flush that merges them with the records on disk, and pins for images pulled by digest.
 import pLimit from "p-limit";
 import { BoundedMap } from "../lib/bounded-map.ts";
+import { isDigest } from "../oci/digest.ts";
+import { detectMediaType, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
@@ -144,7 +146,17 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
 
     async setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean> {
       await book.flush();
-      const disk = await store.readTag(target.upstream, target.repository, tag);
+      let disk = await store.readTag(target.upstream, target.repository, tag);
+      // A stored manifest pinned by digest that a tag covers has no record of its own: it gets one.
+      if (!disk && pinned && isDigest(tag)) {
+        const bytes = await store.readManifest(tag);
+        const shape = bytes && parseManifest(bytes);
+        const mediaType = shape && detectMediaType(shape);
+        if (bytes && mediaType) {
+          await book.record(target, tag, { digest: tag, mediaType, bytes }, null);
+          disk = await store.readTag(target.upstream, target.repository, tag);
+        }
+      }
       if (!disk) return false;
       const rec: TagRecord = { ...disk };
       if (pinned) rec.pinned = true;

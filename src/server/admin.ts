@@ -2,7 +2,7 @@
 // `Authorization: Bearer <token>`, compared in constant time (downstream basic auth does not
 // count); wrong tokens are throttled per client address like failed logins (429 with Retry-After).
 // Images, prune, load jobs and the status figures the status page shows.
-import type { ImagePattern } from "../oci/pattern.ts";
+import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { timingSafeEqual } from "node:crypto";
 import type { Archives } from "../archives/source.ts";
 import type { Cache, PlatformChoice } from "../cache/index.ts";
@@ -190,6 +190,9 @@ export function createAdmin(opts: AdminOptions) {
     if (pin && (m === "PUT" || m === "DELETE")) {
       const ref = imageRef(pin[1]!);
       const name = recordName({ upstream: ref.upstream, repository: ref.repository, tag: ref.reference! });
+      if (m === "DELETE" && opts.pinned && matchesAny(opts.pinned, name)) {
+        return problem(409, `${name} is pinned by the config's pinned patterns: remove the pattern (and reload) to unpin it`);
+      }
       const found = await opts.cache.setPinned({ upstream: ref.upstream, repository: ref.repository }, ref.reference!, m === "PUT");
       return found ? json({ image: name, pinned: m === "PUT" }) : problem(404, `${name} is not in the store`);
     }

@@ -96,6 +96,29 @@ describe("eviction by maxSize", () => {
   });
 });
 
+describe("pins and prune", () => {
+  test("prune by age keeps pinned images (record or pattern) unless it is asked for them by name", async () => {
+    const { r, pull, stored } = await setup({ pinned: [imagePattern("up.test/app0")] });
+    for (let i = 0; i < 3; i++) await pull(i);
+    await r.cache.setPinned({ upstream: "up.test", repository: "app1" }, "v1", true);
+    r.clock.advance(100 * 86_400_000);
+    const rep = await r.cache.prune({ olderThanMs: 86_400_000, by: "lastPulled", dryRun: false, now: r.clock.now() });
+    expect(rep.images).toEqual(["up.test/app2:v1"]);
+    expect(await stored()).toEqual(["app0", "app1"]);
+    const named = await r.cache.prune({ olderThanMs: -1, by: "lastPulled", select: (t) => t.repository === "app1", dryRun: false, now: r.clock.now() });
+    expect(named.images).toEqual(["up.test/app1:v1"]);
+  });
+
+  test("pinning a stored manifest by digest that a tag covers gives it a pinned record of its own", async () => {
+    const { r, pull } = await setup();
+    await pull(0);
+    expect(await r.cache.setPinned({ upstream: "up.test", repository: "app0" }, images[0]!.digest, true)).toBe(true);
+    const rec = await r.cache.store.readTag("up.test", "app0", images[0]!.digest);
+    expect(rec).toMatchObject({ digest: images[0]!.digest, pinned: true });
+    expect(await r.cache.setPinned({ upstream: "up.test", repository: "app0" }, `sha256:${"0".repeat(64)}`, true)).toBe(false);
+  });
+});
+
 describe("when nothing can be evicted", () => {
   test("cold pulls are passed through: right bytes, nothing stored, one warning, full reported", async () => {
     const max = Math.floor(imageBytes(images[0]!) * 2.5);

@@ -5,6 +5,8 @@ import { ConfigError } from "../../config/error.ts";
 import { compilePattern } from "../../config/values.ts";
 import { openStore } from "../../server/runtime.ts";
 import { createUsage } from "../../store/usage.ts";
+import { imagePattern, matchesAny } from "../../oci/pattern.ts";
+import { recordName } from "../../store/record.ts";
 import { command } from "../command.ts";
 import { formatBytes } from "../progress.ts";
 
@@ -22,7 +24,8 @@ export default command({
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
     const store = openStore(cfg);
     await store.init();
-    const r = await pruneStore(store, { olderThanMs, by: args.by as "lastPulled" | "created", pattern, dryRun: !!args["dry-run"] });
+    const pins = cfg.pinned.map(imagePattern);
+    const r = await pruneStore(store, { olderThanMs, by: args.by as "lastPulled" | "created", pattern, dryRun: !!args["dry-run"], pinned: (t) => matchesAny(pins, recordName(t)) });
     // The store's size snapshot, walked again: a serve on the same store sees it within 30 s.
     if (!r.dryRun && (r.images.length || r.bytes)) await createUsage(store).reconcile().catch(() => null);
     const verb = r.dryRun ? "would remove" : "removed";
