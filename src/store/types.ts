@@ -90,6 +90,11 @@ export interface DamagedRecord {
 export interface Store {
   /** Where the store is, for messages. */
   readonly location: string;
+  /**
+   * Replicas on other hosts may change the store at any time (S3): this process's counts miss
+   * their changes, and eviction coordinates through state files (cache/replicas.ts).
+   */
+  readonly shared: boolean;
   /** Prepares the store and removes leftovers of interrupted writes by processes that are gone; returns how many. */
   init(): Promise<number>;
   /** Throws unless the store can be read and written now (readiness). */
@@ -121,6 +126,12 @@ export interface Store {
   /** A small file of the store's own bookkeeping (`state/<name>`); null when absent. */
   readState(name: string): Promise<Uint8Array | null>;
   writeState(name: string, bytes: Uint8Array): Promise<void>;
+  /** Creates `state/<name>` only if it is absent, atomically against other processes and replicas: true when created, false when it existed. */
+  createState(name: string, bytes: Uint8Array): Promise<boolean>;
+  /** Removes `state/<name>`; removing what is absent is fine. */
+  removeState(name: string): Promise<void>;
+  /** Names of the files under `state/<dir>/` (no listing of anything else). */
+  listState(dir: string): AsyncIterable<string>;
   /** The filesystem the store lives on: its size and the bytes free to us; null for object storage. */
   space(): Promise<{ total: number; free: number } | null>;
 }
