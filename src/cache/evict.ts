@@ -14,8 +14,12 @@ export interface EvictOptions {
   needBytes: number;
   /** Records that never go (pinned by config or record). */
   pinned(r: TagRecord): boolean;
-  /** Digests being downloaded or otherwise in use now: records reaching them stay, and so do they. */
-  busy(): ReadonlySet<string>;
+  /**
+   * Digests being downloaded or otherwise in use now: records reaching them stay, and so do they.
+   * Asked at the start and again just before anything is removed (a promise on a shared store,
+   * whose other replicas' downloads are read from the store).
+   */
+  busy(): ReadonlySet<string> | Promise<ReadonlySet<string>>;
   now: number;
   /** Content no record reaches goes once it is this old (a pull in progress stores its manifest just before its record). */
   orphanGraceMs: number;
@@ -89,7 +93,7 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
     const x = await reach(r.digest);
     return [...x.manifests.map((d) => keyOf("manifests", d)), ...x.blobs.map((d) => keyOf("blobs", d))];
   };
-  const busy = o.busy();
+  const busy = await o.busy();
   const users = new Map<string, number>();
   const kept = new Set<string>();
   const evictable: Array<{ r: TagRecord; keys: string[] }> = [];
@@ -136,7 +140,7 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
   const needed = new Set<string>();
   if (going.length) for (const r of await allRecords(store)) for (const k of await keysOf(r)) needed.add(k);
   else for (const [k, n] of users) if (n > 0) needed.add(k);
-  const busyNow = o.busy();
+  const busyNow = await o.busy();
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {
     for (const k of candidates) {
       if (!k.startsWith(kind === "blobs" ? "b" : "m") || needed.has(k) || busyNow.has(k.slice(2))) continue;
