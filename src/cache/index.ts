@@ -68,6 +68,8 @@ const CHECK_EVERY_MS = 30_000;
 const SHARED_RECOUNT_MS = 30_000;
 /** … and whenever this replica has stored this share of maxSize since its last count. */
 const SHARED_RECOUNT_SHARE = 0.1;
+/** At stop, a running eviction gets this long to end (and release its lease) before the snapshot is saved. */
+const STOP_WAIT_MS = 10_000;
 
 /** Manifests kept in memory: a few thousand typical manifests, and RSS stays small. */
 const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
@@ -166,6 +168,7 @@ export function createCache(opts: CacheOptions & {
         clearInterval(walks);
         clearInterval(checks);
         clearInterval(recounts);
+        await Promise.race([quota.idle(), Bun.sleep(STOP_WAIT_MS)]);
         await unpublish?.();
         await ready.catch(() => {});
         await usage.save().catch(() => {});

@@ -56,6 +56,8 @@ export interface Quota {
   check(): void;
   /** Runs an eviction now (or joins the running one). */
   evict(extraBytes?: number): Promise<EvictionReport | null>;
+  /** Resolves when no eviction runs (at stop: a run ends and lets its lease go). */
+  idle(): Promise<void>;
   /** Told that something was served without being stored: warns at most once a minute. */
   passedThrough(what: string): void;
   status(): Promise<QuotaStatus>;
@@ -200,6 +202,9 @@ export function createQuota(o: QuotaOptions): Quota {
     evict(extra = 0) {
       running ??= run(extra).finally(() => (running = null));
       return running;
+    },
+    async idle() {
+      await running?.catch(() => {});
     },
     check() {
       if (!bounded || running || o.now() - lastShortAt < RETRY_SHORT_MS) return;
