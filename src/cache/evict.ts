@@ -15,8 +15,12 @@ export interface EvictOptions {
   needBytes: number;
   /** Records that never go (pinned by config or record). */
   pinned(r: TagRecord): boolean;
-  /** Digests being downloaded or otherwise in use now: records reaching them stay, and so do they. */
-  busy(): ReadonlySet<string>;
+  /**
+   * Digests being downloaded or otherwise in use now: records reaching them stay, and so do they.
+   * Asked at the start and again just before anything is removed (a promise on a shared store,
+   * whose other replicas' downloads are read from the store).
+   */
+  busy(): ReadonlySet<string> | Promise<ReadonlySet<string>>;
   now: number;
   /** Content no record reaches goes once it is this old (a pull in progress stores its manifest just before its record). */
   orphanGraceMs: number;
@@ -89,18 +93,18 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
   }
   const records = await allRecords(store);
   const reach = reacher(store);
-  const keysOf = async (r: TagRecord) => {
-    const x = await reach(r.digest);
+  const keysOf = async (digest: string) => {
+    const x = await reach(digest);
     return [...x.manifests.map((d) => keyOf("manifests", d)), ...x.blobs.map((d) => keyOf("blobs", d))];
   };
   // Manifests read a few at a time (an S3 store answers each in milliseconds, not microseconds).
   await mapBounded([...new Set(records.map((r) => r.digest))], READ_CONCURRENCY, reach);
-  const busy = o.busy();
+  const busy = await o.busy();
   const users = new Map<string, number>();
   const kept = new Set<string>();
   const evictable: Array<{ r: TagRecord; keys: string[] }> = [];
   for (const r of records) {
-    const keys = await keysOf(r);
+    const keys = await keysOf(r.digest);
     for (const k of keys) users.set(k, (users.get(k) ?? 0) + 1);
     if (o.pinned(r) || keys.some((k) => busy.has(k.slice(2)))) for (const k of keys) kept.add(k);
     else evictable.push({ r, keys });
@@ -140,14 +144,28 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
   }
   // What is needed now: records written meanwhile (a pull, another process) keep their content.
   const needed = new Set<string>();
-  if (going.length) for (const r of await allRecords(store)) for (const k of await keysOf(r)) needed.add(k);
+  if (going.length) for (const r of await allRecords(store)) for (const k of await keysOf(r.digest)) needed.add(k);
   else for (const [k, n] of users) if (n > 0) needed.add(k);
-  const busyNow = o.busy();
+  const busyNow = await o.busy();
+  // On a shared store another replica may pull an image again while this run removes it: its
+  // manifest is written anew (a newer modification time) before its record. Such a manifest stays,
+  // and so does what it reaches; one that comes back after its removal keeps its blobs too.
+  const runStart = Math.floor(Date.now() / 1000) * 1000; // S3 times have whole seconds
+  const keep = async (digest: string) => {
+    for (const k of await keysOf(digest)) needed.add(k);
+  };
+  const removedManifests: string[] = [];
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {
+    if (kind === "blobs" && store.shared) for (const d of removedManifests) if (await store.contentInfo("manifests", d)) await keep(d);
     for (const k of candidates) {
       if (!k.startsWith(kind === "blobs" ? "b" : "m") || needed.has(k) || busyNow.has(k.slice(2))) continue;
       const digest = k.slice(2);
+      if (kind === "manifests" && store.shared && ((await store.contentInfo(kind, digest))?.modified ?? 0) >= runStart) {
+        await keep(digest);
+        continue;
+      }
       await store.removeContent(kind, digest);
+      if (kind === "manifests") removedManifests.push(digest);
       if (kind === "manifests") o.onManifestRemoved?.(digest);
       report[kind]++;
       report.bytes += sizes.get(k) ?? 0;

@@ -16,6 +16,7 @@ import type { Target } from "../oci/reference.ts";
 import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { recordName } from "../store/record.ts";
 import { createReferrers, type Referrers } from "./referrers.ts";
+import { createReplicas } from "./replicas.ts";
 import { createTags, type Tags } from "./tags.ts";
 
 export type { BlobSource, Blobs } from "./blobs.ts";
@@ -63,6 +64,12 @@ export interface Cache {
 const ORPHAN_GRACE_MS = 10 * 60_000;
 const RECONCILE_EVERY_MS = 10 * 60_000;
 const CHECK_EVERY_MS = 30_000;
+/** A shared store (S3 replicas) is counted again this often: each replica's figures miss what the others store … */
+const SHARED_RECOUNT_MS = 30_000;
+/** … and whenever this replica has stored this share of maxSize since its last count. */
+const SHARED_RECOUNT_SHARE = 0.1;
+/** At stop, a running eviction gets this long to end (and release its lease) before the snapshot is saved. */
+const STOP_WAIT_MS = 10_000;
 
 /** Manifests kept in memory: a few thousand typical manifests, and RSS stays small. */
 const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
@@ -80,20 +87,31 @@ export function createCache(opts: CacheOptions & {
   const listedBudget = createByteBudget(MANIFEST_BUDGET_BYTES);
   const clientNamedBudget = createByteBudget(MANIFEST_BUDGET_BYTES / 2);
   const now = opts.now ?? Date.now;
-  const usage = createUsage(opts.store, { admit: (bytes, kind) => quota.admit(bytes, kind), changed: opts.onUsage });
+  const replicas = opts.store.shared ? createReplicas(opts.store, now, (m) => opts.log.warn(m)) : null;
+  const recount = () => usage.reconcile({ contentOnly: true });
+  const usage = createUsage(opts.store, {
+    admit: (bytes, kind) => quota.admit(bytes, kind),
+    changed(figures) {
+      opts.onUsage?.(figures);
+      const max = replicas && quota.snapshot().maxBytes;
+      if (max && usage.storedSinceWalk > max * SHARED_RECOUNT_SHARE) void recount().then(() => quota.check(), () => {});
+    },
+  });
   const pins = opts.pinned ?? [];
   const isPinned = (r: TagRecord) => r.pinned === true || matchesAny(pins, recordName(r));
   const quota: Quota = createQuota({
     bounds: opts.bounds ?? {}, usage, store: opts.store, log: opts.log, now,
     evict: {
       pinned: (r) => isPinned(r),
-      busy: () => stored.blobs.downloading(),
+      // On a shared store, what the other replicas are downloading too (their files in state/replicas/).
+      busy: replicas ? async () => new Set([...stored.blobs.downloading(), ...(await replicas.busyElsewhere())]) : () => stored.blobs.downloading(),
       onRecordRemoved: (r) => forgetRecord(r),
       onManifestRemoved: (d) => ctx.memory.delete(d),
       orphanGraceMs: ORPHAN_GRACE_MS,
     },
     beforeRun: () => ctx.records.flush(),
     observe: opts.observeQuota,
+    shared: replicas ? { lease: () => replicas.acquire(), waitFree: (ms) => replicas.waitFree(ms), recount } : undefined,
   });
   const ctx: CacheContext = {
     ...opts,
@@ -140,6 +158,10 @@ export function createCache(opts: CacheOptions & {
       };
       const ready = usage.load().then(reconcile);
       const walks = setInterval(() => void reconcile(), RECONCILE_EVERY_MS);
+      // Replicas on a shared store: counted more often, and downloads published for the others.
+      const recounts = replicas ? setInterval(() => void recount().then(() => quota.check(), () => {}), SHARED_RECOUNT_MS) : undefined;
+      recounts?.unref?.();
+      const unpublish = replicas?.publish(() => stored.blobs.downloading());
       let savedAt = -1;
       const checks = setInterval(async () => {
         // Another process's load, prune or verify wrote its figures: walk now rather than in 10 minutes.
@@ -153,6 +175,9 @@ export function createCache(opts: CacheOptions & {
         stopped = true;
         clearInterval(walks);
         clearInterval(checks);
+        clearInterval(recounts);
+        await Promise.race([quota.idle(), Bun.sleep(STOP_WAIT_MS)]);
+        await unpublish?.();
         await ready.catch(() => {});
         await usage.save().catch(() => {});
       };

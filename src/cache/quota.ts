@@ -2,6 +2,8 @@
 // fits, eviction runs (one at a time, off the request path) bring the store back under a low-water
 // mark, and when nothing can be evicted (everything left is pinned or in use, or the filesystem
 // itself is short) the cache says so and serves cold content without storing it (pass-through).
+// Replicas on one shared store (S3) run one eviction at a time among them, each counting the store
+// again before it evicts (its own figures miss what the others stored and evicted).
 import { StoreError, type ContentKind, type Store } from "../store/types.ts";
 import type { Usage } from "../store/usage.ts";
 import type { CacheLogger } from "./context.ts";
@@ -37,6 +39,9 @@ const FREE_TARGET = 1.1;
 const SPACE_TTL_MS = 1000;
 /** A run that could not free enough is not retried sooner than this (nothing to gain by spinning). */
 const RETRY_SHORT_MS = 5000;
+/** How long a replica waits for another's eviction run before it counts again (twice at most). */
+const LEASE_WAIT_MS = 15_000;
+const LEASE_TRIES = 2;
 /** The pass-through warning, at most once per this. */
 const WARN_EVERY_MS = 60_000;
 
@@ -51,6 +56,8 @@ export interface Quota {
   check(): void;
   /** Runs an eviction now (or joins the running one). */
   evict(extraBytes?: number): Promise<EvictionReport | null>;
+  /** Resolves when no eviction runs (at stop: a run ends and lets its lease go). */
+  idle(): Promise<void>;
   /** Told that something was served without being stored: warns at most once a minute. */
   passedThrough(what: string): void;
   status(): Promise<QuotaStatus>;
@@ -68,7 +75,18 @@ export interface QuotaOptions {
   evict: Pick<EvictOptions, "pinned" | "busy" | "onRecordRemoved" | "onManifestRemoved" | "orphanGraceMs">;
   /** Pending last-pulled times are written before a run, so it sees the real order. */
   beforeRun?: () => Promise<unknown>;
+  /** Replicas sharing the store: a run takes their lease (cache/replicas.ts) and counts the store first. */
+  shared?: SharedQuota;
   observe?: QuotaObserver;
+}
+
+export interface SharedQuota {
+  /** The eviction lease; null while another replica holds it. */
+  lease(): Promise<{ release(): Promise<void> } | null>;
+  /** Resolves once no other replica holds the lease (or after `ms`). */
+  waitFree(ms: number): Promise<void>;
+  /** Counts the store again (a walk). */
+  recount(): Promise<unknown>;
 }
 
 export function createQuota(o: QuotaOptions): Quota {
@@ -84,6 +102,8 @@ export function createQuota(o: QuotaOptions): Quota {
   let running: Promise<EvictionReport | null> | null = null;
   let lastShortAt = -Infinity;
   let warnedAt = -Infinity;
+  /** The last run was left to another replica (it held the lease): the store is not known to be full. */
+  let leftToReplica = false;
 
   async function readSpace() {
     if (o.now() - spaceAt < SPACE_TTL_MS) return;
@@ -116,13 +136,53 @@ export function createQuota(o: QuotaOptions): Quota {
     return toMax >= toFree ? { bytes: toMax, reason: "max-size" } : { bytes: toFree, reason: "min-free-space" };
   }
 
+  /**
+   * On a shared store: the eviction lease, taken after counting the store again (null when the
+   * count shows nothing must go); "elsewhere" when another replica kept it through every wait.
+   */
+  async function takeLease(shared: SharedQuota, extra: number) {
+    for (let i = 0; i < LEASE_TRIES; i++) {
+      const lease = await shared.lease();
+      if (lease) {
+        await shared.recount().catch((err) => o.log.warn(`cannot count the store before evicting: ${(err as Error).message}`));
+        if (need(extra)) return lease;
+        await lease.release();
+        return null;
+      }
+      // Another replica is evicting: its removals are not in our figures until we count again.
+      await shared.waitFree(LEASE_WAIT_MS);
+      await shared.recount().catch(() => {});
+      if (!need(extra)) return null;
+    }
+    return "elsewhere" as const;
+  }
+
   async function run(extra: number): Promise<EvictionReport | null> {
     await readSpace();
-    const n = need(extra);
-    if (!n) {
+    leftToReplica = false;
+    if (!need(extra)) {
       setFull(false);
       return null;
     }
+    const lease = o.shared ? await takeLease(o.shared, extra) : undefined;
+    if (lease === "elsewhere") {
+      leftToReplica = true;
+      o.log.debug("another replica holds the eviction lease: this replica's run is skipped");
+      return null;
+    }
+    try {
+      const n = lease === null ? null : need(extra);
+      if (!n) {
+        setFull(false);
+        return null;
+      }
+      return await evictNow(n);
+    } finally {
+      await lease?.release().catch((err) => o.log.warn(`cannot release the eviction lease: ${(err as Error).message}`));
+    }
+  }
+
+  async function evictNow(n: { bytes: number; reason: EvictionReason }): Promise<EvictionReport> {
     await o.beforeRun?.().catch(() => {});
     const report = await evictImages(usage.store, { ...o.evict, needBytes: n.bytes, now: o.now() });
     spaceAt = -Infinity; // what was removed shows in statfs now
@@ -142,6 +202,9 @@ export function createQuota(o: QuotaOptions): Quota {
     evict(extra = 0) {
       running ??= run(extra).finally(() => (running = null));
       return running;
+    },
+    async idle() {
+      await running?.catch(() => {});
     },
     check() {
       if (!bounded || running || o.now() - lastShortAt < RETRY_SHORT_MS) return;
@@ -169,7 +232,7 @@ export function createQuota(o: QuotaOptions): Quota {
           await readSpace();
         }
         if (!fits() || (full && kind === "manifests")) {
-          setFull(true);
+          if (!leftToReplica) setFull(true);
           throw new StoreError("full", `the store has no room for ${bytes} more bytes (maxSize ${maxBytes() ?? "unset"}, store ${usage.figures.bytes} bytes) and nothing more can be evicted`);
         }
       }

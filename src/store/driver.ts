@@ -27,6 +27,13 @@ export interface Driver {
   readMany(keys: readonly string[]): Promise<Array<Uint8Array | null>>;
   /** Stores bytes under `key` at once: a reader sees the old object or the new one, never a part. */
   put(key: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Stores bytes under `key` only if nothing is there, atomically against every other writer
+   * (S3 `If-None-Match: *`, link(2)): true when this call created it, false when it existed.
+   */
+  create?(key: string, bytes: Uint8Array): Promise<boolean>;
+  /** Several processes on different hosts may use this back-end at once (object storage shared by replicas). */
+  readonly shared?: boolean;
   /** Size and last-modified time (ms); null when absent. */
   stat(key: string): Promise<{ size: number; modified: number } | null>;
   /** The object as something to send (a file the kernel sends, an S3 object, a redirect); null when absent. */

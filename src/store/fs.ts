@@ -2,7 +2,7 @@
 // rename) and served by the kernel (Bun.file, sendfile). Several processes (serve, load, prune)
 // may share a directory: each writes its temp files in a directory of its own (tmp/<owner>/), and
 // only a directory whose process is gone is cleaned up.
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
+import { link, mkdir, open, readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import type { Driver, WriterBackend } from "./driver.ts";
@@ -53,6 +53,25 @@ export function fsDriver(root: string): Driver {
     return removed;
   }
 
+  /** Writes bytes to a synced temp file, then `place`s it at the key's path; nothing is left of a failure. */
+  async function placed(key: string, bytes: Uint8Array, place: (tmp: string, dest: string) => Promise<void>) {
+    const tmp = await scratchPath(tmpDir);
+    try {
+      const fh = await open(tmp, "w", 0o644);
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await mkdir(dirname(pathOf(key)), { recursive: true });
+      await place(tmp, pathOf(key));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
   return {
     location: root,
 
@@ -79,22 +98,19 @@ export function fsDriver(root: string): Driver {
     },
 
     /** Writes bytes to a temp file, fsyncs it and renames it over the key; a failed write (disk full) leaves nothing. */
-    async put(key, bytes) {
-      const tmp = await scratchPath(tmpDir);
-      try {
-        const fh = await open(tmp, "w", 0o644);
-        try {
-          await fh.writeFile(bytes);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await mkdir(dirname(pathOf(key)), { recursive: true });
-        await rename(tmp, pathOf(key));
-      } catch (err) {
+    put: (key, bytes) => placed(key, bytes, (tmp, dest) => rename(tmp, dest)),
+
+    /** The same, but link(2) instead of rename: it fails with EEXIST rather than replace a file. */
+    async create(key, bytes) {
+      let created = true;
+      await placed(key, bytes, async (tmp, dest) => {
+        await link(tmp, dest).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== "EEXIST") throw err;
+          created = false;
+        });
         await rm(tmp, { force: true });
-        throw err;
-      }
+      });
+      return created;
     },
 
     stat: (key) => orNull(async () => {

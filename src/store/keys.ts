@@ -76,9 +76,12 @@ export function tagOfRecordName(name: string): string | null {
   return name.endsWith(".json") && !name.includes("/") && !name.includes(":") ? name.slice(0, -".json".length) : null;
 }
 
-/** `state/<name>`; StoreError("invalid") for a name that is not a plain file name. */
+/**
+ * `state/<name>` or `state/<dir>/<name>` (one level: the replicas' files); StoreError("invalid")
+ * for anything else. Every part starts with [a-z0-9], so none can be "." or "..".
+ */
 export function stateKey(name: string): string {
-  if (!/^[a-z0-9][a-z0-9._-]{0,100}$/.test(name)) throw new StoreError("invalid", `not a state name: ${JSON.stringify(name)}`);
+  if (!/^(?:[a-z0-9][a-z0-9_-]{0,40}\/)?[a-z0-9][a-z0-9._-]{0,100}$/.test(name)) throw new StoreError("invalid", `not a state name: ${JSON.stringify(name)}`);
   return `${STATE_PREFIX}${name}`;
 }
 

@@ -63,6 +63,8 @@ export function createLayoutStore(driver: Driver): Store {
   return {
     location: driver.location,
 
+    shared: driver.shared === true,
+
     init: () => driver.init(LAYOUT_DIRS),
 
     async probe() {
@@ -93,6 +95,12 @@ export function createLayoutStore(driver: Driver): Store {
       await driver.put(recordKey(record), serializeTagRecord(record));
     },
 
+    async countTags() {
+      let n = 0;
+      for await (const e of driver.list(RECORDS_PREFIX)) if (parseRecordKey(e.key)) n++;
+      return n;
+    },
+
     async *listContentSizes(kind) {
       for (const algorithm of ALGORITHMS) {
         const prefix = contentPrefix(kind, algorithm);
@@ -107,6 +115,21 @@ export function createLayoutStore(driver: Driver): Store {
     readState: (name) => atKey(stateKey, name, read),
 
     writeState: (name, bytes) => atKey(stateKey, name, (key) => driver.put(key, bytes)),
+
+    createState: (name, bytes) => atKey(stateKey, name, async (key) => {
+      if (driver.create) return driver.create(key, bytes);
+      throw new StoreError("unavailable", `${driver.location}: this back-end cannot create a file only if it is absent`);
+    }),
+
+    removeState: (name) => atKey(stateKey, name, remove),
+
+    async *listState(dir) {
+      const under = stateKey(`${dir}/x`).slice(0, -1);
+      for await (const e of driver.list(under)) {
+        const name = e.key.slice(under.length);
+        if (!name.includes("/")) yield name;
+      }
+    },
 
     space: () => driver.space?.() ?? Promise.resolve(null),
 

@@ -32,6 +32,11 @@ export function memoryDriver(now: () => number = Date.now): Driver {
     async put(key, bytes) {
       put(key, bytes.slice());
     },
+    async create(key, bytes) {
+      if (items.has(key)) return false;
+      put(key, bytes.slice());
+      return true;
+    },
     async stat(key) {
       const i = items.get(key);
       return i ? { size: i.bytes.byteLength, modified: i.modified } : null;

@@ -90,6 +90,11 @@ export interface DamagedRecord {
 export interface Store {
   /** Where the store is, for messages. */
   readonly location: string;
+  /**
+   * Replicas on other hosts may change the store at any time (S3): this process's counts miss
+   * their changes, and eviction coordinates through state files (cache/replicas.ts).
+   */
+  readonly shared: boolean;
   /** Prepares the store and removes leftovers of interrupted writes by processes that are gone; returns how many. */
   init(): Promise<number>;
   /** Throws unless the store can be read and written now (readiness). */
@@ -116,11 +121,19 @@ export interface Store {
   damagedTags(): AsyncIterable<DamagedRecord>;
   /** What the store holds, counted without reading records or content (for metrics at start). */
   stats(): Promise<StoreStats>;
+  /** Tag records in the store (pins included), counted by their keys: none is read. */
+  countTags(): Promise<number>;
   /** Every stored blob or manifest with its size, from one listing (no read, no stat per item where the back-end lists sizes). */
   listContentSizes(kind: ContentKind): AsyncIterable<{ digest: string; size: number }>;
   /** A small file of the store's own bookkeeping (`state/<name>`); null when absent. */
   readState(name: string): Promise<Uint8Array | null>;
   writeState(name: string, bytes: Uint8Array): Promise<void>;
+  /** Creates `state/<name>` only if it is absent, atomically against other processes and replicas: true when created, false when it existed. */
+  createState(name: string, bytes: Uint8Array): Promise<boolean>;
+  /** Removes `state/<name>`; removing what is absent is fine. */
+  removeState(name: string): Promise<void>;
+  /** Names of the files under `state/<dir>/` (no listing of anything else). */
+  listState(dir: string): AsyncIterable<string>;
   /** The filesystem the store lives on: its size and the bytes free to us; null for object storage. */
   space(): Promise<{ total: number; free: number } | null>;
 }

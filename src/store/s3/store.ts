@@ -62,6 +62,8 @@ export function s3Driver(o: S3StoreOptions): Driver {
   return {
     location: `s3://${o.bucket}/${prefix}`,
 
+    shared: true,
+
     async init() {
       await mkdir(scratch, { recursive: true });
       try {
@@ -91,6 +93,23 @@ export function s3Driver(o: S3StoreOptions): Driver {
       } catch (err) {
         throw unavailable(err, `writing ${prefix + key}`);
       }
+    },
+
+    /**
+     * A PUT with `If-None-Match: *` (Bun's client cannot send it): 412 when the object exists; 409
+     * when S3 is creating the same key for another writer at that moment, who wins.
+     */
+    async create(key, bytes) {
+      let res: Response;
+      try {
+        res = await s3Request(o, "PUT", prefix + key, { body: bytes, headers: { "if-none-match": "*" } });
+      } catch (err) {
+        throw unavailable(err, `creating ${prefix + key}`);
+      }
+      await res.body?.cancel();
+      if (res.status === 412 || res.status === 409) return false;
+      if (!res.ok) throw new StoreError("unavailable", `S3 creating ${prefix + key}: HTTP ${res.status}`);
+      return true;
     },
 
     stat: (key) => orNull(key, async (file) => {
