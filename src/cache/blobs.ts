@@ -82,7 +82,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
     const res = await openUpstream(target, digest, "GET");
     const total = heldSize(target, digest, res);
     const where = `${target.upstream}/${target.repository}@${digest}`;
-    const room = await ctx.quota.room(total ?? 0);
+    const room = ctx.passingThrough.has(key) ? { store: false, done: () => {} } : await ctx.quota.room(total ?? 0);
     if (!room.store) return openPassThrough(target, digest, res, total);
     let writer;
     try {

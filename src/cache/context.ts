@@ -73,4 +73,6 @@ export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemor
   manifestBudget(upstream: string): ByteBudget;
   /** The store's bounds: what may be stored, eviction, pass-through. */
   quota: Quota;
+  /** Blobs of images passed through whole (the store could not hold them), by `upstream digest`: passed through too. */
+  passingThrough: BoundedMap<string, true>;
 }

@@ -1,7 +1,8 @@
 // One eviction run: the tag records least recently pulled go first, with the manifests and blobs
 // no kept record reaches, until `needBytes` are freed. Pinned records and records whose image
-// has a blob being downloaded stay. Content no record reaches at all (a crash, an interrupted
-// prune) goes before any image once it is past its grace age. As in prune, records go first,
+// has a blob being downloaded stay (pattern pins within their share). Content no record reaches at
+// all (a crash, an interrupted prune, blobs fetched without their manifest) goes before any image.
+// Nothing is removed unless the plan makes the room asked for. As in prune, records go first,
 // then (with the records read again, so what was cached meanwhile is kept) manifests, then blobs:
 // no record ever points at missing content. On the directory store a client in the middle of a
 // blob keeps reading it: removing a file does not cut an open read.
@@ -13,8 +14,22 @@ import type { ContentKind, Store, TagRecord } from "../store/types.ts";
 export interface EvictOptions {
   /** Bytes to free (content no kept record reaches counts). */
   needBytes: number;
-  /** Records that never go (pinned by config or record). */
-  pinned(r: TagRecord): boolean;
+  /**
+   * Nothing is removed unless the plan frees at least this much (what a commit needs to fit): a
+   * run that cannot make room would empty the cache for nothing.
+   */
+  leastBytes?: number;
+  /**
+   * Whether a record is pinned: by itself (`load --pin`, the admin API) it never goes; by a
+   * config pattern it stays while the pattern-pinned images together hold at most
+   * `patternPinBytes` (clients choose what matches a wildcard), the least recently pulled beyond that
+   * going like any other.
+   */
+  pinned(r: TagRecord): false | "record" | "pattern";
+  /** What pattern-pinned images may hold together (undefined: no limit). */
+  patternPinBytes?: number;
+  /** Digests of the records written since the last call: a run keeps what they reach. */
+  recorded?(): string[];
   /**
    * Digests being downloaded or otherwise in use now: records reaching them stay, and so do they.
    * Asked at the start and again just before anything is removed (a promise on a shared store,
@@ -22,7 +37,7 @@ export interface EvictOptions {
    */
   busy(): ReadonlySet<string> | Promise<ReadonlySet<string>>;
   now: number;
-  /** Content no record reaches goes once it is this old (a pull in progress stores its manifest just before its record). */
+  /** A manifest no record reaches goes once it is this old (a pull in progress stores its manifest just before its record); blobs go at any age. */
   orphanGraceMs: number;
   /** Told of each record removed (the tag book forgets it). */
   onRecordRemoved?(r: TagRecord): void;
@@ -41,7 +56,7 @@ export interface EvictionReport {
   ms: number;
 }
 
-/** Manifests read at once while planning a run. */
+/** Manifests read, and files removed, at once during a run. */
 const READ_CONCURRENCY = 16;
 
 interface Reach {
@@ -103,25 +118,44 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
   const users = new Map<string, number>();
   const kept = new Set<string>();
   const evictable: Array<{ r: TagRecord; keys: string[] }> = [];
+  const byPattern: Array<{ r: TagRecord; keys: string[] }> = [];
+  const older = (a: { r: TagRecord }, b: { r: TagRecord }) => (a.r.lastPulled < b.r.lastPulled ? -1 : a.r.lastPulled > b.r.lastPulled ? 1 : 0);
+  o.recorded?.(); // what was recorded before this run is in `records` already
   for (const r of records) {
     const keys = await keysOf(r.digest);
     for (const k of keys) users.set(k, (users.get(k) ?? 0) + 1);
-    if (o.pinned(r) || keys.some((k) => busy.has(k.slice(2)))) for (const k of keys) kept.add(k);
+    const pin = o.pinned(r);
+    if (pin === "record" || keys.some((k) => busy.has(k.slice(2)))) for (const k of keys) kept.add(k);
+    else if (pin === "pattern") byPattern.push({ r, keys });
     else evictable.push({ r, keys });
   }
+  // Pattern pins, most recently pulled first, while they hold at most their share.
+  let pinnedBytes = 0;
+  for (const e of byPattern.sort((a, b) => older(b, a))) {
+    const added = e.keys.filter((k) => !kept.has(k)).reduce((n, k) => n + (sizes.get(k) ?? 0), 0);
+    if (o.patternPinBytes !== undefined && pinnedBytes + added > o.patternPinBytes) evictable.push(e);
+    else {
+      pinnedBytes += added;
+      for (const k of e.keys) kept.add(k);
+    }
+  }
 
-  // Content nobody reaches, past its grace age, goes first: it serves no one.
+  /** Everything some record reaches, before the plan (what stays when nothing goes). */
+  const reached = new Set(users.keys());
+  // Content nobody reaches goes first: it serves no one (a manifest once past its grace age).
   const candidates = new Set<string>();
   let freed = 0;
   for (const [k, size] of sizes) {
     if (users.has(k) || busy.has(k.slice(2))) continue;
-    const info = await store.contentInfo(k.startsWith("b") ? "blobs" : "manifests", k.slice(2)).catch(() => null);
-    if (!info || o.now - info.modified < o.orphanGraceMs) continue;
+    if (k.startsWith("m")) {
+      const info = await store.contentInfo("manifests", k.slice(2)).catch(() => null);
+      if (!info || o.now - info.modified < o.orphanGraceMs) continue;
+    }
     candidates.add(k);
     freed += size;
   }
   // Then images, least recently pulled first.
-  evictable.sort((a, b) => (a.r.lastPulled < b.r.lastPulled ? -1 : a.r.lastPulled > b.r.lastPulled ? 1 : 0));
+  evictable.sort(older);
   const going: TagRecord[] = [];
   for (const { r, keys } of evictable) {
     if (freed >= o.needBytes) break;
@@ -136,6 +170,11 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
     }
   }
   report.short = freed < o.needBytes;
+  // A plan that cannot make the room asked for removes nothing but what nobody reaches.
+  if (freed < (o.leastBytes ?? 0)) {
+    going.length = 0;
+    for (const k of candidates) if (reached.has(k)) candidates.delete(k);
+  }
 
   for (const r of going) {
     await store.removeTag(r.upstream, r.repository, r.tag);
@@ -145,30 +184,41 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
   // What is needed now: records written meanwhile (a pull, another process) keep their content.
   const needed = new Set<string>();
   if (going.length) for (const r of await allRecords(store)) for (const k of await keysOf(r.digest)) needed.add(k);
-  else for (const [k, n] of users) if (n > 0) needed.add(k);
+  else for (const k of reached) needed.add(k);
   const busyNow = await o.busy();
+  const keep = async (digest: string) => {
+    for (const k of await keysOf(digest)) needed.add(k);
+  };
+  /** Records this process wrote since: what they reach stays (a pull of another tag of the same image during the run). */
+  const keepRecorded = async () => {
+    for (const d of o.recorded?.() ?? []) await keep(d);
+  };
   // On a shared store another replica may pull an image again while this run removes it: its
   // manifest is written anew (a newer modification time) before its record. Such a manifest stays,
   // and so does what it reaches; one that comes back after its removal keeps its blobs too.
   const runStart = Math.floor(Date.now() / 1000) * 1000; // S3 times have whole seconds
-  const keep = async (digest: string) => {
-    for (const k of await keysOf(digest)) needed.add(k);
-  };
   const removedManifests: string[] = [];
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {
     if (kind === "blobs" && store.shared) for (const d of removedManifests) if (await store.contentInfo("manifests", d)) await keep(d);
-    for (const k of candidates) {
-      if (!k.startsWith(kind === "blobs" ? "b" : "m") || needed.has(k) || busyNow.has(k.slice(2))) continue;
-      const digest = k.slice(2);
-      if (kind === "manifests" && store.shared && ((await store.contentInfo(kind, digest))?.modified ?? 0) >= runStart) {
-        await keep(digest);
-        continue;
-      }
-      await store.removeContent(kind, digest);
-      if (kind === "manifests") removedManifests.push(digest);
-      if (kind === "manifests") o.onManifestRemoved?.(digest);
-      report[kind]++;
-      report.bytes += sizes.get(k) ?? 0;
+    const batch = [...candidates].filter((k) => k.startsWith(kind === "blobs" ? "b" : "m"));
+    // A few at a time, each checked against what is needed just before it goes.
+    for (let i = 0; i < batch.length; i += READ_CONCURRENCY) {
+      await keepRecorded();
+      await Promise.all(batch.slice(i, i + READ_CONCURRENCY).map(async (k) => {
+        if (needed.has(k) || busyNow.has(k.slice(2))) return;
+        const digest = k.slice(2);
+        if (kind === "manifests" && store.shared && ((await store.contentInfo(kind, digest))?.modified ?? 0) >= runStart) {
+          await keep(digest);
+          return;
+        }
+        await store.removeContent(kind, digest);
+        if (kind === "manifests") {
+          removedManifests.push(digest);
+          o.onManifestRemoved?.(digest);
+        }
+        report[kind]++;
+        report.bytes += sizes.get(k) ?? 0;
+      }));
     }
   }
   report.ms = Math.round(performance.now() - t0);

@@ -60,10 +60,12 @@ export interface Cache {
   maintain(): () => Promise<void>;
 }
 
-/** Content no record reaches goes in an eviction run once this old (a pull stores its manifest a moment before its record). */
-const ORPHAN_GRACE_MS = 10 * 60_000;
+/** A manifest no record reaches goes in an eviction run once this old (a pull stores its manifest a moment before its record). */
+const ORPHAN_GRACE_MS = 60_000;
 const RECONCILE_EVERY_MS = 10 * 60_000;
 const CHECK_EVERY_MS = 30_000;
+/** Record digests remembered for a running eviction (a run takes them; none runs for a while: dropped). */
+const MAX_RECORDED = 100_000;
 /** A shared store (S3 replicas) is counted again this often: each replica's figures miss what the others store … */
 const SHARED_RECOUNT_MS = 30_000;
 /** … and whenever this replica has stored this share of maxSize since its last count. */
@@ -73,6 +75,8 @@ const STOP_WAIT_MS = 10_000;
 
 /** Manifests kept in memory: a few thousand typical manifests, and RSS stays small. */
 const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
+/** Blobs of images passed through whole, remembered so their blobs pass through too (about 150 bytes each). */
+const PASSING_THROUGH = 10_000;
 /** Blob sizes remembered from manifests (about 150 bytes each). */
 const DECLARED_SIZES = 50_000;
 
@@ -89,8 +93,16 @@ export function createCache(opts: CacheOptions & {
   const now = opts.now ?? Date.now;
   const replicas = opts.store.shared ? createReplicas(opts.store, now, (m) => opts.log.warn(m)) : null;
   const recount = () => usage.reconcile({ contentOnly: true });
+  /** Digests of the records written lately: an eviction run keeps what they reach (bounded; a run takes them). */
+  let recorded: string[] = [];
   const usage = createUsage(opts.store, {
     admit: (bytes, kind) => quota.admit(bytes, kind),
+    recorded(digest) {
+      if (recorded.length >= MAX_RECORDED) recorded = [];
+      recorded.push(digest);
+      // A new record may be an image a run can evict: a full store is worth a run again.
+      quota.changed();
+    },
     changed(figures) {
       opts.onUsage?.(figures);
       const max = replicas && quota.snapshot().maxBytes;
@@ -98,11 +110,18 @@ export function createCache(opts: CacheOptions & {
     },
   });
   const pins = opts.pinned ?? [];
-  const isPinned = (r: TagRecord) => r.pinned === true || matchesAny(pins, recordName(r));
+  const pinKind = (r: TagRecord) => (r.pinned === true ? "record" as const : matchesAny(pins, recordName(r)) ? "pattern" as const : false);
+  const isPinned = (r: TagRecord) => pinKind(r) !== false;
+
   const quota: Quota = createQuota({
     bounds: opts.bounds ?? {}, usage, store: opts.store, log: opts.log, now,
     evict: {
-      pinned: (r) => isPinned(r),
+      pinned: pinKind,
+      recorded: () => {
+        const out = recorded;
+        recorded = [];
+        return out;
+      },
       // On a shared store, what the other replicas are downloading too (their files in state/replicas/).
       busy: replicas ? async () => new Set([...stored.blobs.downloading(), ...(await replicas.busyElsewhere())]) : () => stored.blobs.downloading(),
       onRecordRemoved: (r) => forgetRecord(r),
@@ -121,6 +140,7 @@ export function createCache(opts: CacheOptions & {
     observe: opts.observe ?? {},
     tagPolicies: opts.tagPolicies ?? [],
     declaredSizes: new BoundedMap(DECLARED_SIZES),
+    passingThrough: new BoundedMap(PASSING_THROUGH),
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
     records: createTagBook(usage.store, now, (m) => opts.log.warn(m)),
     manifestBudget: (upstream) => (opts.upstreams.listed(upstream) ? listedBudget : clientNamedBudget),
@@ -147,7 +167,11 @@ export function createCache(opts: CacheOptions & {
     store: usage.store,
     usage,
     quota,
-    setPinned: (target, tag, pinned) => ctx.records.setPinned(target, tag, pinned),
+    async setPinned(target, tag, pinned) {
+      const found = await ctx.records.setPinned(target, tag, pinned);
+      if (found && !pinned) quota.changed();
+      return found;
+    },
     maintain() {
       const log = opts.log;
       let stopped = false;

@@ -33,6 +33,8 @@ export interface Manifests {
   uncover(target: Target, digest: string, children?: readonly string[]): void;
 }
 
+/** Blobs of one image passed through whole that are remembered as passing through (a real image names tens). */
+const MAX_PASSED_BLOBS = 1000;
 /** (upstream, repository, digest) triples remembered as covered by a record (see `covered`). */
 const MAX_COVERED = 20_000;
 
@@ -195,6 +197,17 @@ export function createManifests(ctx: CacheContext): Manifests {
       throw new CacheError("invalid", "manifest", `upstream sent a manifest for ${where} whose media type ${JSON.stringify(m.mediaType.slice(0, 100))} is not a manifest type`);
     }
     ctx.observe.miss?.("manifest");
+    // An image the store cannot hold whole is passed through whole: no record of an image whose
+    // layers were never kept. What it declares is only its upstream's word, and only a bound.
+    const declared = [...(parsed.config ? [parsed.config] : []), ...(parsed.layers ?? [])].slice(0, MAX_PASSED_BLOBS);
+    const blobs = declared.map((d) => (Number.isSafeInteger(d?.size) && d.size > 0 ? d.size : 0));
+    const total = bytes.byteLength + blobs.reduce((a, b) => a + b, 0);
+    if (!(await ctx.quota.canHold(total, Math.max(0, ...blobs)))) {
+      ctx.quota.passedThrough(where);
+      // Its blobs are passed through too when clients ask for them: none is kept without its image.
+      for (const d of declared) if (typeof d?.digest === "string") ctx.passingThrough.set(`${target.upstream} ${d.digest}`, true);
+      return { ...m, passedThrough: true };
+    }
     try {
       await ctx.store.writeManifest(digest, bytes);
     } catch (err) {
@@ -203,6 +216,8 @@ export function createManifests(ctx: CacheContext): Manifests {
       ctx.quota.passedThrough(`${where}`);
       return { ...m, passedThrough: true };
     }
+    // Stored now: its blobs are stored when asked for (an earlier pass-through of it is over).
+    if (ctx.passingThrough.size) for (const d of declared) if (typeof d?.digest === "string") ctx.passingThrough.delete(`${target.upstream} ${d.digest}`);
     ctx.memory.set(m);
     remember(target, m, parsed);
     return m;

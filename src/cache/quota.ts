@@ -37,11 +37,17 @@ export const LOW_WATER = 0.9;
 const FREE_TARGET = 1.1;
 /** The filesystem's free space is read at most this often (statfs). */
 const SPACE_TTL_MS = 1000;
-/** A run that could not free enough is not retried sooner than this (nothing to gain by spinning). */
-const RETRY_SHORT_MS = 5000;
+/** A run that could not free enough is not retried sooner than this (nothing to gain by spinning) … */
+const RETRY_SHORT_MS = 1000;
+/** … nor, while nothing was removed, unpinned or recorded since, sooner than this. */
+const RETRY_HOPELESS_MS = 5 * 60_000;
 /** How long a replica waits for another's eviction run before it counts again (twice at most). */
 const LEASE_WAIT_MS = 15_000;
 const LEASE_TRIES = 2;
+/** Share of maxSize the images pinned by config patterns may hold together before the least recently pulled of them can go. */
+const PATTERN_PIN_SHARE = 0.5;
+/** A blob larger than this share of maxSize is passed through, never stored (it would push out half the cache). */
+const LARGEST_SHARE = 0.5;
 /** The pass-through warning, at most once per this. */
 const WARN_EVERY_MS = 60_000;
 
@@ -52,8 +58,16 @@ export interface Quota {
   admit(bytes: number, kind: ContentKind): Promise<() => void>;
   /** Before a download of `bytes` (0 when unknown): whether it may be stored; false means pass it through. Reserves the bytes until `done`. */
   room(bytes: number): Promise<{ store: boolean; done: () => void }>;
+  /**
+   * Before an image manifest is stored: whether the image (`total` bytes, its largest blob
+   * `largest`) can be stored whole, evicting first if it must. False: pass the image through, so
+   * the store never holds a recorded image whose layers it had no room for.
+   */
+  canHold(total: number, largest: number): Promise<boolean>;
   /** Starts an eviction run in the background when a bound is passed. */
   check(): void;
+  /** Something that can make room other than a removal happened (an unpin, new bounds): the next run is worth it. */
+  changed(): void;
   /** Runs an eviction now (or joins the running one). */
   evict(extraBytes?: number): Promise<EvictionReport | null>;
   /** Resolves when no eviction runs (at stop: a run ends and lets its lease go). */
@@ -72,7 +86,7 @@ export interface QuotaOptions {
   log: CacheLogger;
   now: () => number;
   /** Pinned records, busy digests, and what to forget (records, manifests) as content goes. */
-  evict: Pick<EvictOptions, "pinned" | "busy" | "onRecordRemoved" | "onManifestRemoved" | "orphanGraceMs">;
+  evict: Pick<EvictOptions, "pinned" | "busy" | "onRecordRemoved" | "onManifestRemoved" | "orphanGraceMs" | "recorded">;
   /** Pending last-pulled times are written before a run, so it sees the real order. */
   beforeRun?: () => Promise<unknown>;
   /** Replicas sharing the store: a run takes their lease (cache/replicas.ts) and counts the store first. */
@@ -95,12 +109,14 @@ export function createQuota(o: QuotaOptions): Quota {
   let space: { total: number; free: number } | null = null;
   let spaceAt = -Infinity;
   let spaceRead: Promise<void> | null = null;
-  /** Bytes admitted and being committed; bytes of downloads being written. */
+  /** Bytes admitted and being committed. */
   let committing = 0;
-  let reserved = 0;
   let full = false;
   let running: Promise<EvictionReport | null> | null = null;
   let lastShortAt = -Infinity;
+  /** What the last short run saw: until something that can free room happens, running again is no use. */
+  let short: { bytes: number; generation: number } | null = null;
+  let generation = 0;
   let warnedAt = -Infinity;
   /** The last run was left to another replica (it held the lease): the store is not known to be full. */
   let leftToReplica = false;
@@ -124,16 +140,21 @@ export function createQuota(o: QuotaOptions): Quota {
     o.observe?.full?.(v);
   }
 
-  /** Bytes to free for `extra` more bytes to fit, and why (null when nothing must go). */
-  function need(extra: number): { bytes: number; reason: EvictionReason } | null {
+  /**
+   * Bytes to free for `extra` more verified bytes to fit: down to the low-water mark, at least what
+   * makes them fit, and why (null when nothing must go). Downloads in flight do not count: an
+   * upstream's announced size is only its word until the bytes are verified.
+   */
+  function need(extra: number): { bytes: number; least: number; reason: EvictionReason } | null {
     const max = maxBytes();
-    const overMax = max === null ? 0 : usage.figures.bytes + committing + reserved + extra - max;
+    const overMax = max === null ? 0 : usage.figures.bytes + committing + extra - max;
     const min = minFree();
     const short = min === null || !space ? 0 : min - (space.free - extra);
     if (overMax <= 0 && short <= 0) return null;
-    const toMax = max === null || overMax <= 0 ? 0 : usage.figures.bytes + committing + reserved + extra - Math.floor(max * LOW_WATER);
+    const toMax = max === null || overMax <= 0 ? 0 : usage.figures.bytes + committing + extra - Math.floor(max * LOW_WATER);
     const toFree = min === null || short <= 0 || !space ? 0 : Math.ceil(min * FREE_TARGET) - (space.free - extra);
-    return toMax >= toFree ? { bytes: toMax, reason: "max-size" } : { bytes: toFree, reason: "min-free-space" };
+    const least = Math.max(overMax, short, 0);
+    return toMax >= toFree ? { bytes: toMax, least, reason: "max-size" } : { bytes: toFree, least, reason: "min-free-space" };
   }
 
   /**
@@ -156,6 +177,13 @@ export function createQuota(o: QuotaOptions): Quota {
     }
     return "elsewhere" as const;
   }
+
+  /**
+   * Whether a run now would only repeat the last one that came up short: nothing was removed or
+   * unpinned since (it walks every record and manifest for nothing). Tried again now and then anyway.
+   */
+  const hopeless = () =>
+    short !== null && short.generation === generation && usage.figures.bytes >= short.bytes && o.now() - lastShortAt < RETRY_HOPELESS_MS;
 
   async function run(extra: number): Promise<EvictionReport | null> {
     await readSpace();
@@ -182,11 +210,17 @@ export function createQuota(o: QuotaOptions): Quota {
     }
   }
 
-  async function evictNow(n: { bytes: number; reason: EvictionReason }): Promise<EvictionReport> {
+  async function evictNow(n: { bytes: number; least: number; reason: EvictionReason }): Promise<EvictionReport> {
     await o.beforeRun?.().catch(() => {});
-    const report = await evictImages(usage.store, { ...o.evict, needBytes: n.bytes, now: o.now() });
+    const max = maxBytes();
+    const report = await evictImages(usage.store, {
+      ...o.evict, needBytes: n.bytes, leastBytes: n.least, now: o.now(),
+      // Clients choose what a wildcard pattern matches: pattern pins hold at most half the bound.
+      patternPinBytes: max === null ? undefined : Math.floor(max * PATTERN_PIN_SHARE),
+    });
     spaceAt = -Infinity; // what was removed shows in statfs now
     if (report.short) lastShortAt = o.now();
+    short = report.short ? { bytes: usage.figures.bytes, generation } : null;
     setFull(report.short);
     if (report.images.length || report.bytes) {
       const max = maxBytes();
@@ -206,8 +240,25 @@ export function createQuota(o: QuotaOptions): Quota {
     async idle() {
       await running?.catch(() => {});
     },
+    changed() {
+      generation++;
+    },
+    async canHold(total, largest) {
+      if (!bounded) return true;
+      await readSpace();
+      const max = maxBytes();
+      if (max !== null && (largest > max * LARGEST_SHARE || total > max * LOW_WATER)) return false;
+      if (!need(total)) {
+        setFull(false);
+        return true;
+      }
+      if (o.now() - lastShortAt < RETRY_SHORT_MS || hopeless()) return false;
+      await (running ?? quota.evict(total)).catch((err) => o.log.warn(`eviction failed: ${(err as Error).message}`));
+      await readSpace();
+      return !need(total);
+    },
     check() {
-      if (!bounded || running || o.now() - lastShortAt < RETRY_SHORT_MS) return;
+      if (!bounded || running || o.now() - lastShortAt < RETRY_SHORT_MS || hopeless()) return;
       void readSpace().then(() => {
         if (need(0)) void quota.evict().catch((err) => o.log.warn(`eviction failed: ${(err as Error).message}`));
         else setFull(false);
@@ -223,10 +274,12 @@ export function createQuota(o: QuotaOptions): Quota {
         return kind === "blobs" || min === null || !space || space.free - bytes >= min;
       };
       await readSpace();
+      // Room came back (space freed by someone, another process removed content): not full any more.
+      if (full && !need(bytes)) setFull(false);
       // While the store is full, a manifest is not stored either: its image could not be completed.
       if (!fits() || (full && kind === "manifests")) {
         // A run that just came up short is not repeated for every commit: nothing changed since.
-        if (o.now() - lastShortAt >= RETRY_SHORT_MS) {
+        if (o.now() - lastShortAt >= RETRY_SHORT_MS && !hopeless()) {
           // The run frees down to the low-water mark; this commit's bytes are not counted yet.
           await (running ?? quota.evict(bytes)).catch((err) => o.log.warn(`eviction failed: ${(err as Error).message}`));
           await readSpace();
@@ -245,20 +298,19 @@ export function createQuota(o: QuotaOptions): Quota {
     async room(bytes) {
       await readSpace();
       const min = minFree() ?? 0;
-      // Not even the temp file fits: the filesystem is short, whatever the bounds say.
-      const diskShort = space !== null && space.free - reserved - bytes < min;
+      // Not even its temp file fits: the filesystem is short, whatever the bounds say. Each blob
+      // is judged alone: what an upstream announces for another one is only its word.
+      const diskShort = space !== null && space.free - bytes < min;
       const max = maxBytes();
-      const overMax = max !== null && usage.figures.bytes + committing + reserved + bytes > max;
       // Without bounds nothing is evicted: only a short disk passes a download through.
       if (!bounded) setFull(diskShort);
-      if (diskShort || overMax || full) quota.check();
-      if (diskShort || (max !== null && bytes > max) || full) {
+      else if (full && !diskShort && !need(bytes)) setFull(false);
+      if (diskShort || full) quota.check();
+      if (diskShort || (max !== null && bytes > max * LARGEST_SHARE) || full) {
         if (diskShort) setFull(true);
         return { store: false, done: () => {} };
       }
-      reserved += bytes;
-      let done = false;
-      return { store: true, done: () => void (!done && ((done = true), (reserved -= bytes))) };
+      return { store: true, done: () => {} };
     },
     passedThrough(what) {
       if (o.now() - warnedAt < WARN_EVERY_MS) return;

@@ -19,6 +19,8 @@ export interface UsageOptions {
   admit?: (bytes: number, kind: ContentKind) => Promise<() => void>;
   /** Told after every change of the figures (metrics). */
   changed?: (figures: StoreStats) => void;
+  /** Told of every tag record written, by the digest it points at (a running eviction keeps what it reaches). */
+  recorded?: (digest: string) => void;
 }
 
 export interface Usage {
@@ -183,6 +185,7 @@ export function createUsage(inner: Store, opts: UsageOptions = {}): Usage {
     writeTag: (rec) => oneAtATime("tags", recordKeyOf(rec), async () => {
       const existed = await inner.readTag(rec.upstream, rec.repository, rec.tag);
       await inner.writeTag(rec);
+      opts.recorded?.(rec.digest);
       if (!existed) adjust("tags", 1);
     }),
     removeContent: (kind, digest) => oneAtATime(kind, digest, async () => {

@@ -122,20 +122,29 @@ describe("pins and prune", () => {
 describe("when nothing can be evicted", () => {
   test("cold pulls are passed through: right bytes, nothing stored, one warning, full reported", async () => {
     const max = Math.floor(imageBytes(images[0]!) * 2.5);
-    const { r, pull, stored } = await setup({ bounds: { maxSize: { bytes: max } }, pinned: [imagePattern("up.test/**")] });
+    const { r, pull, stored } = await setup({ bounds: { maxSize: { bytes: max } } });
+    const pin = (i: number) => r.cache.setPinned({ upstream: "up.test", repository: `app${i}` }, "v1", true);
     await pull(0);
+    await pin(0);
     await pull(1);
-    // The third image's manifest and config fit; its layer does not, and nothing can go.
-    await pull(2);
+    await pin(1);
+    // The third image does not fit whole and nothing can go: it is passed through whole, and the next ones.
     const before = onDisk(r.root);
+    await pull(2);
     await pull(3);
     await pull(4);
     expect(onDisk(r.root)).toBe(before);
-    expect(await stored()).toEqual(["app0", "app1", "app2"]);
+    expect(await stored()).toEqual(["app0", "app1"]);
     expect((await r.cache.quota.status()).full).toBe(true);
     expect(r.warnings.filter((w) => w.startsWith("store full: serving")).length).toBe(1);
     // Nothing half-written: no temp file left.
     expect(readdirSync(join(r.root, "tmp")).flatMap((d) => readdirSync(join(r.root, "tmp", d)))).toEqual([]);
+    // Unpinned, app0 can go: the next pull of app2 stores it whole (its blobs no longer pass through).
+    await r.cache.setPinned({ upstream: "up.test", repository: "app0" }, "v1", false);
+    await pull(2);
+    expect(await stored()).toEqual(["app1", "app2"]);
+    for (const b of images[2]!.blobs) expect(await r.cache.store.statBlob(b.digest)).not.toBeNull();
+    expect((await r.cache.quota.status()).full).toBe(false);
   });
 
   test("a filesystem short of space passes pulls through; storing resumes when space returns", async () => {
