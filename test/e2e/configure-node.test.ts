@@ -152,3 +152,21 @@ describe("configure-node --k3s", () => {
     expect(readdirSync(join(work, "k3s"))).toEqual([]);
   });
 });
+
+describe("configure-node --keep-running (the chart's DaemonSet)", () => {
+  test("writes, stays up, and on SIGTERM takes out what it wrote and exits 0", async () => {
+    const dir = join(work, "keep");
+    mkdirSync(dir);
+    const proc = Bun.spawn([BINARY, "configure-node", "--containerd-dir", dir, "--mirror", "http://10.0.0.10:31080", "--all", "--keep-running"], { stdout: "pipe", stderr: "pipe" });
+    try {
+      for (let i = 0; i < 100 && !existsSync(join(dir, "_default", "hosts.toml")); i++) await Bun.sleep(50);
+      expect(existsSync(join(dir, "_default", "hosts.toml"))).toBe(true);
+      expect(proc.exitCode).toBeNull();
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  });
+});
