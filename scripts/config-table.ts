@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { configJsonSchema } from "../src/config/json-schema.ts";
 import { configTable } from "../src/config/table.ts";
+import { chartValuesProperties } from "./chart-values-schema.ts";
 
 const ROOT = join(import.meta.dir, "..");
 export const DOC = join(ROOT, "docs/configuration.md");
@@ -20,14 +21,18 @@ export function withTable(doc: string): string {
   return `${doc.slice(0, b)}${BEGIN}\n${configTable()}\n${doc.slice(e)}`;
 }
 
-/** The chart's values schema: the config file's schema for `config`, other values unchecked. */
+/** The chart's values schema: its own values (scripts/chart-values-schema.ts) and the config file's schema for `config`; no other key. */
 export function chartSchema(): string {
   const { $schema, title: _, ...config } = configJsonSchema();
   return `${JSON.stringify({
     $schema,
     title: "ociregistry chart values",
     type: "object",
-    properties: { config: { ...config, description: "The ociregistry config file (config.yaml); see docs/configuration.md" } },
+    additionalProperties: false,
+    properties: {
+      ...chartValuesProperties,
+      config: { ...config, description: "The ociregistry config file (config.yaml); see docs/configuration.md" },
+    },
   }, null, 2)}\n`;
 }
 

@@ -19,6 +19,7 @@ const main = defineCommand({
     export: () => import("./commands/export.ts").then((m) => m.default),
     verify: () => import("./commands/verify.ts").then((m) => m.default),
     config: () => import("./commands/config.ts").then((m) => m.default),
+    "configure-node": () => import("./commands/configure-node.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
   },
 });

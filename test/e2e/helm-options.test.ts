@@ -43,7 +43,7 @@ describe("every option on", () => {
 
   test("renders the workload, Service, claim, config, ServiceMonitor and dashboard", () => {
     expect(objects.map((o) => o.kind).sort()).toEqual(
-      ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceMonitor"]);
+      ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]);
   });
 
   test("keeps the config value and adds the generated sections", () => {

@@ -34,6 +34,8 @@ export interface Containerd {
   dir: string;
   /** Pulls through a hosts.toml mirror for `upstreamHost` pointing at `mirrorUrl`; returns the image's target digest. */
   pull(ref: string, upstreamHost: string, mirrorUrl: string, extra?: string[]): Promise<string>;
+  /** Pulls with the hosts.toml files already in `hostsDir` (a certs.d directory); returns the target digest. */
+  pullWithHosts(ref: string, hostsDir: string, extra?: string[]): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -55,6 +57,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     if (proc.exitCode !== null) throw new Error(`containerd exited ${proc.exitCode}`);
     return (await run(["ctr", "--address", address, "version"], { allowFail: true })).code === 0;
   });
+  const pullWithHosts = async (ref: string, hostsDir: string, extra: string[] = []) => {
+    await run(["ctr", "--address", address, "-n", "test", "images", "pull", "--hosts-dir", hostsDir, ...extra, ref]);
+    const ls = await run(["ctr", "--address", address, "-n", "test", "images", "ls"]);
+    const line = ls.stdout.split("\n").find((l) => l.startsWith(ref + " "));
+    const digest = line?.match(/sha256:[a-f0-9]{64}/)?.[0];
+    if (!digest) throw new Error(`ctr images ls does not show ${ref}:\n${ls.stdout}`);
+    return digest;
+  };
   return {
     address, dir,
     async pull(ref, upstreamHost, mirrorUrl, extra = []) {
@@ -63,13 +73,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
       // The server is unreachable on purpose: a broken mirror cannot be hidden by a fallback.
       writeFileSync(join(hostsDir, upstreamHost, "hosts.toml"),
         `server = "http://127.0.0.1:1"\n\n[host."${mirrorUrl}"]\n  capabilities = ["pull", "resolve"]\n`);
-      await run(["ctr", "--address", address, "-n", "test", "images", "pull", "--hosts-dir", hostsDir, ...extra, ref]);
-      const ls = await run(["ctr", "--address", address, "-n", "test", "images", "ls"]);
-      const line = ls.stdout.split("\n").find((l) => l.startsWith(ref + " "));
-      const digest = line?.match(/sha256:[a-f0-9]{64}/)?.[0];
-      if (!digest) throw new Error(`ctr images ls does not show ${ref}:\n${ls.stdout}`);
-      return digest;
+      return pullWithHosts(ref, hostsDir, extra);
     },
+    pullWithHosts,
     async stop() {
       await stopProcess(proc);
       await run(["umount", "-R", join(dir, "root")], { allowFail: true });

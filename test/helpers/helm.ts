@@ -56,7 +56,7 @@ export interface K8sObject {
     selector?: { matchLabels?: Record<string, string> } & Record<string, unknown>;
     ports?: { name: string; port: number; targetPort: string | number; nodePort?: number }[];
     strategy?: { type: string };
-    template?: { metadata: { labels: Record<string, string> }; spec: PodSpec };
+    template?: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec };
     endpoints?: { port: string; path: string; interval?: string; scheme?: string }[];
     resources?: { requests: { storage: string } };
   };
@@ -85,7 +85,8 @@ export function only(objects: K8sObject[], kind: string, name?: string): K8sObje
 }
 
 export function podSpec(objects: K8sObject[]): PodSpec {
-  const workloads = objects.filter((o) => o.kind === "Deployment" || o.kind === "DaemonSet");
+  // The cache's own workload, not the node configurator's DaemonSet.
+  const workloads = objects.filter((o) => (o.kind === "Deployment" || o.kind === "DaemonSet") && o.metadata.labels?.["app.kubernetes.io/component"] !== "node-config");
   if (workloads.length !== 1) throw new Error(`expected one workload, found ${workloads.length}`);
   return workloads[0]!.spec!.template!.spec;
 }

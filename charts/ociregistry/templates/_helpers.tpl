@@ -46,6 +46,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "archives.volume.nfs.server needs archives.volume.nfs.path" }}
 {{- end }}
 {{- end }}
+{{- $modes := .Values.persistence.pvc.accessModes | default list }}
+{{- if and (eq .Values.kind "Deployment") (gt (int .Values.replicas) 1) (eq .Values.persistence.type "pvc") (or (has "ReadWriteOnce" $modes) (has "ReadWriteOncePod" $modes)) }}
+{{- fail (printf "replicas %d cannot share one ReadWriteOnce claim (each pod would wait for the volume): keep the store in S3 (config.store s3://BUCKET) with persistence.type emptyDir for temporary files, use a ReadWriteMany claim (persistence.pvc.accessModes), or replicas 1%s" (int .Values.replicas) (ternary "; with S3 the claim only holds temporary files: persistence.type emptyDir" "" (eq (include "ociregistry.s3" .) "true"))) }}
+{{- end }}
+{{- if and .Values.hostPort (ne .Values.kind "DaemonSet") }}
+{{- fail "hostPort is for kind DaemonSet (a cache on every node); a Deployment is reached through its Service" }}
+{{- end }}
 {{- if and .Values.serverTls.enabled (not .Values.serverTls.secretName) }}
 {{- fail "serverTls.enabled needs serverTls.secretName (a Secret with tls.crt, tls.key and, for clientAuth verify, ca.crt)" }}
 {{- end }}
@@ -116,6 +123,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
 spec:
+  serviceAccountName: {{ include "ociregistry.serviceAccountName" . }}
   automountServiceAccountToken: false
   terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
   {{- if .Values.hostNetwork }}
@@ -165,6 +173,9 @@ spec:
       ports:
         - name: http
           containerPort: {{ .Values.port }}
+          {{- with .Values.hostPort }}
+          hostPort: {{ . }}
+          {{- end }}
         {{- if .Values.metrics.port }}
         - name: metrics
           containerPort: {{ .Values.metrics.port }}
@@ -189,6 +200,11 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- end }}
+      startupProbe:
+        {{- include "ociregistry.probe" (dict "root" . "path" "/healthz") | trim | nindent 8 }}
+        periodSeconds: {{ .Values.startupProbe.periodSeconds }}
+        timeoutSeconds: 3
+        failureThreshold: {{ .Values.startupProbe.failureThreshold }}
       livenessProbe:
         {{- include "ociregistry.probe" (dict "root" . "path" "/healthz") | trim | nindent 8 }}
         periodSeconds: 10
@@ -264,8 +280,59 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- $spread := and (eq .Values.kind "Deployment") (gt (int .Values.replicas) 1) }}
   {{- with .Values.affinity }}
   affinity:
     {{- toYaml . | nindent 4 }}
+  {{- else }}
+  {{- if and $spread (not .Values.topologySpreadConstraints) }}
+  # Replicas on different nodes when the cluster allows: one node going away keeps the cache up.
+  affinity:
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector:
+              matchLabels:
+                {{- include "ociregistry.selectorLabels" . | nindent 16 }}
   {{- end }}
+  {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{- define "ociregistry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- .Values.serviceAccount.name | default (include "ociregistry.fullname" .) }}
+{{- else }}
+{{- .Values.serviceAccount.name | default "default" }}
+{{- end }}
+{{- end }}
+
+{{/* The store is S3 (config.store s3://… or config.s3.bucket): replicas share it, no volume holds it. */}}
+{{- define "ociregistry.s3" -}}
+{{- if or (hasPrefix "s3://" (.Values.config.store | default "")) (get (.Values.config.s3 | default dict) "bucket") }}true{{ end }}
+{{- end }}
+
+{{/* node-config pods: labels of their own, so the cache's Service and workload never select them. */}}
+{{- define "ociregistry.nodeConfigSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "ociregistry.name" . }}-node-config
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The cache as containerd on a node reaches it ($(HOST_IP) is expanded by the kubelet). */}}
+{{- define "ociregistry.nodeMirror" -}}
+{{- $scheme := ternary "https" "http" (.Values.serverTls.enabled | default false) }}
+{{- if and .Values.serverTls.enabled (eq .Values.serverTls.clientAuth "verify") }}
+{{- fail "nodeConfig.enabled cannot work with serverTls.clientAuth verify: containerd on the nodes has no client certificate" }}
+{{- end }}
+{{- if .Values.nodeConfig.mirror }}{{ .Values.nodeConfig.mirror }}
+{{- else if .Values.hostPort }}{{ $scheme }}://$(HOST_IP):{{ .Values.hostPort }}
+{{- else if .Values.hostNetwork }}{{ $scheme }}://$(HOST_IP):{{ .Values.port }}
+{{- else if and (eq .Values.service.type "NodePort") .Values.service.nodePort }}{{ $scheme }}://$(HOST_IP):{{ .Values.service.nodePort }}
+{{- else }}{{ fail "nodeConfig.enabled needs a way for the nodes to reach the cache: service.type NodePort with service.nodePort, hostPort, hostNetwork, or nodeConfig.mirror" }}
+{{- end }}
 {{- end }}
