@@ -68,8 +68,9 @@ const LABEL: Record<LogLevel, string> = { error: "ERROR", warn: "WARN ", info: "
 /** Structured values of a line: the access and audit lines' fields. Undefined ones are left out. */
 export type Fields = Record<string, string | number | boolean | null | undefined>;
 
-/** A field value as `key=value` text shows it: bare when it holds no space, quote or `=`; else quoted. Always escaped. */
+/** A field value as `key=value` text shows it: bare when it holds no space, quote or `=`; else quoted; null as `-`. Always escaped. */
 export function fieldText(value: string | number | boolean | null): string {
+  if (value === null) return "-";
   if (typeof value !== "string") return String(value);
   if (value !== "" && !/[\s"=\\]/.test(value)) return escapeText(value);
   return `"${escapeText(value.replace(/[\\"]/g, (c) => `\\${c}`))}"`;
