@@ -66,7 +66,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   });
   const started = Date.now();
   const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed, quota: cache.quota });
-  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, pinned: cfg.pinned.map(imagePattern), status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
+  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, pinned: cfg.pinned.map(imagePattern), status: () => status.full(), onPruned: (b) => metrics.pruned(b), log }) : null;
   const unexpected = createUnexpected((m) => log.withTag("http").error(m));
   // `accessLog: false` costs nothing per request: no entry, no client address, no line.
   const access = cfg.accessLog ? createAccessLog(log) : null;
