@@ -1,6 +1,7 @@
 // The logger: one consola instance, a tagged child per module, text or JSON lines, to standard
-// error or to a file that can be reopened (SIGHUP, after logrotate moved it). Text lines show
-// control characters escaped, whoever wrote the message (a client, an upstream, an archive).
+// error or to a file that can be reopened (SIGHUP, after logrotate moved it). Every text line opens
+// with its UTC time and level; control characters are escaped, whoever wrote the message (a
+// client, an upstream, an archive). Lines with fields (access, audit) go past consola's parsing.
 import { closeSync, openSync, writeSync } from "node:fs";
 import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola";
 import type { LogLevel } from "./config/schema.ts";
@@ -51,23 +52,42 @@ function safeText(args: unknown[]): string {
     .join(" ");
 }
 
-/** Wraps consola's own text reporters: they format as before, but only what safeText made of the arguments. */
-function escaping(inner: ConsolaReporter[]): ConsolaReporter {
-  return {
-    log(obj, ctx) {
-      const safe = { ...obj, tag: escapeText(obj.tag), args: [safeText(obj.args)] };
-      for (const r of inner) r.log(safe, ctx);
-    },
-  };
+/** The message of a log call as JSON carries it: the exact strings (jsonText escapes them). */
+function jsonMessage(args: unknown[]): string {
+  return args.map((a) => (typeof a === "string" ? a : a instanceof LogLines ? a.lines.join("\n") : a instanceof Error ? a.message : JSON.stringify(a))).join(" ");
+}
+
+/** Level names of consola's log types: the five of the config, whatever method wrote the line. */
+const LEVEL_OF: Record<string, LogLevel> = {
+  fatal: "error", error: "error", fail: "error", warn: "warn", debug: "debug", trace: "trace", verbose: "trace",
+};
+const levelOf = (type: string): LogLevel => LEVEL_OF[type] ?? "info";
+/** The text line's level column: upper case, one width, so messages line up. */
+const LABEL: Record<LogLevel, string> = { error: "ERROR", warn: "WARN ", info: "INFO ", debug: "DEBUG", trace: "TRACE" };
+
+/** Structured values of a line: the access and audit lines' fields. Undefined ones are left out. */
+export type Fields = Record<string, string | number | boolean | null | undefined>;
+
+/** A field value as `key=value` text shows it: bare when it holds no space, quote or `=`; else quoted; null as `-`. Always escaped. */
+export function fieldText(value: string | number | boolean | null): string {
+  if (value === null) return "-";
+  if (typeof value !== "string") return String(value);
+  if (value !== "" && !/[\s"=\\]/.test(value)) return escapeText(value);
+  return `"${escapeText(value.replace(/[\\"]/g, (c) => `\\${c}`))}"`;
+}
+
+/** Where lines go: standard error, or a file that can be reopened. */
+export interface LogSink {
+  write(chunk: string): void;
+  reopen(): void;
 }
 
 /** A sink that writes whole lines to a file descriptor, reopening the file on demand. */
-function fileSink(path: string) {
+function fileSink(path: string): LogSink {
   let fd = openSync(path, "a", 0o640);
   return {
     write(chunk: string) {
       writeSync(fd, chunk);
-      return true;
     },
     reopen() {
       const next = openSync(path, "a", 0o640);
@@ -76,6 +96,67 @@ function fileSink(path: string) {
       closeSync(old);
     },
   };
+}
+
+const stderrSink: LogSink = { write: (chunk) => void process.stderr.write(chunk), reopen() {} };
+
+/**
+ * Turns log records into lines, text or JSON, and writes them. It is consola's only reporter, and
+ * the direct path for lines with fields (one per request: no argument parsing, no throttling).
+ */
+export class LineWriter implements ConsolaReporter {
+  /** `level` is read on every check: the logger's level may change while it runs. */
+  constructor(readonly format: "text" | "json", readonly sink: LogSink, private readonly level: () => number) {}
+
+  log(obj: LogObject): void {
+    const level = levelOf(obj.type);
+    if (this.format === "json") {
+      this.sink.write(jsonText({ time: obj.date.toISOString(), level, tag: obj.tag || undefined, msg: jsonMessage(obj.args) }) + "\n");
+      return;
+    }
+    // Each line of a message (a banner, an error's stack) is a log line of its own, with time and level.
+    const prefix = `${obj.date.toISOString()} ${LABEL[level]} ${obj.tag ? `[${escapeText(obj.tag)}] ` : ""}`;
+    let out = "";
+    for (const line of safeText(obj.args).split("\n")) if (line.trim()) out += prefix + line + "\n";
+    if (out) this.sink.write(out);
+  }
+
+  /** Whether a line at `level` is written at all. */
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] <= this.level();
+  }
+
+  /**
+   * A line with fields. Text shows the fields as `key=value` pairs (the summary is for JSON, where
+   * it is `msg`); JSON carries each field beside `time`, `level`, `tag` and `msg`.
+   */
+  fields(level: LogLevel, tag: string, summary: string, fields: Fields): void {
+    if (!this.enabled(level)) return;
+    const time = new Date().toISOString();
+    if (this.format === "json") {
+      this.sink.write(jsonText({ time, level, tag, msg: summary, ...fields }) + "\n");
+      return;
+    }
+    let line = `${time} ${LABEL[level]} [${tag}]`;
+    for (const key in fields) {
+      const v = fields[key];
+      if (v !== undefined) line += ` ${key}=${fieldText(v)}`;
+    }
+    this.sink.write(line + "\n");
+  }
+}
+
+/** The writer behind a logger made by createLogger; null for any other (tests' own loggers). */
+export function lineWriter(log: Logger): LineWriter | null {
+  return (log.options.reporters.find((r) => r instanceof LineWriter) as LineWriter | undefined) ?? null;
+}
+
+/** A line with fields through `log`: its writer when it has one, else a plain message of `key=value` pairs. */
+export function logFields(log: Logger, level: LogLevel, tag: string, summary: string, fields: Fields): void {
+  const w = lineWriter(log);
+  if (w) return w.fields(level, tag, summary, fields);
+  const text = Object.entries(fields).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${fieldText(v!)}`).join(" ");
+  log.withTag(tag)[level](text);
 }
 
 export interface LogOptions {
@@ -87,24 +168,8 @@ export interface LogOptions {
 
 /** The logger, and `reopen` for the log file (a no-op without one). */
 export function createLogger(opts: LogOptions): { log: Logger; reopen: () => void } {
-  const sink = opts.file ? fileSink(opts.file) : null;
-  const out = (sink ?? process.stderr) as unknown as NodeJS.WriteStream;
-  const reporters =
-    opts.format === "json"
-      ? [{
-          log(obj: LogObject) {
-            const line = jsonText({
-              time: obj.date.toISOString(), level: obj.type, tag: obj.tag || undefined,
-              msg: obj.args.map((a) => (typeof a === "string" ? a : a instanceof LogLines ? a.lines.join("\n") : a instanceof Error ? a.message : JSON.stringify(a))).join(" "),
-            });
-            out.write(line + "\n");
-          },
-        }]
-      : undefined;
-  const log = createConsola({
-    level: LEVELS[opts.level], ...(reporters ? { reporters } : {}), stdout: out, stderr: out,
-    formatOptions: { date: true, colors: false },
-  });
-  if (!reporters) log.setReporters([escaping(log.options.reporters)]);
-  return { log, reopen: () => sink?.reopen() };
+  const sink = opts.file ? fileSink(opts.file) : stderrSink;
+  const writer: LineWriter = new LineWriter(opts.format, sink, () => log.level);
+  const log = createConsola({ level: LEVELS[opts.level], reporters: [writer] });
+  return { log, reopen: () => sink.reopen() };
 }

@@ -12,10 +12,11 @@ import type { ManifestResult, Manifests } from "./manifests.ts";
 export function archivesFirst(archives: ArchiveSource, manifests: Manifests, blobs: Blobs, observe: CacheObserver): { manifests: Manifests; blobs: Blobs } {
   return {
     manifests: {
-      async get(target, reference, clientAccept): Promise<ManifestResult> {
+      async get(target, reference, clientAccept, served): Promise<ManifestResult> {
         const m = await archives.manifest(target, reference);
-        if (!m) return manifests.get(target, reference, clientAccept);
+        if (!m) return manifests.get(target, reference, clientAccept, served);
         observe.hit?.("manifest");
+        if (served) served.cache = "archive";
         return m;
       },
       // Bookkeeping of the store path: nothing is served.
@@ -27,6 +28,7 @@ export function archivesFirst(archives: ArchiveSource, manifests: Manifests, blo
         const b = await archives.blob(target, digest);
         if (!b) return blobs.get(target, digest, opts);
         observe.hit?.("blob");
+        if (opts?.served) opts.served.cache = "archive";
         return { kind: "stored", size: b.size, file: b.file };
       },
       // Both are about the store: a blob made sure of there, downloads running into it.

@@ -4,7 +4,7 @@
 // only that upstream's word, and never handed to a client of another upstream.
 import type { Target } from "../oci/reference.ts";
 import { contentLength, discardBody } from "../upstream/body.ts";
-import type { CacheContext } from "./context.ts";
+import type { CacheContext, Served } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import { Download } from "./download.ts";
 import { passThrough } from "./passthrough.ts";
@@ -22,10 +22,15 @@ export type BlobSource =
   /** The store has no room: the upstream's bytes for this client only, checked against the digest, not kept. */
   | { kind: "passthrough"; size: number | null; body: ReadableStream<Uint8Array> };
 
+export interface BlobGetOptions {
+  sizeOnly?: boolean;
+  served?: Served;
+}
+
 /** The cache's blobs: what clients pull, what a pull into the store makes sure of, and what runs. */
 export interface Blobs {
-  /** Where a blob's bytes come from. `sizeOnly` (a HEAD) asks upstream for the size and downloads nothing. */
-  get(target: Target, digest: string, opts?: { sizeOnly?: boolean }): Promise<BlobSource>;
+  /** Where a blob's bytes come from. `sizeOnly` (a HEAD) asks upstream for the size and downloads nothing; `served` learns how it was served. */
+  get(target: Target, digest: string, opts?: BlobGetOptions): Promise<BlobSource>;
   /** Makes sure a blob is in the store, downloading it if needed; returns the bytes this call downloaded. */
   ensure(target: Target, digest: string): Promise<number>;
   /** Downloads in progress, for shutdown. */
@@ -134,20 +139,24 @@ export function createBlobs(ctx: CacheContext): Blobs {
   }
 
   /** Where a blob's bytes come from (see Blobs.get). */
-  async function get(target: Target, digest: string, opts: { sizeOnly?: boolean } = {}): Promise<BlobSource> {
+  async function get(target: Target, digest: string, opts: BlobGetOptions = {}): Promise<BlobSource> {
+    const { served } = opts;
     const running = flights.get(`${target.upstream} ${digest}`);
     const joined = running ? await running.catch(() => null) : null;
     if (joined instanceof Download && !joined.done) {
       ctx.observe.miss?.("blob");
       ctx.observe.joined?.();
+      if (served) served.cache = "miss";
       return { kind: "download", size: joined.total, download: joined };
     }
     const stored = await storedSource(digest);
     if (stored) {
       ctx.observe.hit?.("blob");
+      if (served) served.cache = "hit";
       return stored;
     }
     ctx.observe.miss?.("blob");
+    if (served) served.cache = "miss";
     if (ctx.airGapped) {
       throw new CacheError("air-gapped", "blob", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
     }
@@ -160,6 +169,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
     if (d && !(d instanceof Download)) {
       // A pass-through is one client's stream: a request that joined it while it was being
       // decided gets one of its own (the store had no room a moment ago).
+      if (served) served.cache = "passthrough";
       if (!d.claimed) {
         d.claimed = true;
         return d.passthrough;

@@ -16,6 +16,15 @@ export interface CacheLogger {
   warn(msg: string): void;
 }
 
+/** How one request's content was served: from the store or memory, fetched, from the store because
+ * revalidation failed, sent on without being stored (the store is full), or from the archives. */
+export type CacheStatus = "hit" | "miss" | "stale" | "passthrough" | "archive";
+
+/** Filled in by the cache while it serves one request (the access log's `cache` field). */
+export interface Served {
+  cache?: CacheStatus;
+}
+
 /** What the cache reports for metrics; every hook is optional and must be cheap. */
 export interface CacheObserver {
   /** Served from memory or the store. */

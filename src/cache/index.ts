@@ -20,7 +20,7 @@ import { createReplicas } from "./replicas.ts";
 import { createTags, type Tags } from "./tags.ts";
 
 export type { BlobSource, Blobs } from "./blobs.ts";
-export type { ArchiveSource, CacheObserver, CacheOptions, CacheLogger } from "./context.ts";
+export type { ArchiveSource, CacheObserver, CacheOptions, CacheLogger, CacheStatus, Served } from "./context.ts";
 export { CacheError, type CacheFailure, type CacheSubject } from "./errors.ts";
 export type { ManifestResult, Manifests } from "./manifests.ts";
 export type { Referrers } from "./referrers.ts";

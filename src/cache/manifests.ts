@@ -12,7 +12,7 @@ import { isStoreFull } from "../store/usage.ts";
 import { contentLength, discardBody, readBody } from "../upstream/body.ts";
 import type { Target } from "../oci/reference.ts";
 import { askWithinBudget } from "./bounded.ts";
-import type { CacheContext } from "./context.ts";
+import type { CacheContext, Served } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import type { MemoryManifest } from "./memory.ts";
 
@@ -21,8 +21,8 @@ export type ManifestResult = MemoryManifest & { passedThrough?: true };
 
 /** The cache's manifests: what clients pull, and what a pull into the store teaches it. */
 export interface Manifests {
-  /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. */
-  get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult>;
+  /** A manifest by tag or digest; concurrent requests for the same one share one upstream fetch. `served` learns how it was served. */
+  get(target: Target, reference: string, clientAccept: string | null, served?: Served): Promise<ManifestResult>;
   /** Treats an index's manifests as parts of it in `target`: fetched by digest there, they get no record of their own. */
   adopt(target: Target, bytes: Uint8Array): void;
   /**
@@ -71,7 +71,8 @@ export function upstreamAccept(clientAccept: string | null): string {
 }
 
 export function createManifests(ctx: CacheContext): Manifests {
-  const inflight = new Map<string, Promise<ManifestResult>>();
+  /** Fetches running, with how their first asker is served (joiners are served alike). */
+  const inflight = new Map<string, { p: Promise<ManifestResult>; served: Served | undefined }>();
   /**
    * Manifests a record of an upstream covers in a repository, seen lately: its tags' targets and
    * their platform manifests. Pulled by digest through that same upstream and repository, one is
@@ -242,7 +243,7 @@ export function createManifests(ctx: CacheContext): Manifests {
     }
   }
 
-  async function byTag(target: Target, tag: string, accept: string | null): Promise<ManifestResult> {
+  async function byTag(target: Target, tag: string, accept: string | null, served: Served | undefined): Promise<ManifestResult> {
     const rec = await ctx.records.get(target, tag);
     const nowMs = ctx.now();
     if (rec) {
@@ -256,22 +257,28 @@ export function createManifests(ctx: CacheContext): Manifests {
         if (fresh || ctx.airGapped) {
           ctx.records.pulled(rec, false);
           ctx.observe.hit?.("manifest");
+          if (served) served.cache = "hit";
           return m;
         }
         const current = await stillCurrent(target, rec, accept);
         if (current !== false) {
           ctx.records.pulled(rec, current === true);
           ctx.observe.hit?.("manifest");
+          if (served) served.cache = current === true ? "hit" : "stale";
           return m;
         }
         ctx.log.info(`tag ${target.upstream}/${target.repository}:${tag} moved upstream; fetching it again`);
       }
     }
+    if (served) served.cache = "miss";
     if (ctx.airGapped) {
       throw new CacheError("air-gapped", "manifest", `${target.upstream}/${target.repository}:${tag} is not cached and the cache is air-gapped`);
     }
     const m = await fetchAndStore(target, tag, accept);
-    if (m.passedThrough) return m;
+    if (m.passedThrough) {
+      if (served) served.cache = "passthrough";
+      return m;
+    }
     await ctx.records.record(target, tag, m, rec);
     // A tag that moved no longer covers what it pointed at: pulled by digest, that is a pin now.
     if (rec && rec.digest !== m.digest) covered.delete(partKey(target, rec.digest));
@@ -280,22 +287,36 @@ export function createManifests(ctx: CacheContext): Manifests {
     return m;
   }
 
-  async function byDigest(target: Target, digest: string, accept: string | null): Promise<ManifestResult> {
+  async function byDigest(target: Target, digest: string, accept: string | null, served: Served | undefined): Promise<ManifestResult> {
     const m = await stored(digest);
     if (m) {
       ctx.observe.hit?.("manifest");
+      if (served) served.cache = "hit";
       await pulledByDigest(target, m);
       return m;
     }
+    if (served) served.cache = "miss";
     if (ctx.airGapped) {
       throw new CacheError("air-gapped", "manifest", `${target.upstream}/${target.repository}@${digest} is not cached and the cache is air-gapped`);
     }
     const fetched = await fetchAndStore(target, digest, accept);
-    if (fetched.passedThrough) return fetched;
+    if (fetched.passedThrough) {
+      if (served) served.cache = "passthrough";
+      return fetched;
+    }
     // A pull by digest alone (how Kubernetes pulls pinned images) gets a record of its own, so
     // list, prune and export know it; a manifest a tag covers is part of that tag's image.
     await pulledByDigest(target, fetched);
     return fetched;
+  }
+
+  /** A joiner is served as the first asker was (a pull into the store, which has no `served`, is a fetch: miss). */
+  function joined(running: { p: Promise<ManifestResult>; served: Served | undefined }, served: Served): Promise<ManifestResult> {
+    const copy = () => void (served.cache = running.served ? running.served.cache : "miss");
+    return running.p.then((m) => (copy(), m), (err: unknown) => {
+      copy();
+      throw err;
+    });
   }
 
   return {
@@ -307,21 +328,21 @@ export function createManifests(ctx: CacheContext): Manifests {
     adopt(target: Target, bytes: Uint8Array) {
       notePlatforms(target, childrenOf(bytes).manifests);
     },
-    get(target: Target, reference: string, clientAccept: string | null): Promise<ManifestResult> {
+    get(target: Target, reference: string, clientAccept: string | null, served?: Served): Promise<ManifestResult> {
       if (isDigest(reference)) {
         const hot = ctx.memory.get(reference);
         if (hot) {
           ctx.observe.hit?.("manifest");
+          if (served) served.cache = "hit";
           return pulledByDigest(target, hot).then(() => hot);
         }
       }
       const key = `${target.upstream} ${target.repository} ${reference}`;
-      let p = inflight.get(key);
-      if (!p) {
-        p = (isDigest(reference) ? byDigest(target, reference, clientAccept) : byTag(target, reference, clientAccept))
-          .finally(() => inflight.delete(key));
-        inflight.set(key, p);
-      }
+      const running = inflight.get(key);
+      if (running) return served ? joined(running, served) : running.p;
+      const p = (isDigest(reference) ? byDigest(target, reference, clientAccept, served) : byTag(target, reference, clientAccept, served))
+        .finally(() => inflight.delete(key));
+      inflight.set(key, { p, served });
       return p;
     },
   };

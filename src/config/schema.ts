@@ -28,6 +28,7 @@ export const entries = {
   logLevel: doc(v.optional(oneOf(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`), "info"), "`error`, `warn`, `info`, `debug` or `trace`", flag("global", "LEVEL")),
   logFormat: doc(v.optional(oneOf(["text", "json"], "must be text or json"), "text"), "`text`, or `json`: one JSON object per line for log shippers", flag("global", "FORMAT")),
   logFile: doc(v.optional(str()), "append logs to this file (reopened on SIGHUP) instead of standard error", flag("global", "FILE")),
+  accessLog: doc(v.optional(bool(), true), "one line per request at `info` on the serve port: request id, client address, method, path, status, bytes, duration, how the cache served it (`hit`, `miss`, `stale`, `passthrough`, `archive`) and the upstream; `false` turns it off"),
   defaultNs: doc(v.optional(v.pipe(str(), v.check(isHost, got("must be a registry host")), v.transform((h) => h.toLowerCase())), "docker.io"),
     "upstream for requests without `?ns=` or an in-path host", flag("serve", "HOST")),
   pullTimeout: doc(v.optional(millis(), 60_000), "milliseconds (or a duration such as `90s`) to wait for upstream data", flag("upstream", "MS")),

@@ -7,7 +7,9 @@ import { StoreError } from "../store/types.ts";
 import { createUnexpected, hasMalformedEscape, malformedEscape, RegistryError, toRegistryError } from "./errors.ts";
 import { handleBase } from "./handlers/base.ts";
 import { handleBlob } from "./handlers/blobs.ts";
-import { resolveOrThrow, type RequestContext } from "./handlers/common.ts";
+import { resolveOrThrow, type Exchange, type RequestContext } from "./handlers/common.ts";
+
+export type { Exchange } from "./handlers/common.ts";
 import { handleManifest } from "./handlers/manifests.ts";
 import { handleReferrers } from "./handlers/referrers.ts";
 import { handleTags } from "./handlers/tags.ts";
@@ -23,8 +25,6 @@ export interface RegistryOptions {
   /** Upstream for requests that name none (Docker's registry-mirrors). */
   defaultNs: string;
   log: RegistryLogger;
-  /** Log one line per request (debug level). */
-  logRequests?: boolean;
   /** When given and non-empty, every request needs HTTP basic auth as one of these users. */
   users?: DownstreamUser[];
   /** The login check to use instead of one made from `users` (the server shares one, and its throttle). */
@@ -33,8 +33,11 @@ export interface RegistryOptions {
   allowUpstream?: (upstream: string) => boolean;
 }
 
-/** Answers a request; `url` is `req.url` parsed, when the caller already did that; `client` the peer's address. */
-export type Handler = (req: Request, url?: URL, client?: string) => Promise<Response>;
+/**
+ * Answers a request; `url` is `req.url` parsed, when the caller already did that; `client` the
+ * peer's address; `exchange`, when given, learns the upstream named and how the cache served it.
+ */
+export type Handler = (req: Request, url?: URL, client?: string, exchange?: Exchange) => Promise<Response>;
 
 const RESOURCE_RE = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
 const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
@@ -52,15 +55,16 @@ export function createRegistry(opts: RegistryOptions): Handler {
     if (firstTime(`${err.status} ${reason}`)) log.warn(`${rc}: ${err.status} ${err.message}`);
   }
 
-  function target(name: string, url: URL) {
+  function target(name: string, url: URL, exchange: Exchange | undefined) {
     const t = resolveOrThrow(name, url, defaultNs);
+    if (exchange) exchange.upstream = t.upstream;
     if (opts.allowUpstream && !opts.allowUpstream(t.upstream)) {
       throw new RegistryError("DENIED", `upstream ${t.upstream} is not in this cache's registries list`);
     }
     return t;
   }
 
-  async function route(req: Request, url: URL, client: string | undefined): Promise<Response> {
+  async function route(req: Request, url: URL, client: string | undefined, exchange: Exchange | undefined): Promise<Response> {
     const path = url.pathname;
     const method = req.method;
     if (auth) await auth.check(req.headers.get("authorization"), client);
@@ -77,7 +81,7 @@ export function createRegistry(opts: RegistryOptions): Handler {
     let m = RESOURCE_RE.exec(path);
     if (m) {
       const name = m[1]!;
-      const rc: RequestContext = { req, url, method, name, target: target(name, url) };
+      const rc: RequestContext = { req, url, method, name, target: target(name, url, exchange), exchange };
       switch (m[2]) {
         case "manifests":
           return handleManifest(cache, rc, m[3]!);
@@ -90,18 +94,17 @@ export function createRegistry(opts: RegistryOptions): Handler {
     m = TAGS_RE.exec(path);
     if (m) {
       const name = m[1]!;
-      return handleTags(cache, { req, url, method, name, target: target(name, url) });
+      return handleTags(cache, { req, url, method, name, target: target(name, url, exchange), exchange });
     }
     throw new RegistryError("NAME_UNKNOWN", `no such registry API path: ${path}`, { status: 404 });
   }
 
-  return async (req, parsed, client) => {
-    const started = opts.logRequests ? performance.now() : 0;
+  return async (req, parsed, client, exchange) => {
     let res: Response;
     let url: URL | undefined;
     try {
       url = parsed ?? new URL(req.url);
-      res = await route(req, url, client);
+      res = await route(req, url, client, exchange);
     } catch (err) {
       const known = toRegistryError(err);
       if (err instanceof StoreError && firstTime(`store ${err.message}`)) log.error(`${req.method} ${url?.pathname ?? req.url}: ${err.message}`);
@@ -112,9 +115,6 @@ export function createRegistry(opts: RegistryOptions): Handler {
         // The detail is for the operator, not for whoever sent the request.
         res = unexpected(err, `${req.method} ${url?.pathname ?? req.url}`, req.method);
       }
-    }
-    if (opts.logRequests) {
-      log.debug(`${req.method} ${url ? url.pathname + url.search : req.url} ${res.status} ${(performance.now() - started).toFixed(1)}ms`);
     }
     return res;
   };

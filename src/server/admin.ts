@@ -1,7 +1,8 @@
 // The admin API under /api/v1/: off unless a token is configured; every request needs
 // `Authorization: Bearer <token>`, compared in constant time (downstream basic auth does not
 // count); wrong tokens are throttled per client address like failed logins (429 with Retry-After).
-// Images, prune, load jobs and the status figures the status page shows.
+// Images, prune, load jobs and the status figures the status page shows. Every action (and every
+// wrong token) leaves an audit line: what, on what, from which address, with what result.
 import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { timingSafeEqual } from "node:crypto";
 import type { Archives } from "../archives/source.ts";
@@ -19,6 +20,7 @@ import { hasMalformedEscape } from "../registry/errors.ts";
 import { clientKey, createLoginThrottle } from "../registry/throttle.ts";
 import { recordName } from "../store/record.ts";
 import type { Store } from "../store/types.ts";
+import { logFields, type Fields, type Logger } from "../log.ts";
 
 /** Largest JSON body the admin API reads. */
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -47,6 +49,8 @@ export interface AdminOptions {
   pinned?: ImagePattern[];
   /** Told of prune results (metrics). */
   onPruned?: (bytes: number) => void;
+  /** Where audit lines go (tag `audit`, info). */
+  log?: Logger;
   /** Throttles wrong tokens per client address (tests pass one with a clock). */
   throttle?: ReturnType<typeof createLoginThrottle>;
 }
@@ -80,11 +84,24 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
 
 class AdminInputError extends Error {}
 
+/** The audited action a request asks for; null for reads (status, images, jobs). */
+export function actionOf(method: string, path: string): string | null {
+  if (method === "POST" && (path === "prune" || path === "load" || path === "archives/rescan")) return path === "load" ? "load.start" : path.replace("/", ".");
+  if (method === "DELETE" && path.startsWith("images/")) return "image.delete";
+  if ((method === "PUT" || method === "DELETE") && path.startsWith("pins/")) return method === "PUT" ? "pin" : "unpin";
+  return null;
+}
+
 export function createAdmin(opts: AdminOptions) {
   const expected = new Bun.CryptoHasher("sha256").update(opts.token).digest();
   const jobs = new BoundedMap<string, Job>(MAX_JOBS);
   const throttle = opts.throttle ?? createLoginThrottle();
   let nextJob = 1;
+
+  /** One audit line: `action` on `target` by `client`, and how it ended. */
+  function audit(action: string, target: string, client: string | undefined, result: string, more: Fields = {}) {
+    if (opts.log) logFields(opts.log, "info", "audit", `${action} ${target}: ${result}`, { action, target, client: client ?? null, result, ...more });
+  }
 
   function tokenMatches(req: Request): boolean {
     const h = req.headers.get("authorization") ?? "";
@@ -98,13 +115,17 @@ export function createAdmin(opts: AdminOptions) {
   function refusal(req: Request, client?: string): Response | null {
     const address = `address ${clientKey(client)}`;
     const begun = throttle.begin([address]);
+    const what = () => `${req.method} ${new URL(req.url).pathname}`;
     if (typeof begun !== "function") {
       const t = tooManyAttempts(begun, "admin tokens");
+      audit("auth", what(), client, "refused", { reason: "throttled" });
       return problem(429, t.message, { "Retry-After": t.retryAfter });
     }
     const ok = tokenMatches(req);
     // A request without any Authorization is a page asking first, not a guess.
-    begun(ok ? "ok" : req.headers.has("authorization") ? "failed" : "dropped");
+    const guessed = !ok && req.headers.has("authorization");
+    begun(ok ? "ok" : guessed ? "failed" : "dropped");
+    if (guessed) audit("auth", what(), client, "refused", { reason: "wrong token" });
     return ok ? null : problem(401, "the admin API needs Authorization: Bearer <admin token>", { "WWW-Authenticate": 'Bearer realm="ociregistry-admin"' });
   }
 
@@ -127,7 +148,7 @@ export function createAdmin(opts: AdminOptions) {
     return r;
   }
 
-  function startLoad(body: Record<string, unknown>): Job {
+  function startLoad(body: Record<string, unknown>, client: string | undefined): Job {
     const list = body.images;
     if (!Array.isArray(list) || list.length === 0 || list.length > 1000) throw new AdminInputError("images: must be a list of 1 to 1000 image references");
     const refs: ImageReference[] = list.map((s, i) => {
@@ -148,6 +169,8 @@ export function createAdmin(opts: AdminOptions) {
       progress: { total: refs.length, done: 0, failed: 0, bytes: 0 }, pulled: [], failed: [],
     };
     jobs.set(job.id, job);
+    const images = refs.length === 1 ? String(list[0]) : `${refs.length} images`;
+    audit("load.start", images, client, "started", { job: job.id, pin: body.pin === true });
     void pullImages(opts.cache.pullImage, refs, { platforms, concurrency: 4, withReferrers: body.withReferrers === true, pinned: body.pin === true, onProgress: (p) => (job.progress = { ...p }) })
       .then(async (o) => {
         await opts.cache.flush();
@@ -158,7 +181,10 @@ export function createAdmin(opts: AdminOptions) {
         job.failed.push({ ref: "*", error: (err as Error).message });
         job.state = "failed";
       })
-      .finally(() => (job.finished = new Date().toISOString()));
+      .finally(() => {
+        job.finished = new Date().toISOString();
+        audit("load.end", images, client, job.state, { job: job.id, pulled: job.pulled.length, failed: job.failed.length, bytes: job.progress.bytes });
+      });
     return job;
   }
 
@@ -170,17 +196,29 @@ export function createAdmin(opts: AdminOptions) {
     return ref.ref;
   }
 
-  async function route(req: Request, path: string): Promise<Response> {
+  async function route(req: Request, path: string, client: string | undefined): Promise<Response> {
     const m = req.method;
     if (path === "status" && m === "GET") return json(opts.status());
     if (path === "images" && m === "GET") return json([...(await listImages(opts.store, undefined, undefined, opts.pinned)), ...((await opts.archives?.images()) ?? [])]);
     if (path === "archives/rescan" && m === "POST") {
       if (!opts.archives) return problem(404, "no archives directory is being served (serve --archives DIR)");
       // The last listing keeps serving when the directory cannot be read (an NFS outage).
-      return opts.archives.rescan().then((r) => json(r), (err) => problem(503, (err as Error).message));
+      const dir = opts.archives.dir;
+      return opts.archives.rescan().then((r) => {
+        audit("archives.rescan", dir, client, "ok", { files: r.files });
+        return json(r);
+      }, (err) => {
+        audit("archives.rescan", dir, client, "failed", { reason: (err as Error).message });
+        return problem(503, (err as Error).message);
+      });
     }
-    if (path === "prune" && m === "POST") return json(await prune(await readJson(req)));
-    if (path === "load" && m === "POST") return json(startLoad(await readJson(req)), 202);
+    if (path === "prune" && m === "POST") {
+      const body = await readJson(req);
+      const r = await prune(body);
+      audit("prune", body.pattern === undefined ? "*" : String(body.pattern), client, r.dryRun ? "dry-run" : "ok", { images: r.images.length, blobs: r.blobs, bytes: r.bytes });
+      return json(r);
+    }
+    if (path === "load" && m === "POST") return json(startLoad(await readJson(req), client), 202);
     const job = path.match(/^jobs\/(\d+)$/);
     if (job && m === "GET") {
       const j = jobs.get(job[1]!);
@@ -191,9 +229,11 @@ export function createAdmin(opts: AdminOptions) {
       const ref = imageRef(pin[1]!);
       const name = recordName({ upstream: ref.upstream, repository: ref.repository, tag: ref.reference! });
       if (m === "DELETE" && opts.pinned && matchesAny(opts.pinned, name)) {
+        audit("unpin", name, client, "refused", { reason: "pinned by a config pattern" });
         return problem(409, `${name} is pinned by the config's pinned patterns: remove the pattern (and reload) to unpin it`);
       }
       const found = await opts.cache.setPinned({ upstream: ref.upstream, repository: ref.repository }, ref.reference!, m === "PUT");
+      audit(m === "PUT" ? "pin" : "unpin", name, client, found ? "ok" : "not-found");
       return found ? json({ image: name, pinned: m === "PUT" }) : problem(404, `${name} is not in the store`);
     }
     const image = path.match(/^images\/(.+)$/);
@@ -201,6 +241,7 @@ export function createAdmin(opts: AdminOptions) {
       const ref = imageRef(image[1]!);
       const name = recordName({ upstream: ref.upstream, repository: ref.repository, tag: ref.reference! });
       const r = await opts.cache.prune({ olderThanMs: -1, by: "lastPulled", select: (rec) => recordName(rec) === name, dryRun: false });
+      audit("image.delete", name, client, r.images.length ? "ok" : "not-found", { blobs: r.blobs, bytes: r.bytes });
       if (!r.images.length) return problem(404, `${name} is not in the store`);
       opts.onPruned?.(r.bytes);
       return json(r);
@@ -214,9 +255,12 @@ export function createAdmin(opts: AdminOptions) {
       const refused = refusal(req, client);
       if (refused) return refused;
       try {
-        return await route(req, path);
+        return await route(req, path, client);
       } catch (err) {
-        if (err instanceof AdminInputError) return problem(400, err.message);
+        const action = actionOf(req.method, path);
+        const input = err instanceof AdminInputError;
+        if (action) audit(action, path.slice(path.indexOf("/") + 1) || path, client, input ? "invalid" : "failed", { reason: (err as Error).message });
+        if (input) return problem(400, err.message);
         throw err;
       }
     },

@@ -13,7 +13,8 @@ import { LogLines, type Logger } from "../log.ts";
 import type { ImageReference } from "../oci/reference.ts";
 import { createBasicAuth } from "../registry/auth.ts";
 import { createUnexpected, RegistryError } from "../registry/errors.ts";
-import { createRegistry } from "../registry/router.ts";
+import { createRegistry, type Exchange } from "../registry/router.ts";
+import { createAccessLog, requestId } from "./access.ts";
 import { createAdmin } from "./admin.ts";
 import { banner, clientHints } from "./banner.ts";
 import { createMetrics } from "./metrics.ts";
@@ -59,14 +60,16 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   // One login check for the registry and the status page, so both share its throttle.
   const login = cfg.users.length ? createBasicAuth(cfg.users) : null;
   const registry = createRegistry({
-    cache, defaultNs: cfg.defaultNs, log: log.withTag("http"), logRequests: cfg.logLevel === "debug" || cfg.logLevel === "trace",
+    cache, defaultNs: cfg.defaultNs, log: log.withTag("http"),
     auth: login,
     allowUpstream: cfg.upstreams === "listed" ? (u) => listed.has(u) : undefined,
   });
   const started = Date.now();
   const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed, quota: cache.quota });
-  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, pinned: cfg.pinned.map(imagePattern), status: () => status.full(), onPruned: (b) => metrics.pruned(b) }) : null;
+  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, pinned: cfg.pinned.map(imagePattern), status: () => status.full(), onPruned: (b) => metrics.pruned(b), log }) : null;
   const unexpected = createUnexpected((m) => log.withTag("http").error(m));
+  // `accessLog: false` costs nothing per request: no entry, no client address, no line.
+  const access = cfg.accessLog ? createAccessLog(log) : null;
   const grace = opts.graceMs ?? SHUTDOWN_GRACE_MS;
   const servers: Server<undefined>[] = [];
   const timers: Timer[] = [];
@@ -114,16 +117,29 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     return admin ? new Response("the admin API is on: use /api/v1/status or /status.json with the admin token\n", { status: 404 }) : Response.json(status.aggregate(), { headers: { "Cache-Control": "no-store" } });
   }
 
-  /** Everything on the main port: operational endpoints, the admin API, the page, the registry. */
+  /** Everything on the main port, each answer with its request id, and its access line when on. */
   async function handle(req: Request, server?: Server<undefined>): Promise<Response> {
     const t0 = performance.now();
+    const id = requestId(req.headers.get("x-request-id"));
     const url = new URL(req.url);
+    // The peer's address, never X-Forwarded-For (any client can send that): login throttling keys
+    // on it. Asked only when a login or the admin token can be throttled, or for the access log (it costs a native call).
+    const client = access || login || admin ? server?.requestIP(req)?.address : undefined;
+    const exchange: Exchange | undefined = access ? {} : undefined;
+    const res = await answer(req, url, t0, client, exchange);
+    res.headers.set("X-Request-Id", id);
+    if (access) {
+      const length = req.method === "HEAD" ? "0" : res.headers.get("content-length");
+      access({ id, client, method: req.method, path: url.pathname + url.search, status: res.status, bytes: length === null ? null : Number(length), durationMs: performance.now() - t0, exchange });
+    }
+    return res;
+  }
+
+  /** Operational endpoints, the admin API, the page, the registry. */
+  async function answer(req: Request, url: URL, t0: number, client: string | undefined, exchange: Exchange | undefined): Promise<Response> {
     const path = url.pathname;
     const op = operational(path);
     if (op) return op;
-    // The peer's address, never X-Forwarded-For (any client can send that): login throttling keys
-    // on it. Asked only when a login or the admin token can be throttled (it costs a native call).
-    const client = login || admin ? server?.requestIP(req)?.address : undefined;
     let res: Response;
     let route: string;
     if (path.startsWith("/api/v1/") && admin) {
@@ -134,7 +150,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
       res = await ui(req, path, client);
     } else {
       route = routeOf(path);
-      res = await registry(req, url, client);
+      res = await registry(req, url, client, exchange);
     }
     if (!instrumented) return res;
     const length = res.headers.get("content-length");

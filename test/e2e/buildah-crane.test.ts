@@ -94,7 +94,7 @@ describe("buildah", () => {
     await buildah.run(["pull", ref]);
     const r = await pulled(ref);
     expect(r.digest).toBe(images.v2!.digest);
-    expect(await cache.settledOutput()).toMatch(new RegExp(`(GET|HEAD) /v2/${UP.replaceAll(".", "\\.")}/library/x/manifests/v2 200`));
+    expect(await cache.settledOutput()).toMatch(new RegExp(`method=(GET|HEAD) path=/v2/${UP.replaceAll(".", "\\.")}/library/x/manifests/v2 status=200 `));
   });
 });
 

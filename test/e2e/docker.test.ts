@@ -63,9 +63,9 @@ afterAll(async () => {
   });
 }, 120_000);
 
-/** Requests the cache logged (debug) for a repository path such as `library/hello`, in order. */
+/** Requests the cache logged (its access log) for a repository path such as `library/hello`, in order. */
 async function cacheRequests(repoPath: string) {
-  return [...(await cache.settledOutput()).matchAll(/\b(GET|HEAD) (\/v2\/\S+) (\d{3}) [\d.]+ms/g)]
+  return [...(await cache.settledOutput()).matchAll(/ method=(GET|HEAD) path="?(\/v2\/[^\s"]+)"? status=(\d{3}) /g)]
     .map((m) => ({ method: m[1]!, path: m[2]!, status: Number(m[3]) }))
     .filter((r) => r.path.startsWith(`/v2/${repoPath}/`));
 }

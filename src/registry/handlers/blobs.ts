@@ -36,7 +36,7 @@ export function parseRange(header: string | null, size: number): ByteRange | nul
 
 export async function handleBlob(cache: Cache, rc: RequestContext, digest: string): Promise<Response> {
   if (!isDigest(digest)) throw new RegistryError("DIGEST_INVALID", `invalid digest ${JSON.stringify(digest)}`);
-  const source = await cache.blobs.get(rc.target, digest, { sizeOnly: rc.method === "HEAD" });
+  const source = await cache.blobs.get(rc.target, digest, { sizeOnly: rc.method === "HEAD", served: rc.exchange });
   const headers: Record<string, string> = {
     ...API_VERSION,
     "Content-Type": "application/octet-stream",

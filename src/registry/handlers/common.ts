@@ -1,11 +1,17 @@
 // Headers and request parsing shared by the resource handlers.
 import { RegistryError } from "../errors.ts";
+import type { Served } from "../../cache/index.ts";
 import type { Target } from "../../oci/reference.ts";
 import { BoundedMap } from "../../lib/bounded-map.ts";
 import { resolveTarget } from "../target.ts";
 
 /** Headers of every registry response; nosniff keeps browsers from reading an upstream's bytes as a page. */
 export const API_VERSION = { "Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff" } as const;
+
+/** What the registry learns of one request for the access log: how the cache served it, and the upstream it named. */
+export interface Exchange extends Served {
+  upstream?: string;
+}
 
 export interface RequestContext {
   req: Request;
@@ -14,6 +20,8 @@ export interface RequestContext {
   /** `<name>` exactly as the client sent it in the path. */
   name: string;
   target: Target;
+  /** Filled in for the access log when the server asks for it. */
+  exchange?: Exchange;
 }
 
 /** Resolutions of recent names: clients repeat the same few, and they cost a few regular expressions each. */

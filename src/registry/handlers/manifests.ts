@@ -12,7 +12,7 @@ export async function handleManifest(cache: Cache, rc: RequestContext, reference
     // No manifest can have an invalid tag: unknown, as distribution and the conformance suite say.
     throw new RegistryError("MANIFEST_UNKNOWN", `no manifest has the tag ${JSON.stringify(reference.slice(0, 200))}: not a valid tag`);
   }
-  const m = await cache.manifests.get(rc.target, reference, rc.req.headers.get("accept"));
+  const m = await cache.manifests.get(rc.target, reference, rc.req.headers.get("accept"), rc.exchange);
   return new Response(rc.method === "HEAD" ? null : m.bytes, { headers: headersOf(m) });
 }
 
