@@ -85,8 +85,34 @@ export interface LogOptions {
   file?: string;
 }
 
-/** The logger, and `reopen` for the log file (a no-op without one). */
-export function createLogger(opts: LogOptions): { log: Logger; reopen: () => void } {
+/**
+ * Sets the level of a logger and of every logger derived from it (withTag copies the level when
+ * it is called, so the children are tracked): a config reload changes the level everywhere.
+ */
+function levelControl(root: Logger): (level: LogLevel) => void {
+  const all = new Set<WeakRef<Logger>>([new WeakRef(root)]);
+  const sweep = () => {
+    for (const r of all) if (!r.deref()) all.delete(r);
+  };
+  const watch = (l: Logger) => {
+    const create = l.create.bind(l);
+    l.create = (o) => {
+      const child = create(o);
+      watch(child);
+      all.add(new WeakRef(child));
+      if (all.size % 1024 === 0) sweep();
+      return child;
+    };
+  };
+  watch(root);
+  return (level) => {
+    sweep();
+    for (const r of all) r.deref()!.level = LEVELS[level];
+  };
+}
+
+/** The logger, `reopen` for the log file (a no-op without one), and `setLevel` (a config reload). */
+export function createLogger(opts: LogOptions): { log: Logger; reopen: () => void; setLevel: (level: LogLevel) => void } {
   const sink = opts.file ? fileSink(opts.file) : null;
   const out = (sink ?? process.stderr) as unknown as NodeJS.WriteStream;
   const reporters =
@@ -106,5 +132,5 @@ export function createLogger(opts: LogOptions): { log: Logger; reopen: () => voi
     formatOptions: { date: true, colors: false },
   });
   if (!reporters) log.setReporters([escaping(log.options.reporters)]);
-  return { log, reopen: () => sink?.reopen() };
+  return { log, reopen: () => sink?.reopen(), setLevel: levelControl(log) };
 }

@@ -49,6 +49,8 @@ export interface Cache {
   usage: Usage;
   /** The store's bounds: eviction, pass-through. */
   quota: Quota;
+  /** New store bounds and pinned patterns (a config reload). */
+  rebound(bounds: StoreBounds, pinned: RegExp[]): void;
   /** Pins or unpins a recorded image; false when it is not in the store. */
   setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean>;
   /**
@@ -81,7 +83,7 @@ export function createCache(opts: CacheOptions & {
   const clientNamedBudget = createByteBudget(MANIFEST_BUDGET_BYTES / 2);
   const now = opts.now ?? Date.now;
   const usage = createUsage(opts.store, { admit: (bytes, kind) => quota.admit(bytes, kind), changed: opts.onUsage });
-  const pins = opts.pinned ?? [];
+  let pins = opts.pinned ?? [];
   const quota: Quota = createQuota({
     bounds: opts.bounds ?? {}, usage, store: opts.store, log: opts.log, now,
     evict: {
@@ -124,6 +126,10 @@ export function createCache(opts: CacheOptions & {
     usage,
     quota,
     setPinned: (target, tag, pinned) => ctx.records.setPinned(target, tag, pinned),
+    rebound(bounds, pinned) {
+      pins = pinned;
+      quota.setBounds(bounds);
+    },
     maintain() {
       const log = opts.log;
       let stopped = false;

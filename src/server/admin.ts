@@ -18,6 +18,7 @@ import { hasMalformedEscape } from "../registry/errors.ts";
 import { clientKey, createLoginThrottle } from "../registry/throttle.ts";
 import { recordName } from "../store/record.ts";
 import type { Store } from "../store/types.ts";
+import type { ReloadOutcome } from "./reload.ts";
 
 /** Largest JSON body the admin API reads. */
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -46,6 +47,8 @@ export interface AdminOptions {
   pinned?: RegExp[];
   /** Told of prune results (metrics). */
   onPruned?: (bytes: number) => void;
+  /** POST reload: reads the config again (server/reload.ts). */
+  reload?: () => Promise<ReloadOutcome>;
   /** Throttles wrong tokens per client address (tests pass one with a clock). */
   throttle?: ReturnType<typeof createLoginThrottle>;
 }
@@ -177,6 +180,10 @@ export function createAdmin(opts: AdminOptions) {
       if (!opts.archives) return problem(404, "no archives directory is being served (serve --archives DIR)");
       // The last listing keeps serving when the directory cannot be read (an NFS outage).
       return opts.archives.rescan().then((r) => json(r), (err) => problem(503, (err as Error).message));
+    }
+    if (path === "reload" && m === "POST" && opts.reload) {
+      const r = await opts.reload();
+      return r.ok ? json(r.changes) : problem(400, r.error);
     }
     if (path === "prune" && m === "POST") return json(await prune(await readJson(req)));
     if (path === "load" && m === "POST") return json(startLoad(await readJson(req)), 202);
