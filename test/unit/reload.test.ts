@@ -117,7 +117,9 @@ describe("store bounds on a reload", () => {
     images.forEach((img, i) => r.upstream.add(`app${i}`, "v1", img));
     for (let i = 0; i < 4; i++) {
       for (const path of [`/v2/app${i}/manifests/v1`, ...images[i]!.blobs.map((b) => `/v2/app${i}/blobs/${b.digest}`)]) {
-        expect((await r.request(path)).status).toBe(200);
+        const res = await r.request(path);
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
       }
       await Promise.all((await r.cache.blobs.active()).map((d) => d.settled()));
       r.clock.advance(1000);
