@@ -166,10 +166,36 @@ export interface LogOptions {
   file?: string;
 }
 
-/** The logger, and `reopen` for the log file (a no-op without one). */
-export function createLogger(opts: LogOptions): { log: Logger; reopen: () => void } {
+/**
+ * Sets the level of a logger and of every logger derived from it (withTag copies the level when
+ * it is called, so the children are tracked): a config reload changes the level everywhere.
+ */
+function levelControl(root: Logger): (level: LogLevel) => void {
+  const all = new Set<WeakRef<Logger>>([new WeakRef(root)]);
+  const sweep = () => {
+    for (const r of all) if (!r.deref()) all.delete(r);
+  };
+  const watch = (l: Logger) => {
+    const create = l.create.bind(l);
+    l.create = (o) => {
+      const child = create(o);
+      watch(child);
+      all.add(new WeakRef(child));
+      if (all.size % 1024 === 0) sweep();
+      return child;
+    };
+  };
+  watch(root);
+  return (level) => {
+    sweep();
+    for (const r of all) r.deref()!.level = LEVELS[level];
+  };
+}
+
+/** The logger, `reopen` for the log file (a no-op without one), and `setLevel` (a config reload). */
+export function createLogger(opts: LogOptions): { log: Logger; reopen: () => void; setLevel: (level: LogLevel) => void } {
   const sink = opts.file ? fileSink(opts.file) : stderrSink;
   const writer: LineWriter = new LineWriter(opts.format, sink, () => log.level);
   const log = createConsola({ level: LEVELS[opts.level], reporters: [writer] });
-  return { log, reopen: () => sink.reopen() };
+  return { log, reopen: () => sink.reopen(), setLevel: levelControl(log) };
 }

@@ -50,6 +50,8 @@ export interface Cache {
   usage: Usage;
   /** The store's bounds: eviction, pass-through. */
   quota: Quota;
+  /** New store bounds and pinned patterns (a config reload). */
+  rebound(bounds: StoreBounds, pinned: ImagePattern[]): void;
   /** Pins or unpins a recorded image; false when it is not in the store. */
   setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean>;
   /**
@@ -109,7 +111,7 @@ export function createCache(opts: CacheOptions & {
       if (max && usage.storedSinceWalk > max * SHARED_RECOUNT_SHARE) void recount().then(() => quota.check(), () => {});
     },
   });
-  const pins = opts.pinned ?? [];
+  let pins = opts.pinned ?? [];
   const pinKind = (r: TagRecord) => (r.pinned === true ? "record" as const : matchesAny(pins, recordName(r)) ? "pattern" as const : false);
   const isPinned = (r: TagRecord) => pinKind(r) !== false;
 
@@ -171,6 +173,11 @@ export function createCache(opts: CacheOptions & {
       const found = await ctx.records.setPinned(target, tag, pinned);
       if (found && !pinned) quota.changed();
       return found;
+    },
+    rebound(bounds, pinned) {
+      pins = pinned;
+      quota.setBounds(bounds);
+      quota.changed();
     },
     maintain() {
       const log = opts.log;

@@ -54,6 +54,8 @@ const WARN_EVERY_MS = 60_000;
 export interface Quota {
   /** Whether any bound is set. */
   readonly bounded: boolean;
+  /** Takes new bounds (a config reload); an eviction run starts when the store is now past them. */
+  setBounds(bounds: StoreBounds): void;
   /** Before a commit of `bytes`: resolves with a settle function when they fit (after evicting if needed); StoreError("full") when not. */
   admit(bytes: number, kind: ContentKind): Promise<() => void>;
   /** Before a download of `bytes` (0 when unknown): whether it may be stored; false means pass it through. Reserves the bytes until `done`. */
@@ -104,8 +106,9 @@ export interface SharedQuota {
 }
 
 export function createQuota(o: QuotaOptions): Quota {
-  const { bounds, usage } = o;
-  const bounded = bounds.maxSize !== undefined || bounds.minFreeSpace !== undefined;
+  const { usage } = o;
+  let bounds = o.bounds;
+  let bounded = bounds.maxSize !== undefined || bounds.minFreeSpace !== undefined;
   let space: { total: number; free: number } | null = null;
   let spaceAt = -Infinity;
   let spaceRead: Promise<void> | null = null;
@@ -232,7 +235,17 @@ export function createQuota(o: QuotaOptions): Quota {
   }
 
   const quota: Quota = {
-    bounded,
+    get bounded() {
+      return bounded;
+    },
+    setBounds(next) {
+      bounds = next;
+      bounded = bounds.maxSize !== undefined || bounds.minFreeSpace !== undefined;
+      // A bound lifted may end a pass-through; a bound lowered starts a run.
+      lastShortAt = -Infinity;
+      if (!bounded) setFull(false);
+      quota.check();
+    },
     evict(extra = 0) {
       running ??= run(extra).finally(() => (running = null));
       return running;

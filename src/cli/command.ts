@@ -40,6 +40,8 @@ export interface RunContext<A extends ArgsDef> {
   rawArgs: string[];
   cfg: Config;
   log: Logger;
+  /** Changes the level of every logger (a config reload). */
+  setLogLevel: (level: Config["logLevel"]) => void;
 }
 
 /**
@@ -59,10 +61,10 @@ export function command<A extends ArgsDef>(def: {
       let code: number;
       try {
         const cfg = resolveConfig(configFlags(args, def.keys ?? []));
-        const { log, reopen } = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+        const { log, reopen, setLevel } = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
         // logrotate moves the file, then sends SIGHUP: write to a new one from then on.
         if (cfg.logFile) process.on("SIGHUP", reopen);
-        code = (await def.run({ args, rawArgs, cfg, log })) ?? 0;
+        code = (await def.run({ args, rawArgs, cfg, log, setLogLevel: setLevel })) ?? 0;
       } catch (err) {
         code = reportError(err);
       }

@@ -82,10 +82,11 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
 
 /** The program's view of the checked file: durations renamed to say their unit, files read, secrets looked up. */
 function toConfig(f: ConfigFile, env: Env, name: (k: ConfigKey) => string): Config {
-  const { pullTimeout, revalidateAfter, transferRateWindow, health, admin, htpasswd, alwaysPullLatest, store, s3, registries, ...same } = f;
+  const { pullTimeout, revalidateAfter, transferRateWindow, shutdownDelay, drainTimeout, health, admin, htpasswd, alwaysPullLatest, store, s3, registries, ...same } = f;
   return {
     ...same,
     pullTimeoutMs: pullTimeout, revalidateAfterMs: revalidateAfter, transferRateWindowMs: transferRateWindow,
+    shutdownDelayMs: shutdownDelay, drainTimeoutMs: drainTimeout,
     // The seed's switch, expressed as a freshness rule: `latest` is checked upstream on every pull.
     tagPolicies: alwaysPullLatest ? [{ match: ":latest$", revalidateAfterMs: 0 }, ...f.tagPolicies] : f.tagPolicies,
     healthPort: health,

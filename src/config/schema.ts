@@ -59,6 +59,8 @@ export const entries = {
   archives: doc(v.optional(archives), "serve images from the `.oci` archives under a directory first", flag("archives", "DIR", "Serve images from the .oci archives under this directory first (config archives.path)", "path")),
   users: doc(v.optional(users, []), "clients must log in with HTTP basic auth"),
   htpasswd: doc(v.optional(str()), "an htpasswd file of bcrypt entries (`htpasswd -Bbn user pass`), same effect as `users`"),
+  shutdownDelay: doc(v.optional(duration(), "5s"), "on SIGTERM, keep serving this long while `/readyz` answers `503` (on every port that serves it), so load balancers stop sending clients before the port closes; `0s` stops accepting at once", flag("serve", "DURATION")),
+  drainTimeout: doc(v.optional(duration(), "30s"), "after `shutdownDelay`, how long requests and downloads in flight get to finish before they are cut"),
 };
 
 /** The configuration file. */
@@ -87,7 +89,7 @@ export type ArchivesConfig = v.InferOutput<typeof archives>;
 export type S3Config = Required<Omit<v.InferOutput<typeof s3>, "abortUploadsAfter">> & { abortUploadsAfterMs: number };
 
 /** Keys the program gets in another form than the file's: renamed to say their unit, or resolved (files read, secrets looked up). */
-type Resolved = "pullTimeout" | "revalidateAfter" | "transferRateWindow" | "health" | "admin" | "htpasswd" | "alwaysPullLatest" | "store" | "s3" | "registries";
+type Resolved = "pullTimeout" | "revalidateAfter" | "transferRateWindow" | "shutdownDelay" | "drainTimeout" | "health" | "admin" | "htpasswd" | "alwaysPullLatest" | "store" | "s3" | "registries";
 
 /** What the program runs with. */
 export type Config = Omit<ConfigFile, Resolved> & {
@@ -96,6 +98,9 @@ export type Config = Omit<ConfigFile, Resolved> & {
   /** Age after which a cached tag is revalidated with a HEAD to its upstream. */
   revalidateAfterMs: number;
   transferRateWindowMs: number;
+  /** SIGTERM: how long to keep serving with readiness 503, then how long in-flight work gets. */
+  shutdownDelayMs: number;
+  drainTimeoutMs: number;
   healthPort?: number;
   /** The admin API's bearer token; the admin API is off without one. */
   adminToken?: string;

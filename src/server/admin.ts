@@ -21,6 +21,7 @@ import { clientKey, createLoginThrottle } from "../registry/throttle.ts";
 import { recordName } from "../store/record.ts";
 import type { Store } from "../store/types.ts";
 import { logFields, type Fields, type Logger } from "../log.ts";
+import type { ReloadOutcome } from "./reload.ts";
 
 /** Largest JSON body the admin API reads. */
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -51,6 +52,8 @@ export interface AdminOptions {
   onPruned?: (bytes: number) => void;
   /** Where audit lines go (tag `audit`, info). */
   log?: Logger;
+  /** POST reload: reads the config again (server/reload.ts). */
+  reload?: () => Promise<ReloadOutcome>;
   /** Throttles wrong tokens per client address (tests pass one with a clock). */
   throttle?: ReturnType<typeof createLoginThrottle>;
 }
@@ -211,6 +214,11 @@ export function createAdmin(opts: AdminOptions) {
         audit("archives.rescan", dir, client, "failed", { reason: (err as Error).message });
         return problem(503, (err as Error).message);
       });
+    }
+    if (path === "reload" && m === "POST" && opts.reload) {
+      const r = await opts.reload();
+      audit("reload", "config", client, r.ok ? "ok" : "refused", r.ok ? {} : { reason: r.error });
+      return r.ok ? json(r.changes) : problem(400, r.error);
     }
     if (path === "prune" && m === "POST") {
       const body = await readJson(req);

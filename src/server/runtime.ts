@@ -11,7 +11,7 @@ import type { Store, StoreStats } from "../store/types.ts";
 import type { QuotaObserver } from "../cache/index.ts";
 import { ConfigError } from "../config/error.ts";
 import { imagePattern } from "../oci/pattern.ts";
-import { createUpstreams, type UpstreamObserver } from "../upstream/client.ts";
+import { createUpstreams, type UpstreamObserver, type UpstreamSettings } from "../upstream/client.ts";
 import { credentialHelper } from "../upstream/credential-helper.ts";
 
 /** The upstreams the operator named: the default namespace and every registries entry. */
@@ -40,6 +40,15 @@ export function guardListed(cfg: Config, extra: Iterable<string> = []): Set<stri
   return hosts;
 }
 
+/** The upstream client's settings from the config's registries (at start and on a reload). */
+export function upstreamSettings(cfg: Config, log: Logger): UpstreamSettings[] {
+  return cfg.registries.map((r) => ({
+    name: r.name, scheme: r.scheme, tls: r.tls, tokenHosts: r.tokenHosts, originFallback: r.originFallback, userAgent: r.userAgent,
+    credentials: r.auth ?? (r.credentialHelper ? credentialHelper(r.credentialHelper, r.name, (m) => log.withTag("upstream").warn(m)) : undefined),
+    endpoints: r.endpoints?.map((e) => ({ url: e.url, credentials: e.auth, tls: e.tls })),
+  }));
+}
+
 export interface RuntimeHooks {
   /** Told whenever the store's figures change (metrics). */
   usage?: (figures: StoreStats) => void;
@@ -62,20 +71,21 @@ export function openStore(cfg: Config): Store {
   });
 }
 
-export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHooks = {}) {
-  const base = openStore(cfg);
+/** Bounds the store can keep: an S3 store has no filesystem to take a share of. */
+export function checkBounds(cfg: Config) {
   if (cfg.s3 && (cfg.minFreeSpace || (cfg.maxSize && "percent" in cfg.maxSize))) {
     throw new ConfigError(cfg.minFreeSpace ? "minFreeSpace" : "maxSize", "an S3 store has no filesystem: give maxSize in bytes (it bounds the bucket prefix) and leave minFreeSpace out");
   }
+}
+
+export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHooks = {}) {
+  const base = openStore(cfg);
+  checkBounds(cfg);
   const removed = await base.init();
   if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) or upload(s) of interrupted runs`);
   const upstreams = createUpstreams({
     timeoutMs: cfg.pullTimeoutMs,
-    registries: cfg.registries.map((r) => ({
-      name: r.name, scheme: r.scheme, tls: r.tls, tokenHosts: r.tokenHosts, originFallback: r.originFallback, userAgent: r.userAgent,
-      credentials: r.auth ?? (r.credentialHelper ? credentialHelper(r.credentialHelper, r.name, (m) => log.withTag("upstream").warn(m)) : undefined),
-      endpoints: r.endpoints?.map((e) => ({ url: e.url, credentials: e.auth, tls: e.tls })),
-    })),
+    registries: upstreamSettings(cfg, log),
     debug: (m) => log.withTag("upstream").debug(m),
     connectionsPerUpstream: cfg.maxUpstreamConnections,
     connectionsTotal: cfg.maxUpstreamConnectionsTotal,

@@ -1,8 +1,9 @@
 // The registry cache as a library: createServer(config) builds the store, upstreams, cache,
 // registry, metrics, health and admin API; start() listens (plus the metrics and health ports
 // when configured) and starts the timers (flush, prune) and the preload; stop() is the graceful
-// stop: readiness turns 503 at once, no new connections, downloads and responses get a while to
-// finish, records are flushed. `ociregistry serve` only maps flags to the config and calls these.
+// stop: readiness turns 503 at once while serving goes on for `shutdownDelay`, then no new
+// connections, downloads and responses get `drainTimeout` to finish, records are flushed;
+// reload() takes a config read again (reload.ts). `ociregistry serve` maps flags and signals to these.
 import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import { createArchiveSource } from "../archives/source.ts";
@@ -11,7 +12,9 @@ import { pullImages } from "../cache/pull-images.ts";
 import type { Config } from "../config/schema.ts";
 import { LogLines, type Logger } from "../log.ts";
 import type { ImageReference } from "../oci/reference.ts";
-import { createBasicAuth } from "../registry/auth.ts";
+import { createBasicAuth, type BasicAuth } from "../registry/auth.ts";
+import { createLoginThrottle } from "../registry/throttle.ts";
+import { createVerifyQueue } from "../registry/verify-queue.ts";
 import { createUnexpected, RegistryError } from "../registry/errors.ts";
 import { createRegistry, type Exchange } from "../registry/router.ts";
 import { createAccessLog, requestId } from "./access.ts";
@@ -20,19 +23,21 @@ import { banner, clientHints } from "./banner.ts";
 import { createMetrics } from "./metrics.ts";
 import { imagePattern } from "../oci/pattern.ts";
 import { statusPage } from "./page.ts";
-import { createRuntime, listedUpstreams } from "./runtime.ts";
+import { createMainListener } from "./listener.ts";
+import { createReloader, type ConfigChanges } from "./reload.ts";
+import { checkBounds, createRuntime, guardListed, listedUpstreams, upstreamSettings } from "./runtime.ts";
 import { createStatus } from "./status.ts";
 
 /** How often batched last-pulled times are written. */
 const FLUSH_INTERVAL_MS = 30_000;
-/** How long shutdown waits for downloads and responses before cutting them. */
-const SHUTDOWN_GRACE_MS = 10_000;
 
 export interface ServerOptions {
   /** Images to pull in the background once listening (`--preload-images`). */
   preload?: ImageReference[];
-  /** Shutdown grace for downloads and responses (default 10 s). */
-  graceMs?: number;
+  /** Builds the config again from its file and flags (reload); without it, reloads are refused. */
+  reread?: () => Config;
+  /** Changes the level of every logger (reload). */
+  setLogLevel?: (level: Config["logLevel"]) => void;
   /** Flush interval for last-pulled times (default 30 s). */
   flushIntervalMs?: number;
   /** Print how to point clients at the cache (a first run without a config file). */
@@ -57,22 +62,33 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   if (archives) log.withTag("archives").info(`${(await archives.rescan()).files} .oci file(s) under ${archives.dir}`);
   // The preload list is the operator's own choice: its upstreams count as listed.
   const { store, cache, upstreams } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream) });
-  // One login check for the registry and the status page, so both share its throttle.
-  const login = cfg.users.length ? createBasicAuth(cfg.users) : null;
+  // One login check for the registry and the status page, so both share its throttle; a reload
+  // replaces the users and keeps the throttle (failed attempts still count).
+  const loginLimits = { throttle: createLoginThrottle(), queue: createVerifyQueue() };
+  const loginFor = (c: Config) => (c.users.length ? createBasicAuth(c.users, undefined, undefined, loginLimits) : null);
+  let login = loginFor(cfg);
+  const registryAuth: BasicAuth = { check: (header, client) => (login ? login.check(header, client) : Promise.resolve()) };
   const registry = createRegistry({
     cache, defaultNs: cfg.defaultNs, log: log.withTag("http"),
-    auth: login,
+    auth: registryAuth,
     allowUpstream: cfg.upstreams === "listed" ? (u) => listed.has(u) : undefined,
   });
   const started = Date.now();
   const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed, quota: cache.quota });
-  const admin = cfg.adminToken ? createAdmin({ token: cfg.adminToken, cache, store, archives, pinned: cfg.pinned.map(imagePattern), status: () => status.full(), onPruned: (b) => metrics.pruned(b), log }) : null;
+  const pinnedPatterns = cfg.pinned.map(imagePattern);
+  const admin = cfg.adminToken ? createAdmin({
+    token: cfg.adminToken, cache, store, archives, pinned: pinnedPatterns, status: () => status.full(), onPruned: (b) => metrics.pruned(b), log,
+    reload: () => reloader.reload("admin API"),
+  }) : null;
   const unexpected = createUnexpected((m) => log.withTag("http").error(m));
   // `accessLog: false` costs nothing per request: no entry, no client address, no line.
   const access = cfg.accessLog ? createAccessLog(log) : null;
-  const grace = opts.graceMs ?? SHUTDOWN_GRACE_MS;
+  let running = cfg;
+  let main: ReturnType<typeof createMainListener> | null = null;
+  /** Metrics and health ports. */
   const servers: Server<undefined>[] = [];
   const timers: Timer[] = [];
+  let pruner: Timer | null = null;
   let stopping: Promise<void> | null = null;
   let stopMaintaining: (() => Promise<void>) | null = null;
   let preloading: Promise<unknown> = Promise.resolve();
@@ -171,10 +187,12 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   }
 
   function startPruner() {
-    const pc = cfg.pruneConfig;
+    if (pruner) clearInterval(pruner);
+    pruner = null;
+    const pc = running.pruneConfig;
     if (!pc?.enabled) return;
     const plog = log.withTag("prune");
-    timers.push(setInterval(async () => {
+    pruner = setInterval(async () => {
       try {
         const r = await cache.prune({
           olderThanMs: pc.olderThanMs, by: pc.type === "created" ? "created" : "lastPulled", dryRun: pc.dryRun,
@@ -188,7 +206,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
       } catch (err) {
         plog.error((err as Error).message);
       }
-    }, pc.frequencyMs));
+    }, pc.frequencyMs);
   }
 
   function startPreload(refs: ImageReference[]) {
@@ -204,6 +222,34 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     }).catch((err) => plog.error((err as Error).message));
   }
 
+  /** Makes the running server take what a reload changed: what can fail (the certificate, the bounds) first. */
+  function apply(next: Config, changes: ConfigChanges) {
+    const has = (k: ConfigChanges["applied"][number]) => changes.applied.includes(k);
+    if (has("maxSize") || has("minFreeSpace")) checkBounds(next);
+    if (has("serverTlsConfig")) main?.setTls(next.serverTlsConfig!);
+    if (has("logLevel")) opts.setLogLevel?.(next.logLevel);
+    if (has("registries") || has("dockerConfig")) {
+      upstreams.reconfigure(upstreamSettings(next, log), guardListed(next, opts.preload?.map((r) => r.upstream)));
+      listed.clear();
+      for (const u of listedUpstreams(next)) listed.add(u);
+    }
+    if (has("users")) login = loginFor(next);
+    if (has("maxSize") || has("minFreeSpace") || has("pinned")) {
+      pinnedPatterns.splice(0, Infinity, ...next.pinned.map(imagePattern));
+      cache.rebound({ maxSize: next.maxSize, minFreeSpace: next.minFreeSpace }, pinnedPatterns);
+    }
+    // Keys that need a restart keep their running values, so the next reload names them again.
+    running = { ...running, ...Object.fromEntries(changes.applied.map((k) => [k, next[k]])) };
+    if (has("pruneConfig") && main && !stopping) startPruner();
+  }
+  const reloader = createReloader({
+    running: () => running, apply, log: log.withTag("config"),
+    reread: () => {
+      if (!opts.reread) throw new Error("this server was built without a way to read its config again");
+      return opts.reread();
+    },
+  });
+
   return {
     cache,
     store,
@@ -215,18 +261,12 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     /** Listens, starts the timers and the preload; returns the ports (useful with port 0). */
     start(): { port: number; metricsPort?: number; healthPort?: number } {
       const t = cfg.serverTlsConfig;
-      const main = Bun.serve({
-        hostname: cfg.host,
-        port: cfg.port,
+      main = createMainListener({
+        hostname: cfg.host, port: cfg.port, fetch: handle, error,
         // Streaming a cold blob may wait on a slow upstream; Bun's limit is 255 s.
         idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
-        fetch: handle,
-        error,
-        development: false,
-        tls: t ? { cert: t.cert, key: t.key, ca: t.ca, requestCert: t.clientAuth === "verify", rejectUnauthorized: t.clientAuth === "verify" } : undefined,
-      });
-      servers.push(main);
-      const ports: { port: number; metricsPort?: number; healthPort?: number } = { port: main.port! };
+      }, t);
+      const ports: { port: number; metricsPort?: number; healthPort?: number } = { port: main.server.port! };
       const mp = typeof cfg.metrics === "number" ? cfg.metrics : undefined;
       const sameAux = mp !== undefined && cfg.healthPort === mp;
       if (mp !== undefined) {
@@ -250,28 +290,45 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
       if (opts.clientHints) log.info(new LogLines(clientHints(cfg.host, ports.port, !!t).split("\n")));
       return ports;
     },
-    /** Graceful stop: readiness 503 at once; no new connections; downloads and responses get `graceMs`, then are cut; records are flushed. */
-    stop(): Promise<void> {
+    /**
+     * Graceful stop: readiness 503 at once while everything is served for `delayMs` (default
+     * `shutdownDelay`: load balancers take the instance out meanwhile); then no new connections,
+     * downloads and responses get `drainTimeout`, then are cut; records and the size snapshot are saved.
+     */
+    stop(delayMs = running.shutdownDelayMs): Promise<void> {
       stopping ??= (async () => {
-        log.info("shutting down");
+        const drain = running.drainTimeoutMs;
+        log.info(`shutting down: /readyz answers 503${delayMs ? `, serving ${delayMs / 1000} s more` : ""}, then requests in flight get up to ${drain / 1000} s`);
+        if (delayMs > 0) await Bun.sleep(delayMs);
         for (const t of timers) clearInterval(t);
-        const [main, ...aux] = servers;
-        const inFlight = main ? main.stop(false) : Promise.resolve();
-        await cache.drain(grace);
-        await Promise.race([preloading, Bun.sleep(grace)]);
+        if (pruner) clearInterval(pruner);
+        const deadline = Date.now() + drain;
+        const inFlight = main?.close() ?? Promise.resolve();
+        await cache.drain(drain);
+        await within(preloading, deadline);
+        await within(inFlight, deadline);
         await cache.flush();
         await stopMaintaining?.();
-        await Promise.race([inFlight, Bun.sleep(grace)]);
-        await main?.stop(true);
-        for (const s of aux) await s.stop(true);
+        await main?.kill();
+        for (const s of servers) await s.stop(true);
+        log.info("stopped");
       })();
       return stopping;
     },
+    /** Reads the config again and applies what can change without a restart (SIGHUP, the admin API). */
+    reload: (source: string) => reloader.reload(source),
     /** Whether a stop has begun (readiness is 503 from then on). */
     get stopping() {
       return stopping !== null;
     },
   };
+}
+
+/** Waits for `p` until `deadline` (epoch ms), whichever comes first. */
+async function within(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: Timer | undefined;
+  await Promise.race([p, new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+  clearTimeout(timer);
 }
 
 export type RegistryServer = Awaited<ReturnType<typeof createServer>>;

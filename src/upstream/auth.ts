@@ -67,7 +67,11 @@ export function createTokenCache(opts: {
   const pending = new Map<string, Promise<string>>();
   const limits: BodyLimits = { maxBytes: MAX_TOKEN_RESPONSE_BYTES, idleMs: opts.timeoutMs, deadlineMs: opts.timeoutMs };
 
+  /** Bumped per upstream id when its tokens are forgotten: a fetch begun before does not store its token. */
+  const generation = new Map<string, number>();
+
   async function fetchToken(key: string, t: TokenRequest): Promise<string> {
+    const gen = generation.get(t.upstream) ?? 0;
     const url = new URL(t.realm);
     if (t.service) url.searchParams.set("service", t.service);
     if (t.scope) url.searchParams.set("scope", t.scope);
@@ -104,7 +108,7 @@ export function createTokenCache(opts: {
     const authorization = `Bearer ${token}`;
     const now = opts.now();
     tokens.sweep((c) => c.expiresAt <= now);
-    tokens.set(key, { authorization, expiresAt: now + ttl - EXPIRY_MARGIN_MS });
+    if ((generation.get(t.upstream) ?? 0) === gen) tokens.set(key, { authorization, expiresAt: now + ttl - EXPIRY_MARGIN_MS });
     return authorization;
   }
 
@@ -121,6 +125,12 @@ export function createTokenCache(opts: {
     /** Forgets a token the upstream rejected. */
     invalidate(upstream: string, scope: string) {
       tokens.delete(`${upstream} ${scope}`);
+    },
+    /** Forgets every token of an upstream id (its credentials changed or went away), including ones being fetched. */
+    forgetUpstream(upstream: string) {
+      generation.set(upstream, (generation.get(upstream) ?? 0) + 1);
+      tokens.sweep((_, k) => k.startsWith(`${upstream} `));
+      for (const k of [...pending.keys()]) if (k.startsWith(`${upstream} `)) pending.delete(k);
     },
     /** Fetches a token, sharing one request among concurrent callers for the same scope. */
     obtain(t: TokenRequest): Promise<string> {

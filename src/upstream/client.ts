@@ -56,6 +56,12 @@ export interface Upstreams {
   request(upstream: string, req: UpstreamRequest): Promise<Response>;
   /** Whether the operator listed the upstream (default namespace, registries), not a client. */
   listed(upstream: string): boolean;
+  /**
+   * New registries settings and listed hosts (a config reload). Requests under way keep what they
+   * started with; circuit breakers stay; tokens of configured upstreams are fetched anew, so
+   * changed or removed credentials are not used again.
+   */
+  reconfigure(registries: UpstreamSettings[], listed: Iterable<string>): void;
 }
 
 export interface UpstreamOptions {
@@ -106,7 +112,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   /** Requests open now per endpoint, for the status page (the limiter counts per identity). */
   const open = new Map<string, number>();
   const exchange = createExchange({ fetch: opts.fetch ?? fetch, now, timeoutMs: opts.timeoutMs, guard, onRefused: opts.onRefused, onToken: observe.token });
-  const configured = new Map(opts.registries.map((s) => [s.name, endpointsOf(s, DEFAULT_USER_AGENT)]));
+  let configured = new Map(opts.registries.map((s) => [s.name, endpointsOf(s, DEFAULT_USER_AGENT)]));
 
   /** Configured upstreams were prepared at startup; any other gets anonymous HTTPS (not kept: clients name them). */
   function endpointsFor(upstream: string): Endpoint[] {
@@ -202,6 +208,13 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       return { open: breakers.open(), active: Object.fromEntries(open) };
     },
     listed: (upstream) => guard.listed(upstream),
+    reconfigure(registries, listed) {
+      const before = configured;
+      configured = new Map(registries.map((s) => [s.name, endpointsOf(s, DEFAULT_USER_AGENT)]));
+      guard.setListed(listed);
+      // A removed upstream's origin id is also its anonymous id: its tokens must go too.
+      for (const endpoints of [...before.values(), ...configured.values()]) for (const e of endpoints) exchange.forgetEndpoint(e.id);
+    },
     async request(upstream, req) {
       const endpoints = endpointsFor(upstream);
       // A client chose this upstream: the guard decides whether the cache may go there at all.

@@ -175,6 +175,10 @@ export function createExchange(opts: ExchangeOptions) {
       proven.set(e.id, challenge);
       return res;
     },
+    /** Forgets every token of an endpoint (its credentials changed or were removed by a reload). */
+    forgetEndpoint(id: string) {
+      tokens.forgetUpstream(id);
+    },
     /** Forgets what was learnt about an endpoint's auth (credentials refreshed). */
     forget(e: Endpoint, repository: string) {
       tokens.invalidate(e.id, `repository:${e.prefix}${repository}:pull`);

@@ -71,17 +71,23 @@ export interface Guard {
   addresses(hostname: string): Promise<string[]>;
   /** Whether the operator listed this upstream (`host` or `host:port`), as opposed to a client naming it. */
   listed(upstream: string): boolean;
+  /** Replaces the listed hosts (a config reload). */
+  setListed(names: Iterable<string>): void;
 }
 
 export function createGuard(opts: GuardOptions): Guard {
   const resolve = opts.resolve ?? systemResolver;
   const now = opts.now ?? Date.now;
   const listed = new Set<string>();
-  for (const name of opts.listed) {
-    listed.add(name.toLowerCase());
-    const c = canonicalHost(name);
-    if (c) listed.add(c);
+  function setListed(names: Iterable<string>) {
+    listed.clear();
+    for (const name of names) {
+      listed.add(name.toLowerCase());
+      const c = canonicalHost(name);
+      if (c) listed.add(c);
+    }
   }
+  setListed(opts.listed);
   const resolved = new BoundedMap<string, { at: number; addresses: Promise<string[]> }>(MAX_HOSTS);
 
   const isListed = (url: URL) => listed.has(url.host) || listed.has(url.hostname);
@@ -149,5 +155,5 @@ export function createGuard(opts: GuardOptions): Guard {
     const name = upstream.toLowerCase();
     return listed.has(name) || listed.has(canonicalHost(name) ?? name);
   };
-  return { check, checkUpstream, addresses, listed: listedName };
+  return { check, checkUpstream, addresses, listed: listedName, setListed };
 }

@@ -103,7 +103,7 @@ describe("the installed unit", () => {
     expect(one("StateDirectory")).toBe("ociregistry");
     expect(one("ExecStart")).toContain(` --image-path /var/lib/${one("StateDirectory")} `);
     for (const [k, v] of [["ProtectSystem", "strict"], ["ProtectHome", "yes"], ["PrivateTmp", "yes"], ["NoNewPrivileges", "yes"],
-      ["Restart", "on-failure"], ["KillSignal", "SIGTERM"], ["TimeoutStopSec", "30"], ["LimitNOFILE", "65536"],
+      ["Restart", "on-failure"], ["KillSignal", "SIGTERM"], ["TimeoutStopSec", "45"], ["LimitNOFILE", "65536"],
       ["AmbientCapabilities", ""], ["CapabilityBoundingSet", ""]]) {
       expect([k, one(k!)]).toEqual([k, v]);
     }

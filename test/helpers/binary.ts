@@ -32,12 +32,16 @@ export interface StartOptions {
 
 /** Whether `serve` args (or the config file they name) already choose an upstream policy. */
 export function choosesPolicy(args: string[]): boolean {
-  if (args.some((a) => a === "--upstreams" || a.startsWith("--upstreams="))) return true;
+  return args.some((a) => a === "--upstreams" || a.startsWith("--upstreams=")) || configSets(args, "upstreams");
+}
+
+/** Whether the config file the args name sets a top-level key. */
+function configSets(args: string[], key: string): boolean {
   const i = args.findIndex((a) => a === "--config-file" || a.startsWith("--config-file="));
   if (i < 0) return false;
   const file = args[i]!.includes("=") ? args[i]!.slice("--config-file=".length) : args[i + 1];
   try {
-    return !!file && /^upstreams\s*:/m.test(readFileSync(file, "utf8"));
+    return !!file && new RegExp(`^${key}\\s*:`, "m").test(readFileSync(file, "utf8"));
   } catch {
     return false;
   }
@@ -47,7 +51,9 @@ export function choosesPolicy(args: string[]): boolean {
 export async function startCache(args: string[], env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningCache> {
   requireBinary();
   const policy = opts.defaultPolicy || choosesPolicy(args) ? [] : ["--upstreams", "any"];
-  const proc = track(Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...policy, ...args], {
+  // Tests stop caches with SIGTERM: without a delay unless they ask for one (rollout tests do).
+  const delay = args.some((a) => a.startsWith("--shutdown-delay")) || configSets(args, "shutdownDelay") ? [] : ["--shutdown-delay", "0s"];
+  const proc = track(Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...policy, ...delay, ...args], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
   }));
   let out = "";

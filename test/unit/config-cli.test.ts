@@ -12,7 +12,7 @@ describe("flags made from the schema", () => {
   test("each group has the flags it had, named after their keys, with the defaults in the help", () => {
     expect(Object.keys(globalArgs).sort()).toEqual(["config-file", "image-path", "log-file", "log-format", "log-level", "max-size", "min-free-space", "store"]);
     expect(Object.keys(keyArgs("upstream")).sort()).toEqual(["docker-config", "pull-timeout", "upstreams"]);
-    expect(Object.keys(keyArgs("serve")).sort()).toEqual(["air-gapped", "default-ns", "host", "port", "revalidate-after"]);
+    expect(Object.keys(keyArgs("serve")).sort()).toEqual(["air-gapped", "default-ns", "host", "port", "revalidate-after", "shutdown-delay"]);
     expect(Object.keys(keyArgs("archives"))).toEqual(["archives"]);
     expect(keyArgs("serve")["air-gapped"]!.type).toBe("boolean");
     expect(keyArgs("serve").port!.description).toContain("(default: 8080)");

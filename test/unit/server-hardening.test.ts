@@ -72,7 +72,7 @@ describe("unexpected errors", () => {
       expect(malformed.status).toBe(400);
       expect(((await malformed.json()) as { error: string }).error).toContain("malformed percent-escape");
     } finally {
-      await srv.stop();
+      await srv.stop(0);
     }
     const log = await Bun.file(logFile).text();
     expect(log.match(/unexpected Error/g)).toHaveLength(1);

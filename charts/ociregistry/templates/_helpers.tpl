@@ -74,6 +74,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $_ := set $cfg "serverTlsConfig" $tls }}
 {{- end }}
+{{- $_ := set $cfg "shutdownDelay" (printf "%ds" (int .Values.shutdownDelaySeconds)) }}
+{{- $_ := set $cfg "drainTimeout" (printf "%ds" (int .Values.drainTimeoutSeconds)) }}
 {{- if .Values.metrics.port }}
 {{- $_ := set $cfg "metrics" (int .Values.metrics.port) }}
 {{- end }}
@@ -125,7 +127,7 @@ metadata:
 spec:
   serviceAccountName: {{ include "ociregistry.serviceAccountName" . }}
   automountServiceAccountToken: false
-  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds | default (add .Values.shutdownDelaySeconds .Values.drainTimeoutSeconds 10) }}
   {{- if .Values.hostNetwork }}
   hostNetwork: true
   dnsPolicy: ClusterFirstWithHostNet
