@@ -126,7 +126,7 @@ describe("the status page with the admin API on", () => {
       expect(await page.evaluate(text("tags"))).toBe("1");
       expect(await page.evaluate(text("hitrate"))).toMatch(/^\d+ %$/);
       const upstreams = await page.evaluate<string[][]>(`[...document.querySelectorAll("#upstreams tr")].map((tr) => [...tr.cells].map((td) => td.textContent))`);
-      expect(upstreams).toContainEqual([UPSTREAM, "http", "anonymous", "healthy", "0"]);
+      expect(upstreams).toContainEqual([UPSTREAM, "http", "anonymous", "healthy", "0", "–"]);
       // The token lives in this tab's sessionStorage only: not in localStorage, a cookie or the URL.
       expect(await page.evaluate(`sessionStorage.getItem("ociregistry-token")`)).toBe(TOKEN);
       expect(await page.evaluate(`[localStorage.length, document.cookie, location.href]`)).toEqual([0, "", `${withAdmin.url}/`]);

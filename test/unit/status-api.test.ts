@@ -106,7 +106,7 @@ describe("pages of the image listing", () => {
     const all = await get("");
     expect([all.status, Array.isArray(all.body), all.body.length]).toEqual([200, true, 250]);
     const page = await get("?limit=5");
-    expect([page.status, page.body.images.length, page.body.next]).toEqual([200, 5, names[4]]);
+    expect([page.status, page.body.images.length, page.body.next]).toEqual([200, 5, names[4]!]);
     expect((await get("?q=r00002")).body.images).toHaveLength(50);
     expect((await get("?cursor=" + encodeURIComponent(names[248]!))).body).toMatchObject({ next: null, images: [expect.objectContaining({ tag: "t00049" })] });
     for (const bad of ["0", "1001", "-1", "ten", "1e3"]) expect((await get(`?limit=${bad}`)).status).toBe(400);
@@ -120,7 +120,7 @@ describe("GET /api/v1/jobs", () => {
     const cache = { pullImage: () => new Promise(() => {}), flush: async () => {} };
     const admin = createAdmin({ token: TOKEN, cache: cache as never, store: {} as never, status: () => ({}) });
     const call = (method: string, path: string, body?: unknown) =>
-      admin.handle(new Request(`http://cache.test/api/v1/${path}`, { method, headers: { Authorization: `Bearer ${TOKEN}` }, body: body && JSON.stringify(body) }), path);
+      admin.handle(new Request(`http://cache.test/api/v1/${path}`, { method, headers: { Authorization: `Bearer ${TOKEN}` }, body: body === undefined ? undefined : JSON.stringify(body) }), path);
     expect(await (await call("GET", "jobs")).json()).toEqual({ jobs: [] });
     expect((await call("POST", "load", { images: ["127.0.4.9/a:1"] })).status).toBe(202);
     expect((await call("POST", "load", { images: ["127.0.4.9/b:1", "127.0.4.9/c:1"] })).status).toBe(202);
