@@ -45,7 +45,7 @@ th{background:#eef1f6}.ok{color:#137333}.bad{color:#b3261e}.muted{color:#5a6475}
 td button{font-size:12px;padding:1px 6px;margin-right:4px}
 #airgap{background:#fff4ce;border:1px solid #e0c060;padding:8px 12px;border-radius:6px;margin-bottom:12px}
 .tools{display:flex;gap:8px;align-items:center;margin-bottom:8px;flex-wrap:wrap}
-.tools input{padding:4px 6px}
+.tools input{padding:4px 6px}#search{width:280px}
 #login{background:#fff;padding:16px;border-radius:6px;max-width:420px;box-shadow:0 1px 2px #0002}
 #login input{width:100%;padding:6px;margin:8px 0;box-sizing:border-box}
 #err{color:#b3261e;margin-bottom:8px}#note{color:#137333;margin-bottom:8px}
