@@ -7,7 +7,8 @@ import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { timingSafeEqual } from "node:crypto";
 import type { Archives } from "../archives/source.ts";
 import type { Cache, PlatformChoice } from "../cache/index.ts";
-import { listImages } from "../cache/list.ts";
+import { listImages, listImagesPage } from "../cache/list.ts";
+import type { TagIndex } from "../cache/tag-index.ts";
 import { pullImages, type PullProgress } from "../cache/pull-images.ts";
 import { parseDuration } from "../config/duration.ts";
 import { ConfigError } from "../config/error.ts";
@@ -27,6 +28,11 @@ import type { ReloadOutcome } from "./reload.ts";
 const MAX_BODY_BYTES = 1024 * 1024;
 /** Load jobs remembered (the oldest are forgotten first). */
 const MAX_JOBS = 100;
+/** Images per page of `GET images?limit=`: the default and the most one page holds. */
+const PAGE_DEFAULT = 100;
+const PAGE_MAX = 1000;
+/** Longest search text and cursor accepted (a name is at most a few hundred characters). */
+const MAX_QUERY_CHARS = 1024;
 
 export interface Job {
   id: string;
@@ -46,6 +52,8 @@ export interface AdminOptions {
   archives?: Archives | null;
   /** The figures of GET status. */
   status: () => unknown;
+  /** The store's tag names in memory: pages of `GET images?limit=&cursor=&q=` come from it. */
+  tags?: TagIndex;
   /** The config's `pinned` patterns, shown in the image listing. */
   pinned?: ImagePattern[];
   /** Told of prune results (metrics). */
@@ -199,10 +207,29 @@ export function createAdmin(opts: AdminOptions) {
     return ref.ref;
   }
 
+  /** `GET images`: the whole listing as a list, or with any of limit, cursor, q one page of the store's images. */
+  async function images(req: Request): Promise<Response> {
+    const p = new URL(req.url).searchParams;
+    if (!opts.tags || !["limit", "cursor", "q"].some((k) => p.has(k))) {
+      return json([...(await listImages(opts.store, undefined, undefined, opts.pinned)), ...((await opts.archives?.images()) ?? [])]);
+    }
+    const raw = p.get("limit");
+    const limit = raw === null ? PAGE_DEFAULT : /^\d{1,4}$/.test(raw) ? Number(raw) : NaN;
+    if (!(limit >= 1 && limit <= PAGE_MAX)) throw new AdminInputError(`limit: must be a whole number from 1 to ${PAGE_MAX}`);
+    const [cursor, q] = [p.get("cursor") ?? undefined, p.get("q") ?? undefined];
+    if ((cursor?.length ?? 0) > MAX_QUERY_CHARS || (q?.length ?? 0) > MAX_QUERY_CHARS) throw new AdminInputError(`cursor and q: at most ${MAX_QUERY_CHARS} characters`);
+    return json(await listImagesPage(opts.store, opts.tags, { limit, cursor, q }, opts.pinned));
+  }
+
   async function route(req: Request, path: string, client: string | undefined): Promise<Response> {
     const m = req.method;
     if (path === "status" && m === "GET") return json(opts.status());
-    if (path === "images" && m === "GET") return json([...(await listImages(opts.store, undefined, undefined, opts.pinned)), ...((await opts.archives?.images()) ?? [])]);
+    if (path === "images" && m === "GET") return images(req);
+    if (path === "jobs" && m === "GET") {
+      // Newest first, without the per-image lists (GET jobs/N has them).
+      const list = [...jobs.entries()].map(([, j]) => ({ id: j.id, state: j.state, started: j.started, finished: j.finished, progress: j.progress }));
+      return json({ jobs: list.sort((a, b) => Number(b.id) - Number(a.id)) });
+    }
     if (path === "archives/rescan" && m === "POST") {
       if (!opts.archives) return problem(404, "no archives directory is being served (serve --archives DIR)");
       // The last listing keeps serving when the directory cannot be read (an NFS outage).

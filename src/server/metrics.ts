@@ -6,7 +6,9 @@
 // by the configuration, whatever clients and upstreams send.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { BoundedMap } from "../lib/bounded-map.ts";
+import pkg from "../../package.json" with { type: "json" };
 import { fastCounter, fastHistogram } from "./fast-metrics.ts";
+import { registerProcessMetrics } from "./process-metrics.ts";
 import type { CacheObserver, EvictionReason, EvictionReport, Quota, QuotaObserver } from "../cache/index.ts";
 import type { StoreStats } from "../store/types.ts";
 import type { UpstreamObserver } from "../upstream/client.ts";
@@ -63,9 +65,10 @@ export function createMetrics(listed: Iterable<string> = []) {
   const storeItems = new Gauge({ name: "ociregistry_store_items", help: "Blobs, manifests and tag records in the store", labelNames: ["kind"], ...reg });
   const pruneRuns = new Counter({ name: "ociregistry_prune_runs_total", help: "Prune runs inside serve (and through the admin API)", ...reg });
   const pruneFreed = new Counter({ name: "ociregistry_prune_freed_bytes_total", help: "Bytes removed by prune", ...reg });
+  registerProcessMetrics(registry, pkg.version);
 
   /** Plain figures for the status endpoint (prom-client's are for scrapes). */
-  const counts = { hits: 0, misses: 0, downloadsInFlight: 0 };
+  const counts = { hits: 0, misses: 0, downloadsInFlight: 0, requests: 0, servedBytes: 0, serverErrors: 0 };
   const cache: CacheObserver = {
     hit: (kind) => {
       counts.hits++;
@@ -123,6 +126,9 @@ export function createMetrics(listed: Iterable<string> = []) {
     counts,
     request(route: string, method: string, status: number, seconds: number, bytes: number | null) {
       requests.inc(1, route, method, STATUS[status] ?? String(status));
+      counts.requests++;
+      if (status >= 500) counts.serverErrors++;
+      if (bytes) counts.servedBytes += bytes;
       duration.observe(seconds, route, method);
       if (bytes) served.inc(bytes, route);
     },

@@ -11,6 +11,7 @@ import type { Store, StoreStats } from "../store/types.ts";
 import type { QuotaObserver } from "../cache/index.ts";
 import { ConfigError } from "../config/error.ts";
 import { imagePattern } from "../oci/pattern.ts";
+import { createTagIndex } from "../cache/tag-index.ts";
 import { createUpstreams, type UpstreamObserver, type UpstreamSettings } from "../upstream/client.ts";
 import { credentialHelper } from "../upstream/credential-helper.ts";
 
@@ -93,8 +94,10 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     onRefused: (upstream, reason) => log.withTag("upstream").warn(`upstream ${upstream} refused us: ${reason}`),
     observe: hooks.upstream,
   });
+  // The cache writes through the index, so the admin API's pages see this process's changes at once.
+  const tags = createTagIndex(base);
   const cache = createCache({
-    store: base, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
+    store: tags.store, upstreams, airGapped: cfg.airGapped, revalidateAfterMs: cfg.revalidateAfterMs,
     pullTimeoutMs: cfg.pullTimeoutMs, log: log.withTag("cache"),
     tagPolicies: cfg.tagPolicies.map((p, i) => ({ match: compilePattern(p.match, `tagPolicies[${i}].match`), revalidateAfterMs: p.revalidateAfterMs })),
     observe: hooks.cache, archives: hooks.archives,
@@ -104,5 +107,5 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     onUsage: hooks.usage, observeQuota: hooks.quota,
   });
   // The cache's store: what the admin API, prune and list do through it is counted and bounded.
-  return { store: cache.store, upstreams, cache };
+  return { store: cache.store, upstreams, cache, tags };
 }

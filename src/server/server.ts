@@ -20,6 +20,7 @@ import { createRegistry, type Exchange } from "../registry/router.ts";
 import { createAccessLog, requestId } from "./access.ts";
 import { createAdmin } from "./admin.ts";
 import { banner, clientHints } from "./banner.ts";
+import { createHistory, SAMPLE_MS } from "./history.ts";
 import { createMetrics } from "./metrics.ts";
 import { imagePattern } from "../oci/pattern.ts";
 import { statusPage } from "./page.ts";
@@ -61,7 +62,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   // A missing archives directory stops the start; later scans that fail keep the last listing.
   if (archives) log.withTag("archives").info(`${(await archives.rescan()).files} .oci file(s) under ${archives.dir}`);
   // The preload list is the operator's own choice: its upstreams count as listed.
-  const { store, cache, upstreams } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream) });
+  const { store, cache, upstreams, tags } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream) });
   // One login check for the registry and the status page, so both share its throttle; a reload
   // replaces the users and keeps the throttle (failed attempts still count).
   const loginLimits = { throttle: createLoginThrottle(), queue: createVerifyQueue() };
@@ -74,10 +75,11 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     allowUpstream: cfg.upstreams === "listed" ? (u) => listed.has(u) : undefined,
   });
   const started = Date.now();
-  const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed, quota: cache.quota });
+  const history = createHistory(metrics.counts);
+  const status = createStatus({ cfg, version: pkg.version, started, metrics, upstreams, listed, quota: cache.quota, history: history.view });
   const pinnedPatterns = cfg.pinned.map(imagePattern);
   const admin = cfg.adminToken ? createAdmin({
-    token: cfg.adminToken, cache, store, archives, pinned: pinnedPatterns, status: () => status.full(), onPruned: (b) => metrics.pruned(b), log,
+    token: cfg.adminToken, cache, store, tags, archives, pinned: pinnedPatterns, status: () => status.full(), onPruned: (b) => metrics.pruned(b), log,
     reload: () => reloader.reload("admin API"),
   }) : null;
   const unexpected = createUnexpected((m) => log.withTag("http").error(m));
@@ -280,6 +282,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         ports.healthPort = listen(cfg.healthPort, (req) => operational(new URL(req.url).pathname) ?? new Response("not found\n", { status: 404 })).port!;
       }
       timers.push(setInterval(() => void cache.flush(), opts.flushIntervalMs ?? FLUSH_INTERVAL_MS));
+      timers.push(setInterval(history.take, SAMPLE_MS));
       if (archives && cfg.archives) {
         timers.push(setInterval(() => void archives.rescan().catch((err) => log.withTag("archives").warn(`rescan failed, serving the last listing: ${(err as Error).message}`)), cfg.archives.rescanMs));
       }

@@ -4,6 +4,7 @@
 // and circuit state tell what is inside the network, so the public view counts them only.
 import type { Config } from "../config/schema.ts";
 import type { Upstreams } from "../upstream/client.ts";
+import type { HistoryView } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Quota } from "../cache/index.ts";
 
@@ -15,9 +16,11 @@ export interface UpstreamRow {
   circuit: string;
   retryInMs: number;
   activeRequests: number;
+  /** The last failure seen (UTC) and what it was; the public view gives its kind only. */
+  lastError: { at: string; error: string } | null;
 }
 
-export function createStatus(o: { cfg: Config; version: string; started: number; metrics: Metrics; upstreams: Upstreams; listed: Set<string>; quota: Quota }) {
+export function createStatus(o: { cfg: Config; version: string; started: number; metrics: Metrics; upstreams: Upstreams; listed: Set<string>; quota: Quota; history?: () => HistoryView }) {
   function upstreamRows(): UpstreamRow[] {
     const s = o.upstreams.status();
     const open = new Map(s.open.map((b) => [b.upstream, b]));
@@ -25,9 +28,11 @@ export function createStatus(o: { cfg: Config; version: string; started: number;
     return [...names].map((name) => {
       const r = o.cfg.registries.find((x) => x.name === name);
       const b = open.get(name);
+      const e = s.lastError(name);
       return {
         name, scheme: r?.scheme ?? "https", auth: r?.auth ? "basic credentials" : "anonymous", configured: !!r,
         circuit: b?.state ?? "closed", retryInMs: b?.retryInMs ?? 0, activeRequests: s.active[name] ?? 0,
+        lastError: e ? { at: new Date(e.at).toISOString(), error: e.error } : null,
       };
     });
   }
@@ -40,7 +45,10 @@ export function createStatus(o: { cfg: Config; version: string; started: number;
       // Bounds and free space as last read (the metrics scrape and every download read them).
       store: { ...o.metrics.store, ...o.quota.snapshot() },
       cache: { hits: c.hits, misses: c.misses, hitRate: c.hits + c.misses ? c.hits / (c.hits + c.misses) : null, downloadsInFlight: c.downloadsInFlight },
+      /** Upstreams are never contacted: the page says so instead of "healthy". */
+      airGapped: o.cfg.airGapped,
       upstreams: rows,
+      history: o.history?.() ?? null,
     };
   }
 
@@ -51,8 +59,10 @@ export function createStatus(o: { cfg: Config; version: string; started: number;
       // A listed upstream's mirrors appear as "<name> via <mirror>": the operator configured them.
       const listed = (r: UpstreamRow) => o.listed.has(r.name.split(" via ")[0]!);
       const others = rows.filter((r) => !listed(r));
+      // An error's detail can name a repository a client asked for: the public view keeps its kind.
+      const kindOnly = (r: UpstreamRow): UpstreamRow => ({ ...r, lastError: r.lastError && { at: r.lastError.at, error: r.lastError.error.split(":")[0]! } });
       return {
-        ...figures(rows.filter(listed)),
+        ...figures(rows.filter(listed).map(kindOnly)),
         /** Upstreams clients named, counted: those with an open circuit, and their requests open now. */
         otherUpstreams: {
           circuitsOpen: others.filter((r) => r.circuit !== "closed").length,
@@ -66,7 +76,6 @@ export function createStatus(o: { cfg: Config; version: string; started: number;
         ...figures(upstreamRows()),
         startedAt: new Date(o.started).toISOString(),
         imagePath: o.cfg.imagePath,
-        airGapped: o.cfg.airGapped,
         upstreamPolicy: o.cfg.upstreams,
         inFlightPulls: o.metrics.counts.downloadsInFlight,
       };

@@ -144,6 +144,13 @@ export function createLayoutStore(driver: Driver): Store {
       return out.sort();
     },
 
+    async *tagPlaces() {
+      for await (const e of driver.list(RECORDS_PREFIX)) {
+        const place = parseRecordKey(e.key);
+        if (place) yield place;
+      }
+    },
+
     async *allTags(onDamaged) {
       for await (const r of records()) {
         if (r.record) yield r.record;

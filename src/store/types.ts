@@ -109,6 +109,8 @@ export interface Store {
   writeTag(record: TagRecord): Promise<void>;
   /** Tags cached for one repository, sorted (pins by digest excluded). */
   listTags(upstream: string, repository: string): Promise<string[]>;
+  /** Where every tag record is (upstream, repository, tag), from one key listing: no record is read. */
+  tagPlaces(): AsyncIterable<Pick<TagRecord, "upstream" | "repository" | "tag">>;
   /** Every valid tag record in the store; `onDamaged` hears of each record file that is not one. */
   allTags(onDamaged?: (where: string) => void): AsyncIterable<TagRecord>;
   /** Digests of every stored blob or manifest. */

@@ -6,6 +6,7 @@
 // dropped, and waiting for one is never the upstream's failure. Redirects and token realms go
 // through the guard (exchange.ts).
 import pkg from "../../package.json" with { type: "json" };
+import { BoundedMap } from "../lib/bounded-map.ts";
 import { createBreakers, type BreakerOptions, type BreakerState } from "./breaker.ts";
 import { discardBody } from "./body.ts";
 import { endpointsOf, type Endpoint, type UpstreamSettings } from "./endpoint.ts";
@@ -43,6 +44,13 @@ export interface UpstreamStatus {
   open: BreakerState[];
   /** Requests open now, per endpoint. */
   active: Record<string, number>;
+  /** An endpoint's last failure (no answer, 5xx, 429, a refusal) and when, ms since the epoch; undefined when none is remembered. */
+  lastError(endpoint: string): LastUpstreamError | undefined;
+}
+
+export interface LastUpstreamError {
+  at: number;
+  error: string;
 }
 
 export interface Upstreams {
@@ -93,6 +101,9 @@ export interface UpstreamOptions {
 /** Longest a 429's Retry-After keeps an endpoint's circuit open; without one, a minute. */
 const MAX_RETRY_AFTER_MS = 10 * 60_000;
 const DEFAULT_RETRY_AFTER_MS = 60_000;
+/** Last errors remembered of upstreams clients named (listed ones are always kept), and their longest text. */
+const MAX_OTHER_ERRORS = 256;
+const MAX_ERROR_CHARS = 300;
 export const DEFAULT_USER_AGENT = `ociregistry/${pkg.version}`;
 
 /** Milliseconds from a Retry-After header (seconds or an HTTP date), capped. */
@@ -113,6 +124,12 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
   const open = new Map<string, number>();
   const exchange = createExchange({ fetch: opts.fetch ?? fetch, now, timeoutMs: opts.timeoutMs, guard, onRefused: opts.onRefused, onToken: observe.token });
   let configured = new Map(opts.registries.map((s) => [s.name, endpointsOf(s, DEFAULT_USER_AGENT)]));
+  /** Each endpoint's last failure: listed upstreams' always, client-named ones' bounded (they choose the names). */
+  const listedErrors = new Map<string, LastUpstreamError>();
+  const otherErrors = new BoundedMap<string, LastUpstreamError>(MAX_OTHER_ERRORS);
+  function remember(e: Endpoint, error: string) {
+    (guard.listed(e.upstream) ? listedErrors : otherErrors).set(e.id, { at: now(), error: error.slice(0, MAX_ERROR_CHARS) });
+  }
 
   /** Configured upstreams were prepared at startup; any other gets anonymous HTTPS (not kept: clients name them). */
   function endpointsFor(upstream: string): Endpoint[] {
@@ -166,6 +183,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       release();
       const failure = err instanceof UpstreamError ? err.failure : "unreachable";
       observe.request?.(e.upstream, failure, performance.now() - started);
+      remember(e, err instanceof UpstreamError ? `${failure}: ${err.detail}` : (err as Error).message);
       if (failure === "unreachable" || failure === "timeout") {
         breakers.failure(e.id);
         if (err instanceof UpstreamError) return err;
@@ -179,6 +197,7 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
       discardBody(res);
       release();
       breakers.failure(e.id);
+      remember(e, `protocol: HTTP status ${res.status}`);
       return new UpstreamError(e.upstream, "protocol", `answered with HTTP status ${res.status}, which is not a valid status`, res.status);
     }
     const remaining = res.headers.get("ratelimit-remaining");
@@ -195,17 +214,20 @@ export function createUpstreams(opts: UpstreamOptions): Upstreams {
     if (res.status === 429) {
       const wait = retryAfterMs(res.headers.get("retry-after"), now());
       breakers.openFor(e.id, wait);
+      remember(e, `rate-limited: HTTP 429, retry after ${Math.ceil(wait / 1000)} s`);
       return moveOn(new UpstreamError(e.upstream, "rate-limited", `is rate limiting requests; not asking again for ${Math.ceil(wait / 1000)} s`, 429, wait));
     }
-    if (res.status >= 500) breakers.failure(e.id);
-    else breakers.success(e.id);
+    if (res.status >= 500) {
+      breakers.failure(e.id);
+      remember(e, `HTTP ${res.status}`);
+    } else breakers.success(e.id);
     if (!last && (res.status >= 500 || res.status === 404)) return moveOn(new UpstreamError(e.upstream, "unreachable", `${e.id} answered HTTP ${res.status}`, res.status));
     return releaseWhenDone(res, release, observe.bytes && ((n) => observe.bytes!(e.upstream, n)));
   }
 
   return {
     status() {
-      return { open: breakers.open(), active: Object.fromEntries(open) };
+      return { open: breakers.open(), active: Object.fromEntries(open), lastError: (id) => listedErrors.get(id) ?? otherErrors.get(id) };
     },
     listed: (upstream) => guard.listed(upstream),
     reconfigure(registries, listed) {

@@ -80,6 +80,8 @@ export function layoutCases(name: string, make: MakeStore) {
       const walked = (await collect(store.allTags())).map(recordKey);
       expect(walked).toEqual(records.map(recordKey).sort());
       expect(walked[0]).toBe("repositories/up.test/a/_tags/v1-rc.json");
+      // The places come from the same listing, in the same order, without reading a record.
+      expect((await collect(store.tagPlaces())).map(recordKey)).toEqual(walked);
       expect(await store.listTags("up.test", "team/app")).toEqual(["v1", "v1-rc", "v10"]);
 
       const blobs = ["one", "two", "three", "four", "five"].map(enc);

@@ -20,6 +20,9 @@ const METRICS = [
   "ociregistry_cache_hits_total", "ociregistry_cache_misses_total", "ociregistry_served_bytes_total",
   "ociregistry_upstream_requests_total", "ociregistry_upstream_errors_total",
   "ociregistry_store_bytes", "ociregistry_downloads_in_flight",
+  "ociregistry_store_max_bytes", "ociregistry_store_free_bytes", "ociregistry_store_full", "ociregistry_evictions_total",
+  "ociregistry_upstream_circuit_open", "ociregistry_upstream_ratelimit_remaining", "ociregistry_upstream_request_duration_seconds_bucket",
+  "ociregistry_build_info",
 ];
 
 function configOf(objects: K8sObject[]): RenderedConfig {
@@ -41,9 +44,9 @@ describe("every option on", () => {
     c = mainContainer(objects);
   });
 
-  test("renders the workload, Service, claim, config, ServiceMonitor and dashboard", () => {
+  test("renders the workload, Service, claim, config, ServiceMonitor, alerts and dashboard", () => {
     expect(objects.map((o) => o.kind).sort()).toEqual(
-      ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]);
+      ["ConfigMap", "ConfigMap", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]);
   });
 
   test("keeps the config value and adds the generated sections", () => {

@@ -95,3 +95,33 @@ export function pngSize(png: Uint8Array): { width: number; height: number } {
   const v = new DataView(png.buffer, png.byteOffset, png.byteLength);
   return { width: v.getUint32(16), height: v.getUint32(20) };
 }
+
+/** A page under test: puppeteer's, plus expressions evaluated and awaited by their text. */
+export interface PageUnderTest {
+  page: Page;
+  type(selector: string, text: string): Promise<void>;
+  click(selector: string): Promise<void>;
+  screenshot(opts?: { fullPage?: boolean }): Promise<Uint8Array>;
+  evaluate<T = unknown>(expression: string): Promise<T>;
+  waitFor<T = unknown>(what: string, expression: string, timeoutMs?: number): Promise<T>;
+}
+
+/** Opens `url` in a fresh tab (its own sessionStorage), runs `body`, expects no page errors; closes the tab whatever happens. */
+export async function withPage(browser: Chromium, url: string, body: (page: PageUnderTest) => Promise<void>, viewport = { width: 1280, height: 800 }) {
+  const { page, errors } = await browser.newTab(viewport);
+  try {
+    await page.goto(url);
+    await body({
+      page,
+      type: (selector, text) => page.type(selector, text),
+      click: (selector) => page.click(selector),
+      screenshot: (opts) => page.screenshot(opts),
+      evaluate: (expression) => evaluate(page, expression),
+      waitFor: (what, expression, timeoutMs) => waitForValue(page, what, expression, timeoutMs),
+    });
+    const seen = errors();
+    if (seen.length) throw new Error(`the page reported errors: ${seen.join("; ")}`);
+  } finally {
+    await page.close();
+  }
+}

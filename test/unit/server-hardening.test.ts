@@ -139,6 +139,7 @@ describe("public status", () => {
       status: () => ({
         open: [{ upstream: "secret-db.internal:5432", state: "open", retryInMs: 5000 }, { upstream: "docker.io", state: "half-open", retryInMs: 0 }],
         active: { "10.0.0.7:5000": 2, "docker.io": 1, "docker.io via https://mirror.example/": 1 },
+        lastError: (id: string) => (id === "docker.io" ? { at: 0, error: "unreachable: library/secret-app: connect refused" } : undefined),
       }),
     };
     const cfg = resolveConfig({} as never, {});
@@ -148,6 +149,10 @@ describe("public status", () => {
     expect(pub).not.toContain("secret-db");
     expect(pub).not.toContain("10.0.0.7");
     expect(s.aggregate().otherUpstreams).toEqual({ circuitsOpen: 1, activeRequests: 2 });
+    // A last error's detail can name what a client asked for: the public view says its kind and when.
+    expect(pub).not.toContain("secret-app");
+    expect(s.aggregate().upstreams.find((u) => u.name === "docker.io")?.lastError).toEqual({ at: "1970-01-01T00:00:00.000Z", error: "unreachable" });
+    expect(s.full().upstreams.find((u) => u.name === "docker.io")?.lastError?.error).toContain("secret-app");
     expect(s.aggregate().upstreams.map((u) => u.name).sort()).toEqual(["docker.io", "docker.io via https://mirror.example/"]);
     const full = JSON.stringify(s.full());
     expect(full).toContain("secret-db.internal:5432");
