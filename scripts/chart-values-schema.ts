@@ -74,6 +74,11 @@ export const chartValuesProperties: Record<string, Schema> = {
     port: { oneOf: [{ type: "null" }, port] },
     serviceMonitor: obj({ enabled: bool, interval: str, labels: strMap }),
   }),
+  prometheusRule: obj({
+    enabled: bool, labels: strMap, alertLabels: strMap, upstreamFailingFor: str,
+    storeRatio: { type: "number", exclusiveMinimum: 0, maximum: 1 },
+    errorRatio: { type: "number", exclusiveMinimum: 0, maximum: 1 },
+  }),
   grafana: obj({ dashboard: obj({ enabled: bool, labels: strMap }) }),
   resources: k8s("ResourceRequirements"),
   podSecurityContext: k8s("PodSecurityContext"),
