@@ -13,6 +13,7 @@ const k8s = (description: string): Schema => ({ type: "object", description });
 const k8sList = (description: string): Schema => ({ type: "array", items: { type: "object" }, description });
 const obj = (properties: Record<string, Schema>, extra: Schema = {}): Schema => ({ type: "object", additionalProperties: false, properties, ...extra });
 const oneOf = (...values: string[]): Schema => ({ type: "string", enum: values });
+const ratio: Schema = { oneOf: [{ type: "number", exclusiveMinimum: 0, maximum: 1 }, { type: "string", pattern: "^(0?\\.[0-9]*[1-9][0-9]*|1(\\.0*)?)$" }] };
 
 export const chartValuesProperties: Record<string, Schema> = {
   global: { type: "object", description: "Helm's values shared with subcharts" },
@@ -76,8 +77,9 @@ export const chartValuesProperties: Record<string, Schema> = {
   }),
   prometheusRule: obj({
     enabled: bool, labels: strMap, alertLabels: strMap, upstreamFailingFor: str,
-    storeRatio: { type: "number", exclusiveMinimum: 0, maximum: 1 },
-    errorRatio: { type: "number", exclusiveMinimum: 0, maximum: 1 },
+    // `--set x=0.05` arrives as a string: both spellings of a ratio in (0, 1].
+    storeRatio: ratio,
+    errorRatio: ratio,
   }),
   grafana: obj({ dashboard: obj({ enabled: bool, labels: strMap }) }),
   resources: k8s("ResourceRequirements"),
