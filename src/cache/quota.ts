@@ -118,14 +118,15 @@ export function createQuota(o: QuotaOptions): Quota {
   let running: Promise<EvictionReport | null> | null = null;
   let lastShortAt = -Infinity;
   /** What the last short run saw: until something that can free room happens, running again is no use. */
-  let short: { bytes: number; generation: number } | null = null;
+  let short: { bytes: number; generation: number; free: number } | null = null;
   let generation = 0;
   let warnedAt = -Infinity;
   /** The last run was left to another replica (it held the lease): the store is not known to be full. */
   let leftToReplica = false;
 
+  /** Reads the filesystem's space, at most once a second, but at every call while the store is full (room may just have come back). */
   async function readSpace() {
-    if (o.now() - spaceAt < SPACE_TTL_MS) return;
+    if (o.now() - spaceAt < SPACE_TTL_MS && !full) return;
     spaceRead ??= o.store.space().then((s) => {
       space = s;
       spaceAt = o.now();
@@ -182,11 +183,13 @@ export function createQuota(o: QuotaOptions): Quota {
   }
 
   /**
-   * Whether a run now would only repeat the last one that came up short: nothing was removed or
-   * unpinned since (it walks every record and manifest for nothing). Tried again now and then anyway.
+   * Whether a run now would only repeat the last one that came up short: nothing was removed,
+   * unpinned or recorded since, and the filesystem has no more room (it walks every record and
+   * manifest for nothing). Tried again now and then anyway.
    */
   const hopeless = () =>
-    short !== null && short.generation === generation && usage.figures.bytes >= short.bytes && o.now() - lastShortAt < RETRY_HOPELESS_MS;
+    short !== null && short.generation === generation && usage.figures.bytes >= short.bytes && (space?.free ?? 0) <= short.free
+    && o.now() - lastShortAt < RETRY_HOPELESS_MS;
 
   async function run(extra: number): Promise<EvictionReport | null> {
     await readSpace();
@@ -223,7 +226,7 @@ export function createQuota(o: QuotaOptions): Quota {
     });
     spaceAt = -Infinity; // what was removed shows in statfs now
     if (report.short) lastShortAt = o.now();
-    short = report.short ? { bytes: usage.figures.bytes, generation } : null;
+    short = report.short ? { bytes: usage.figures.bytes, generation, free: space?.free ?? 0 } : null;
     setFull(report.short);
     if (report.images.length || report.bytes) {
       const max = maxBytes();
