@@ -1,7 +1,7 @@
 // Real registry clients driven the way users set them up: skopeo (in-path form), containerd's
-// ctr with a hosts.toml mirror (?ns= form), podman with a registries.conf mirror, buildah and
-// crane. Docker Engine has its own helper (docker.ts).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+// ctr with a hosts.toml mirror (?ns= form) or its CRI plugin (cri.ts), podman with a
+// registries.conf mirror, buildah and crane. Docker Engine has its own helper (docker.ts).
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -32,31 +32,61 @@ export async function skopeoInspectRaw(ref: string, extra: string[] = []) {
 export interface Containerd {
   address: string;
   dir: string;
+  /** The generated config.toml it runs with (tests may edit it, then `restart`). */
+  config: string;
   /** Pulls through a hosts.toml mirror for `upstreamHost` pointing at `mirrorUrl`; returns the image's target digest. */
   pull(ref: string, upstreamHost: string, mirrorUrl: string, extra?: string[]): Promise<string>;
   /** Pulls with the hosts.toml files already in `hostsDir` (a certs.d directory); returns the target digest. */
   pullWithHosts(ref: string, hostsDir: string, extra?: string[]): Promise<string>;
+  /** Stops containerd and starts it again with the same config, root and state. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startContainerd(): Promise<Containerd> {
+/**
+ * The CRI plugin (Kubernetes' image and runtime services on the same socket) for image pulls only:
+ * no cgroups, AppArmor or OOM-score changes on the host, CNI pointed at empty private directories
+ * (it logs that it has no network config and serves images anyway), a random streaming port.
+ * Its registry table is left out: `configure-node --containerd-config` adds `config_path`.
+ */
+const criPlugin = (dir: string) => `
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_cgroup = true
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "${join(dir, "cni-bin")}"
+  conf_dir = "${join(dir, "cni-conf")}"
+`;
+
+/** A private containerd (own root, state and socket); `cri` enables its CRI plugin (see criPlugin). */
+export async function startContainerd(opts: { cri?: boolean } = {}): Promise<Containerd> {
   requireTool("/usr/bin/containerd");
   const dir = tmp("ocireg-containerd-");
   const address = join(dir, "containerd.sock");
-  writeFileSync(join(dir, "config.toml"), `version = 2
+  const config = join(dir, "config.toml");
+  writeFileSync(config, `version = 2
 root = "${join(dir, "root")}"
 state = "${join(dir, "state")}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [${opts.cri ? "" : '"io.containerd.grpc.v1.cri"'}]
 [grpc]
   address = "${address}"
 [debug]
   level = "warn"
-`);
-  const proc: Subprocess = track(Bun.spawn(["containerd", "--config", join(dir, "config.toml")], { stdout: "ignore", stderr: "ignore" }));
-  await waitFor("containerd", async () => {
-    if (proc.exitCode !== null) throw new Error(`containerd exited ${proc.exitCode}`);
-    return (await run(["ctr", "--address", address, "version"], { allowFail: true })).code === 0;
-  });
+${opts.cri ? criPlugin(dir) : ""}`);
+  let proc: Subprocess;
+  const start = async () => {
+    // Its log goes to a file (a pipe nobody reads would fill up and stall it).
+    proc = track(Bun.spawn(["containerd", "--config", config], { stdout: "ignore", stderr: Bun.file(join(dir, "containerd.log")) }));
+    const p = proc;
+    await waitFor("containerd", async () => {
+      if (p.exitCode !== null) throw new Error(`containerd exited ${p.exitCode}:\n${readFileSync(join(dir, "containerd.log"), "utf8")}`);
+      return (await run(["ctr", "--address", address, "version"], { allowFail: true })).code === 0;
+    });
+  };
+  await start();
   const pullWithHosts = async (ref: string, hostsDir: string, extra: string[] = []) => {
     await run(["ctr", "--address", address, "-n", "test", "images", "pull", "--hosts-dir", hostsDir, ...extra, ref]);
     const ls = await run(["ctr", "--address", address, "-n", "test", "images", "ls"]);
@@ -66,7 +96,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     return digest;
   };
   return {
-    address, dir,
+    address, dir, config,
     async pull(ref, upstreamHost, mirrorUrl, extra = []) {
       const hostsDir = join(dir, "hosts");
       mkdirSync(join(hostsDir, upstreamHost), { recursive: true });
@@ -76,6 +106,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
       return pullWithHosts(ref, hostsDir, extra);
     },
     pullWithHosts,
+    async restart() {
+      await stopProcess(proc);
+      await start();
+    },
     async stop() {
       await stopProcess(proc);
       await run(["umount", "-R", join(dir, "root")], { allowFail: true });
