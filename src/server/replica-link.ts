@@ -26,7 +26,7 @@ export function signedBySecret(secret: string, req: Request, path: string, now =
 }
 
 /** How this replica asks the others for a blob (the cache's PeerLink). */
-export function peerLink(secret: string, self: () => string, timeoutMs: number): PeerLink {
+export function peerLink(secret: string, self: () => string, timeoutMs: number, fetcher: typeof fetch = fetch): PeerLink {
   return {
     self,
     async open(url, upstream, digest, start, end) {
@@ -38,7 +38,7 @@ export function peerLink(secret: string, self: () => string, timeoutMs: number):
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       try {
-        return await fetch(`${url.replace(/\/+$/, "")}${path}`, { headers, redirect: "manual", signal: abort.signal, decompress: false } as RequestInit);
+        return await fetcher(`${url.replace(/\/+$/, "")}${path}`, { headers, redirect: "manual", signal: abort.signal, decompress: false } as RequestInit);
       } finally {
         clearTimeout(timer);
       }
