@@ -70,6 +70,7 @@ export const chartValuesProperties: Record<string, Schema> = {
     items: obj({ env: { type: "string", pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }, secretName: str, secretKey: str }, { required: ["env", "secretName", "secretKey"] }),
   },
   admin: obj({ existingSecret: str, secretKey: str }),
+  replicaLink: obj({ existingSecret: str, secretKey: str }),
   serverTls: obj({ enabled: bool, secretName: str, clientAuth: oneOf("none", "verify") }),
   metrics: obj({
     port: { oneOf: [{ type: "null" }, port] },

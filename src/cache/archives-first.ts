@@ -35,6 +35,7 @@ export function archivesFirst(archives: ArchiveSource, manifests: Manifests, blo
       ensure: (target, digest) => blobs.ensure(target, digest),
       downloading: () => blobs.downloading(),
       active: () => blobs.active(),
+      local: (upstream, digest) => blobs.local(upstream, digest),
     },
   };
 }

@@ -8,10 +8,13 @@ import type { CacheContext, Served } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import { Download } from "./download.ts";
 import { passThrough } from "./passthrough.ts";
+import { FLIGHT_LEASE_MS, type HeldFlight } from "./flight-leases.ts";
+import { isPeerFlight, peerSources, type PeerFlight, type RelaySource } from "./peer-source.ts";
+import { BoundedMap } from "../lib/bounded-map.ts";
 
 /** What a decided transfer is: a download into the store others may join, or one client's pass-through. */
 type PassThrough = { passthrough: BlobSource & { kind: "passthrough" }; claimed: boolean };
-type Flight = Download | PassThrough;
+type Flight = Download | PassThrough | PeerFlight;
 
 /** What the handler needs to answer a blob request. */
 export type BlobSource =
@@ -20,7 +23,9 @@ export type BlobSource =
   /** Size known from an upstream HEAD; nothing downloaded. */
   | { kind: "remote"; size: number | null }
   /** The store has no room: the upstream's bytes for this client only, checked against the digest, not kept. */
-  | { kind: "passthrough"; size: number | null; body: ReadableStream<Uint8Array> };
+  | { kind: "passthrough"; size: number | null; body: ReadableStream<Uint8Array> }
+  /** Another replica downloads it (shared store): its bytes relayed, checked against the digest. */
+  | RelaySource;
 
 export interface BlobGetOptions {
   sizeOnly?: boolean;
@@ -37,6 +42,11 @@ export interface Blobs {
   active(): Promise<Download[]>;
   /** Digests being downloaded now (eviction keeps the images that need them). */
   downloading(): Set<string>;
+  /**
+   * What this replica can serve another one (the internal endpoint): its own running download of
+   * (upstream, digest), else the stored blob; null otherwise. Never starts or relays a download.
+   */
+  local(upstream: string, digest: string): Promise<BlobSource | null>;
 }
 
 export function createBlobs(ctx: CacheContext): Blobs {
@@ -46,6 +56,9 @@ export function createBlobs(ctx: CacheContext): Blobs {
    * null when the blob turned out to be stored already.
    */
   const flights = new Map<string, Promise<Flight | null>>();
+  /** Other replicas' downloads this one follows, by `upstream digest` (shared store): no lease read per client. */
+  const followed = new BoundedMap<string, PeerFlight>(10_000);
+  const peers = peerSources(ctx, (target, digest, dead) => flight(target, digest, dead ?? undefined));
 
   async function openUpstream(target: Target, digest: string, method: "GET" | "HEAD"): Promise<Response> {
     let res: Response;
@@ -83,7 +96,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
     return announced ?? declared;
   }
 
-  async function startDownload(key: string, target: Target, digest: string): Promise<Flight> {
+  async function startDownload(key: string, target: Target, digest: string, lease: HeldFlight | null): Promise<Flight> {
     const res = await openUpstream(target, digest, "GET");
     const total = heldSize(target, digest, res);
     const where = `${target.upstream}/${target.repository}@${digest}`;
@@ -107,6 +120,8 @@ export function createBlobs(ctx: CacheContext): Blobs {
       onEnd: (d) => {
         room.done();
         flights.delete(key);
+        // After the commit: a replica that finds no lease finds the blob.
+        void lease?.release().catch((err) => ctx.log.warn(`cannot release the download lease of ${digest}: ${(err as Error).message}`));
         if (!d.error && !d.stored) ctx.quota.passedThrough(where);
         ctx.observe.downloadEnded?.(d.written, !d.error);
         if (d.error) ctx.log.warn(`download of ${target.upstream}/${target.repository}@${digest} failed: ${d.error.message}`);
@@ -115,13 +130,51 @@ export function createBlobs(ctx: CacheContext): Blobs {
     });
   }
 
-  /** The running download for (upstream, digest), starting one unless the blob is stored meanwhile. */
-  function flight(target: Target, digest: string): Promise<Flight | null> {
+  /**
+   * Who downloads a blob on a shared store: this replica under a lease, or the replica holding it
+   * (followed); `dead` is an owner that could not serve, whose lease is taken over.
+   */
+  async function decide(key: string, target: Target, digest: string, dead?: PeerFlight): Promise<Flight | null> {
+    if (!ctx.leases) return startDownload(key, target, digest, null);
+    const leases = ctx.leases;
+    const claim = await (dead ? leases.takeOver(target.upstream, digest, dead.peer.seen) : leases.claim(target.upstream, digest)).catch((err: Error) => {
+      ctx.log.warn(`cannot read or take the download lease of ${digest} (downloading it without one): ${err.message}`);
+      return { kind: "alone" as const };
+    });
+    if (claim.kind === "peer") {
+      const f: PeerFlight = { peer: claim, until: ctx.now() + FLIGHT_LEASE_MS };
+      followed.set(key, f);
+      return f;
+    }
+    const lease = claim.kind === "owner" ? claim.lease : null;
+    try {
+      // Stored between our look and our lease (its owner committed, then released): nothing to fetch.
+      if (lease && (await ctx.store.statBlob(digest))) {
+        void lease.release().catch(() => {});
+        return null;
+      }
+      const f = await startDownload(key, target, digest, lease);
+      if (!(f instanceof Download)) void lease?.release().catch(() => {});
+      return f;
+    } catch (err) {
+      void lease?.release().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The running download for (upstream, digest), starting (or following) one unless the blob is stored meanwhile. */
+  function flight(target: Target, digest: string, dead?: PeerFlight): Promise<Flight | null> {
     const key = `${target.upstream} ${digest}`;
+    const known = followed.get(key);
+    if (known && known !== dead && ctx.now() < known.until) {
+      ctx.observe.joined?.();
+      return Promise.resolve(known);
+    }
+    if (known) followed.delete(key);
     let p = flights.get(key);
     if (p) ctx.observe.joined?.();
     else {
-      p = (async () => ((await ctx.store.statBlob(digest)) ? null : startDownload(key, target, digest)))();
+      p = (async () => ((await ctx.store.statBlob(digest)) ? null : decide(key, target, digest, dead)))();
       flights.set(key, p);
       // A pass-through is one client's: nobody joins it.
       p.then((d) => (d instanceof Download || flights.delete(key)), () => flights.delete(key));
@@ -165,7 +218,12 @@ export function createBlobs(ctx: CacheContext): Blobs {
       discardBody(res);
       return { kind: "remote", size: contentLength(res) };
     }
-    const d = await flight(target, digest);
+    let d = await flight(target, digest);
+    if (isPeerFlight(d)) {
+      const r = await peers.relay(target, digest, d);
+      if (r && !(r instanceof Download)) return r;
+      d = r;
+    }
     if (d && !(d instanceof Download)) {
       // A pass-through is one client's stream: a request that joined it while it was being
       // decided gets one of its own (the store had no room a moment ago).
@@ -184,6 +242,21 @@ export function createBlobs(ctx: CacheContext): Blobs {
     return { kind: "download", size: d.total, download: d };
   }
 
+  /** A blob another replica downloads, made sure of in the store: read to its verified end, then found there. */
+  async function ensureRelayed(target: Target, digest: string, source: RelaySource): Promise<number> {
+    const where = `${target.upstream}/${target.repository}@${digest}`;
+    try {
+      for await (const _ of source.stream(0, null));
+    } catch (err) {
+      throw new CacheError("unreachable", "blob", `download of ${where} by another replica failed: ${(err as Error).message}`);
+    }
+    // Its owner commits after the last byte went out: give it a lease period to appear.
+    for (const until = ctx.now() + FLIGHT_LEASE_MS; ctx.now() < until; await Bun.sleep(200)) {
+      if (await ctx.store.statBlob(digest)) return 0;
+    }
+    throw new CacheError("unreachable", "blob", `${where} was downloaded by another replica but did not appear in the store within ${FLIGHT_LEASE_MS / 1000} s`);
+  }
+
   return {
     get,
     async ensure(target: Target, digest: string): Promise<number> {
@@ -193,6 +266,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
         void source.body.cancel().catch(() => {});
         throw new CacheError("full", "blob", `the store is full: no room for ${target.upstream}/${target.repository}@${digest} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
       }
+      if (source.kind === "relay") return ensureRelayed(target, digest, source);
       if (source.kind !== "download") return 0;
       await source.download.settled();
       if (source.download.error) {
@@ -206,6 +280,13 @@ export function createBlobs(ctx: CacheContext): Blobs {
     async active(): Promise<Download[]> {
       const all = await Promise.all([...flights.values()].map((p) => p.catch(() => null)));
       return all.filter((d): d is Download => d instanceof Download && !d.done && !d.error);
+    },
+    async local(upstream, digest) {
+      const running = flights.get(`${upstream} ${digest}`);
+      const d = running ? await running.catch(() => null) : null;
+      if (d instanceof Download && !d.error && !d.done) return { kind: "download", size: d.total, download: d };
+      const s = await ctx.store.statBlob(digest);
+      return s ? { kind: "stored", ...s } : null;
     },
     downloading(): Set<string> {
       const out = new Set<string>();

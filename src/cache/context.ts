@@ -9,6 +9,7 @@ import type { Quota } from "./quota.ts";
 import type { TransferRate } from "./download.ts";
 import type { ManifestMemory } from "./memory.ts";
 import type { TagBook } from "./records.ts";
+import type { FlightLeases } from "./flight-leases.ts";
 
 export interface CacheLogger {
   debug(msg: string): void;
@@ -66,10 +67,23 @@ export interface CacheOptions {
   archives?: ArchiveSource;
   /** A blob download slower than this is cut, so a drip cannot hold an upstream slot for ever. */
   minTransferRate?: TransferRate;
+  /** Replicas on a shared store reach each other here: one upstream fetch per blob among them (flight-leases.ts). */
+  peers?: PeerLink;
 }
 
-export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes" | "archives" | "minTransferRate">> {
+/** How a replica reaches the others' internal endpoint (the server implements it; tests fake it). */
+export interface PeerLink {
+  /** This replica's internal address, as the others reach it (written in its download leases). */
+  self(): string;
+  /** The owner's bytes [start, end] of a blob it downloads or stored; rejects when it cannot be reached. */
+  open(url: string, upstream: string, digest: string, start: number, end: number | null): Promise<Response>;
+}
+
+export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes" | "archives" | "minTransferRate" | "peers">> {
   minTransferRate?: TransferRate;
+  peers?: PeerLink;
+  /** Download leases among replicas (a shared store with peers): who fetches a cold blob. */
+  leases?: FlightLeases;
   /** Sizes that an upstream's manifests declare for the blobs they reference, by `upstream digest`. */
   declaredSizes: BoundedMap<string, number>;
   memory: ManifestMemory;

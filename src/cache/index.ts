@@ -17,10 +17,11 @@ import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { recordName } from "../store/record.ts";
 import { createReferrers, type Referrers } from "./referrers.ts";
 import { createReplicas } from "./replicas.ts";
+import { createFlightLeases } from "./flight-leases.ts";
 import { createTags, type Tags } from "./tags.ts";
 
 export type { BlobSource, Blobs } from "./blobs.ts";
-export type { ArchiveSource, CacheObserver, CacheOptions, CacheLogger, CacheStatus, Served } from "./context.ts";
+export type { ArchiveSource, CacheObserver, CacheOptions, CacheLogger, CacheStatus, PeerLink, Served } from "./context.ts";
 export { CacheError, type CacheFailure, type CacheSubject } from "./errors.ts";
 export type { ManifestResult, Manifests } from "./manifests.ts";
 export type { Referrers } from "./referrers.ts";
@@ -146,6 +147,7 @@ export function createCache(opts: CacheOptions & {
     memory: new ManifestMemory(opts.manifestMemoryBytes ?? DEFAULT_MANIFEST_MEMORY),
     records: createTagBook(usage.store, now, (m) => opts.log.warn(m)),
     manifestBudget: (upstream) => (opts.upstreams.listed(upstream) ? listedBudget : clientNamedBudget),
+    leases: replicas && opts.peers ? createFlightLeases(opts.store, { self: opts.peers.self, now, warn: (m) => opts.log.warn(m) }) : undefined,
   };
   const stored = { manifests: createManifests(ctx), blobs: createBlobs(ctx) };
   /** A record evicted or pruned: the tag book and the covered map forget it. */

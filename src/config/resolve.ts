@@ -9,7 +9,8 @@ import { ConfigError } from "./error.ts";
 import { flagName, flagOf } from "./flags.ts";
 import { mergeOutsideCredentials } from "./credentials.ts";
 import { configSchema, entries, type Config, type ConfigFile, type ConfigKey, type Credentials, type RegistryEntry, type S3Config } from "./schema.ts";
-import { isObject, readFileText, type Raw } from "./values.ts";
+import { httpUrl, isObject, readFileText, type Raw } from "./values.ts";
+import { REPLICA_SECRET_MIN } from "./sections.ts";
 
 export { ConfigError };
 
@@ -82,7 +83,7 @@ export function resolveConfig(flags: ConfigFlags, env: Env = process.env): Confi
 
 /** The program's view of the checked file: durations renamed to say their unit, files read, secrets looked up. */
 function toConfig(f: ConfigFile, env: Env, name: (k: ConfigKey) => string): Config {
-  const { pullTimeout, revalidateAfter, transferRateWindow, shutdownDelay, drainTimeout, health, admin, htpasswd, alwaysPullLatest, store, s3, registries, ...same } = f;
+  const { pullTimeout, revalidateAfter, transferRateWindow, shutdownDelay, drainTimeout, health, admin, htpasswd, alwaysPullLatest, store, s3, registries, replicas, ...same } = f;
   return {
     ...same,
     pullTimeoutMs: pullTimeout, revalidateAfterMs: revalidateAfter, transferRateWindowMs: transferRateWindow,
@@ -100,7 +101,19 @@ function toConfig(f: ConfigFile, env: Env, name: (k: ConfigKey) => string): Conf
     },
     registries: registries.map((r, i) => registryEntry(r, `registries[${i}]`, env)),
     s3: store === undefined && s3 === undefined ? undefined : s3Store(store, s3 ?? v.parse(entries.s3, {})!, env, name),
+    replicas: replicas && replicaLink(replicas, store !== undefined || s3 !== undefined, env),
   };
+}
+
+function replicaLink(r: NonNullable<ConfigFile["replicas"]>, s3: boolean, env: Env): NonNullable<Config["replicas"]> {
+  if (!s3) throw new ConfigError("replicas", "needs an S3 store (store: s3://BUCKET/PREFIX): replicas coordinate through it");
+  const secret = r.secret ?? env[r.secretFromEnv!];
+  if (!secret) throw new ConfigError("replicas.secretFromEnv", `environment variable ${r.secretFromEnv} is not set`);
+  if (secret.length < REPLICA_SECRET_MIN) throw new ConfigError("replicas.secretFromEnv", `the secret in ${r.secretFromEnv} must be at least ${REPLICA_SECRET_MIN} characters`);
+  if (r.advertiseFromEnv === undefined) return { secret, advertise: r.advertise };
+  const advertise = env[r.advertiseFromEnv];
+  if (!advertise) throw new ConfigError("replicas.advertiseFromEnv", `environment variable ${r.advertiseFromEnv} is not set`);
+  return { secret, advertise: check(httpUrl(), advertise, () => "replicas.advertiseFromEnv") };
 }
 
 function credentials(a: { user: string; password?: string; passwordFromEnv?: string }, key: string, env: Env): Credentials {

@@ -5,7 +5,7 @@
 import * as v from "valibot";
 import { isHost } from "../oci/names.ts";
 import { registries, type RegistryFile, type RegistryTls } from "./registries.ts";
-import { admin, archives, pruneConfig, s3, serverTlsConfig, storeUrl, tagPolicies, users } from "./sections.ts";
+import { admin, archives, pruneConfig, replicas, s3, serverTlsConfig, storeUrl, tagPolicies, users } from "./sections.ts";
 import { bool, doc, duration, imagePattern, mapping, millis, oneOf, port, rate, size, str, whole, type KeyDoc } from "./values.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
@@ -22,6 +22,7 @@ export const entries = {
   imagePath: doc(v.optional(str(), "/var/lib/ociregistry"), "the store directory (with an S3 store: the local directory for temporary files)", flag("global", "DIR")),
   store: doc(v.optional(storeUrl), "`s3://BUCKET/PREFIX` keeps the store in S3 (the `s3` section gives the endpoint and keys; `imagePath` then holds temporary files)", flag("global", "URL")),
   s3: doc(v.optional(s3), "the S3 service and where in it (with `store`)"),
+  replicas: doc(v.optional(replicas), "replicas on one S3 store: one upstream fetch per cold blob among them (docs/s3.md)"),
   port: doc(v.optional(port(), 8080), "port `serve` listens on", flag("serve", "PORT")),
   host: doc(v.optional(v.pipe(str(), v.check((h) => isHost(h) && (!h.includes(":") || h.startsWith("[")), got("must be an IP address or host name"))), "0.0.0.0"),
     "address `serve` listens on", flag("serve", "ADDR")),
@@ -89,7 +90,7 @@ export type ArchivesConfig = v.InferOutput<typeof archives>;
 export type S3Config = Required<Omit<v.InferOutput<typeof s3>, "abortUploadsAfter">> & { abortUploadsAfterMs: number };
 
 /** Keys the program gets in another form than the file's: renamed to say their unit, or resolved (files read, secrets looked up). */
-type Resolved = "pullTimeout" | "revalidateAfter" | "transferRateWindow" | "shutdownDelay" | "drainTimeout" | "health" | "admin" | "htpasswd" | "alwaysPullLatest" | "store" | "s3" | "registries";
+type Resolved = "pullTimeout" | "revalidateAfter" | "transferRateWindow" | "shutdownDelay" | "drainTimeout" | "health" | "admin" | "htpasswd" | "alwaysPullLatest" | "store" | "s3" | "registries" | "replicas";
 
 /** What the program runs with. */
 export type Config = Omit<ConfigFile, Resolved> & {
@@ -106,4 +107,6 @@ export type Config = Omit<ConfigFile, Resolved> & {
   adminToken?: string;
   registries: RegistryEntry[];
   s3?: S3Config;
+  /** Replicas on one S3 store: the shared secret of their internal endpoint, and this one's address there. */
+  replicas?: { secret: string; advertise?: string };
 };

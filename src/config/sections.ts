@@ -87,3 +87,15 @@ export const s3 = mapping({
   redirect: doc(v.optional(bool(), false), "answer warm blob GETs with `307` to a presigned URL (5 minutes) instead of streaming them"),
   abortUploadsAfter: doc(v.optional(duration(), "1h"), "incomplete multipart uploads (a replica killed mid-upload) older than this are aborted at start"),
 }, "must be a mapping");
+
+/** The shortest shared secret replicas accept (an HMAC key: guessable ones are refused). */
+export const REPLICA_SECRET_MIN = 16;
+export const replicas = v.pipe(mapping({
+  secret: doc(v.optional(str()), `replicas on one S3 store fetch each cold blob once among them and stream it to each other over \`/_internal/v1/downloads/\` on the serve port, signed with this shared secret (at least ${REPLICA_SECRET_MIN} characters, the same on every replica; never logged) …`),
+  secretFromEnv: doc(v.optional(str()), "… or the environment variable holding it"),
+  advertise: doc(v.optional(httpUrl()), "the URL the other replicas reach this one at, e.g. `http://10.0.0.5:8080` (default: `http://<host>:<port>` when `host` is an address other than `0.0.0.0`) …"),
+  advertiseFromEnv: doc(v.optional(str()), "… or the environment variable holding it (Kubernetes: built from the pod IP)"),
+}, "must be a mapping with secret or secretFromEnv"), crossCheck((r) =>
+  (r.secret === undefined) === (r.secretFromEnv === undefined) ? { key: "", problem: "give exactly one of secret or secretFromEnv" }
+  : r.advertise !== undefined && r.advertiseFromEnv !== undefined ? { key: "", problem: "give at most one of advertise or advertiseFromEnv" }
+  : r.secret !== undefined && r.secret.length < REPLICA_SECRET_MIN ? { key: "secret", problem: `must be at least ${REPLICA_SECRET_MIN} characters` } : undefined));

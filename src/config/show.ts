@@ -19,6 +19,7 @@ export function maskedConfig(cfg: Config): Record<string, unknown> {
     users: cfg.users.map((u) => ({ user: u.user, password: MASK })),
     adminToken: cfg.adminToken === undefined ? undefined : MASK,
     s3: cfg.s3 && { ...cfg.s3, secretAccessKey: MASK },
+    replicas: cfg.replicas && { ...cfg.replicas, secret: MASK },
     serverTlsConfig: cfg.serverTlsConfig && { ...cfg.serverTlsConfig, cert: pem(cfg.serverTlsConfig.cert), ca: pem(cfg.serverTlsConfig.ca), key: MASK },
   };
   return JSON.parse(JSON.stringify(out)) as Record<string, unknown>;

@@ -1,6 +1,6 @@
 // Builds the store, upstream client and cache from a Config: what every command that touches
 // images shares, so serve, load and prune use one code path.
-import { createCache, type ArchiveSource, type CacheObserver } from "../cache/index.ts";
+import { createCache, type ArchiveSource, type CacheObserver, type PeerLink } from "../cache/index.ts";
 import type { Config } from "../config/schema.ts";
 import { compilePattern } from "../config/values.ts";
 import type { Logger } from "../log.ts";
@@ -60,6 +60,8 @@ export interface RuntimeHooks {
   archives?: ArchiveSource;
   /** Upstreams the operator named in an image list (load, preload): listed for the guard. */
   listed?: Iterable<string>;
+  /** How this replica reaches the others on one S3 store (serve with `replicas`). */
+  peers?: PeerLink;
 }
 
 /** The store the config names: S3 when `store`/`s3` is set, else the directory. */
@@ -104,7 +106,7 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     minTransferRate: { bytesPerSecond: cfg.minTransferRate, windowMs: cfg.transferRateWindowMs },
     bounds: { maxSize: cfg.maxSize, minFreeSpace: cfg.minFreeSpace },
     pinned: cfg.pinned.map(imagePattern),
-    onUsage: hooks.usage, observeQuota: hooks.quota,
+    onUsage: hooks.usage, observeQuota: hooks.quota, peers: hooks.peers,
   });
   // The cache's store: what the admin API, prune and list do through it is counted and bounded.
   return { store: cache.store, upstreams, cache, tags };

@@ -28,6 +28,8 @@ import { createMainListener } from "./listener.ts";
 import { createReloader, type ConfigChanges } from "./reload.ts";
 import { checkBounds, createRuntime, guardListed, listedUpstreams, upstreamSettings } from "./runtime.ts";
 import { createStatus } from "./status.ts";
+import { INTERNAL_PREFIX, internalEndpoint, peerLink } from "./replica-link.ts";
+import { ConfigError } from "../config/error.ts";
 
 /** How often batched last-pulled times are written. */
 const FLUSH_INTERVAL_MS = 30_000;
@@ -61,8 +63,16 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   const archives = cfg.archives ? createArchiveSource(cfg.archives.path, { log: log.withTag("archives") }) : null;
   // A missing archives directory stops the start; later scans that fail keep the last listing.
   if (archives) log.withTag("archives").info(`${(await archives.rescan()).files} .oci file(s) under ${archives.dir}`);
+  // Replicas on one S3 store: this one's internal address (known once listening unless advertised).
+  const replicas = cfg.s3 ? cfg.replicas : undefined;
+  let advertised = replicas?.advertise ?? "";
+  if (replicas && !advertised && /^(0\.0\.0\.0|::|\[::\])$/.test(cfg.host)) {
+    throw new ConfigError("replicas.advertise", `is needed when host is ${cfg.host}: the URL the other replicas reach this one at, e.g. http://10.0.0.5:${cfg.port}`);
+  }
+  const peers = replicas ? peerLink(replicas.secret, () => advertised, cfg.pullTimeoutMs + 5000) : undefined;
   // The preload list is the operator's own choice: its upstreams count as listed.
-  const { store, cache, upstreams, tags } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream) });
+  const { store, cache, upstreams, tags } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream), peers });
+  const internal = replicas ? internalEndpoint(replicas.secret, cache) : null;
   // One login check for the registry and the status page, so both share its throttle; a reload
   // replaces the users and keeps the throttle (failed attempts still count).
   const loginLimits = { throttle: createLoginThrottle(), queue: createVerifyQueue() };
@@ -160,7 +170,10 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     if (op) return op;
     let res: Response;
     let route: string;
-    if (path.startsWith("/api/v1/") && admin) {
+    if (internal && path.startsWith(INTERNAL_PREFIX)) {
+      route = "internal";
+      res = await internal(req, path);
+    } else if (path.startsWith("/api/v1/") && admin) {
       route = "admin";
       res = await admin.handle(req, path.slice("/api/v1/".length), client);
     } else if ((path === "/" || path === "/status.json") && req.method === "GET") {
@@ -269,6 +282,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
       }, t);
       const ports: { port: number; metricsPort?: number; healthPort?: number } = { port: main.server.port! };
+      if (replicas && !advertised) advertised = `${t ? "https" : "http"}://${cfg.host.includes(":") && !cfg.host.startsWith("[") ? `[${cfg.host}]` : cfg.host}:${ports.port}`;
       const mp = typeof cfg.metrics === "number" ? cfg.metrics : undefined;
       const sameAux = mp !== undefined && cfg.healthPort === mp;
       if (mp !== undefined) {

@@ -151,10 +151,11 @@ describe("what a cluster operator looks for", () => {
     expect(mainContainer(defaults)).toMatchObject({ startupProbe: { httpGet: { path: "/healthz", port: "http" }, failureThreshold: 60, periodSeconds: 2 } } as never);
   });
 
-  test("S3 replicas: rolling updates one pod at a time, spread over zones, no claim", () => {
+  test("S3 replicas: rolling updates one pod at a time, spread over nodes and zones, no claim", () => {
     const d = only(s3, "Deployment") as Rendered;
     expect(d.spec!).toMatchObject({ replicas: 3, strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } } } as never);
-    expect((podSpec(s3) as PodSpec & { topologySpreadConstraints?: unknown[] }).topologySpreadConstraints).toHaveLength(1);
+    const spread = (podSpec(s3) as PodSpec & { topologySpreadConstraints?: Array<{ topologyKey: string }> }).topologySpreadConstraints;
+    expect(spread?.map((c) => c.topologyKey)).toEqual(["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
     expect(s3.some((o) => o.kind === "PersistentVolumeClaim")).toBe(false);
     expect(only(defaults, "Deployment").spec!.strategy).toEqual({ type: "Recreate" });
   });

@@ -59,6 +59,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "ociregistry.adminTokenEnv" -}}OCIREGISTRY_ADMIN_TOKEN{{- end }}
+{{- define "ociregistry.replicaSecretEnv" -}}OCIREGISTRY_REPLICA_SECRET{{- end }}
+{{- define "ociregistry.replicaUrlEnv" -}}OCIREGISTRY_REPLICA_URL{{- end }}
 {{- define "ociregistry.configDir" -}}/etc/ociregistry/config{{- end }}
 {{- define "ociregistry.tlsDir" -}}/etc/ociregistry/tls{{- end }}
 {{- define "ociregistry.storePath" -}}/var/lib/ociregistry{{- end }}
@@ -86,6 +88,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $admin := deepCopy (get $cfg "admin" | default dict) }}
 {{- $_ := set $admin "tokenFromEnv" (include "ociregistry.adminTokenEnv" .) }}
 {{- $_ := set $cfg "admin" $admin }}
+{{- end }}
+{{- if .Values.replicaLink.existingSecret }}
+{{- $_ := set $cfg "replicas" (dict "secretFromEnv" (include "ociregistry.replicaSecretEnv" .) "advertiseFromEnv" (include "ociregistry.replicaUrlEnv" .)) }}
 {{- end }}
 {{- toYaml $cfg }}
 {{- end }}
@@ -182,7 +187,7 @@ spec:
         - name: metrics
           containerPort: {{ .Values.metrics.port }}
         {{- end }}
-      {{- if or .Values.upstreamSecrets .Values.admin.existingSecret .Values.extraEnv }}
+      {{- if or .Values.upstreamSecrets .Values.admin.existingSecret .Values.replicaLink.existingSecret .Values.extraEnv }}
       env:
         {{- range .Values.upstreamSecrets }}
         - name: {{ .env }}
@@ -197,6 +202,20 @@ spec:
             secretKeyRef:
               name: {{ .Values.admin.existingSecret }}
               key: {{ .Values.admin.secretKey }}
+        {{- end }}
+        {{- if .Values.replicaLink.existingSecret }}
+        # Replicas stream cold blobs to each other: the shared secret, and this pod's address.
+        - name: {{ include "ociregistry.replicaSecretEnv" . }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.replicaLink.existingSecret }}
+              key: {{ .Values.replicaLink.secretKey }}
+        - name: OCIREGISTRY_POD_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
+        - name: {{ include "ociregistry.replicaUrlEnv" . }}
+          value: "{{ if .Values.serverTls.enabled }}https{{ else }}http{{ end }}://$(OCIREGISTRY_POD_IP):{{ .Values.port }}"
         {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}

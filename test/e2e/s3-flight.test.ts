@@ -1,0 +1,159 @@
+// One upstream fetch per blob across three replicas on one bucket (a real Ceph RGW, the compiled
+// binary): in ten rounds, 30 clients spread over the replicas ask for the same cold 64 MiB blob at
+// once; the fault proxy in front of the upstream counts blob GETs (exactly one per round) and every
+// client's bytes are hashed. In one round the replica holding the download lease is killed with
+// SIGKILL mid-download: the blob still reaches every client and `verify` is clean. The internal
+// endpoint refuses unsigned and wrongly signed requests.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { flightName } from "../../src/cache/flight-leases.ts";
+import { createS3Store } from "../../src/store/s3/store.ts";
+import { BINARY, startCache, type RunningCache } from "../helpers/binary.ts";
+import { startDistribution, type Distribution } from "../helpers/distribution.ts";
+import { startFaultProxy, type FaultProxy } from "../helpers/fault-proxy.ts";
+import { makeImage, pushImage, type Image } from "../helpers/images.ts";
+import { run, waitFor } from "../helpers/procs.ts";
+import { startRgw, type Rgw } from "../helpers/rgw.ts";
+
+const UP = "127.0.33.1";
+const PROXY = "127.0.33.2";
+const BUCKET = "flight";
+const SECRET = "a-shared-secret-of-the-replicas-0123";
+const ROUNDS = 10;
+const CLIENTS = 30;
+const KILL_ROUND = 4;
+let dir: string;
+let rgw: Rgw;
+let up: Distribution;
+let proxy: FaultProxy;
+let img: Image;
+let config: string;
+const replicas: Array<RunningCache | null> = [null, null, null];
+const stopped: RunningCache[] = [];
+
+const env = () => ({ AWS_ACCESS_KEY_ID: rgw.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey, REPLICA_SECRET: SECRET });
+const store = () => createS3Store({
+  endpoint: rgw.endpoint, region: rgw.region, bucket: BUCKET, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+  pathStyle: true, prefix: "cache/", scratchDir: dir,
+});
+const layer = () => img.blobs[1]!;
+const blobGets = () => proxy.log.filter((l) => l === `GET /v2/library/big/blobs/${layer().digest}`).length;
+
+async function startReplica(i: number) {
+  const c = await startCache(["--config-file", config, "--image-path", mkdtempSync(join(dir, `scratch-${i}-`))], env());
+  replicas[i] = c;
+  return c;
+}
+
+/** One client: the blob from replica `first`, hashed as it streams; on a failure, again from the next replica (as a client behind a Service would). */
+async function client(first: number): Promise<{ digest: string; firstByteMs: number; tries: number }> {
+  for (let tries = 1, i = first; tries <= 4; tries++, i = (i + 1) % 3) {
+    const c = replicas[i];
+    if (!c) continue;
+    const t0 = performance.now();
+    try {
+      const res = await fetch(`${c.url}/v2/${PROXY}/library/big/blobs/${layer().digest}`);
+      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+      const hash = createHash("sha256");
+      let firstByteMs = -1;
+      let n = 0;
+      for await (const chunk of res.body!) {
+        if (firstByteMs < 0) firstByteMs = performance.now() - t0;
+        hash.update(chunk);
+        n += chunk.byteLength;
+      }
+      if (n !== layer().bytes.byteLength) throw new Error(`${n} bytes`);
+      return { digest: `sha256:${hash.digest("hex")}`, firstByteMs, tries };
+    } catch {
+      await Bun.sleep(200);
+    }
+  }
+  return { digest: "failed", firstByteMs: -1, tries: 4 };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "ocireg-flight-"));
+  rgw = await startRgw();
+  await rgw.createBucket(BUCKET);
+  up = await startDistribution({ addr: `${UP}:80` });
+  img = makeImage({ content: 64 * 1024 * 1024, uncompressed: true });
+  await pushImage({ base: up.base }, "library/big", "v1", img);
+  proxy = await startFaultProxy({ hostname: PROXY, port: 80, target: up.base });
+  config = join(dir, "replica.yml");
+  writeFileSync(config, `registries:\n  - name: ${PROXY}\n    scheme: http\nstore: s3://${BUCKET}/cache\ns3:\n  endpoint: ${rgw.endpoint}\n  region: ${rgw.region}\n  forcePathStyle: true\nreplicas:\n  secretFromEnv: REPLICA_SECRET\n`);
+  for (let i = 0; i < 3; i++) await startReplica(i);
+}, 180_000);
+
+afterAll(async () => {
+  for (const c of [...replicas, ...stopped]) await c?.stop();
+  await proxy?.stop();
+  await up?.stop();
+  await rgw?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+describe("one upstream fetch per blob across replicas", () => {
+  test("ten rounds of 30 clients over three replicas: one upstream GET each, right bytes for all; the owner killed in one round", async () => {
+    const s3 = store();
+    for (let round = 0; round < ROUNDS; round++) {
+      await s3.removeContent("blobs", layer().digest);
+      const kill = round === KILL_ROUND;
+      // 64 MiB at 64 MiB/s: a second of download for the others to join; the kill round slower, to kill mid-way.
+      proxy.faults = { throttle: (kill ? 16 : 64) * 1024 * 1024 };
+      const before = blobGets();
+      const pulls = Array.from({ length: CLIENTS }, (_, i) => client(i % 3));
+      if (kill) {
+        let owner = -1;
+        await waitFor("a download lease", async () => {
+          const lease = await s3.readState(flightName(PROXY, layer().digest));
+          const url = lease && (JSON.parse(new TextDecoder().decode(lease)) as { url: string }).url;
+          owner = replicas.findIndex((c) => c?.url === url);
+          return owner >= 0;
+        }, 30_000);
+        await Bun.sleep(1500);
+        const victim = replicas[owner]!;
+        replicas[owner] = null;
+        await victim.stop("SIGKILL");
+        stopped.push(victim);
+        // No partial object at any moment: absent, or whole.
+        const seen = await s3.statBlob(layer().digest);
+        if (seen) expect(seen.size).toBe(layer().bytes.byteLength);
+      }
+      const got = await Promise.all(pulls);
+      const gets = blobGets() - before;
+      for (const g of got) expect(g.digest).toBe(layer().digest);
+      if (kill) {
+        // The killed owner's GET and the one taking over: never one per replica.
+        expect(gets).toBeLessThanOrEqual(2);
+        await startReplica(replicas.indexOf(null));
+      } else {
+        expect(gets).toBe(1);
+        // Clients of the replicas that did not download get bytes as they arrive, not after.
+        expect(Math.max(...got.map((g) => g.firstByteMs))).toBeLessThan(3000);
+      }
+      // Clients get the last byte once it is verified; the upload is completed a moment later.
+      await waitFor(`the blob stored after round ${round}`, async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 20_000);
+      console.log(`round ${round}: ${gets} upstream GET(s), first byte after at most ${Math.round(Math.max(...got.map((g) => g.firstByteMs)))} ms, ${got.filter((g) => g.tries > 1).length} client(s) retried`);
+    }
+    proxy.faults = {};
+    const v = await run([BINARY, "--config-file", config, "--image-path", mkdtempSync(join(dir, "cli-")), "verify"], { env: env(), allowFail: true });
+    expect(v.stdout).toContain("0 problem(s) found");
+    expect(v.code).toBe(0);
+    // Leases are removed once their download ended.
+    expect(await s3.readState(flightName(PROXY, layer().digest))).toBeNull();
+  }, 600_000);
+
+  test("the internal endpoint refuses requests not signed with the shared secret, and never logs it", async () => {
+    const c = replicas.find((r) => r)!;
+    const path = `/_internal/v1/downloads/${PROXY}/${layer().digest}`;
+    for (const authorization of [undefined, `OciregistryReplica t=${Date.now()},s=${"0".repeat(64)}`, `Bearer ${SECRET}`]) {
+      const res = await fetch(`${c.url}${path}`, { headers: authorization ? { authorization } : {} });
+      expect(res.status).toBe(403);
+      await res.body?.cancel();
+    }
+    expect(await c.settledOutput()).not.toContain(SECRET);
+  });
+});
