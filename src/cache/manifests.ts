@@ -1,6 +1,5 @@
 // Manifests through the cache: by digest from memory or disk (never upstream once stored), by tag
 // from the tag record, revalidated with HEAD after `revalidateAfterMs`, fetched when cold or moved.
-import { BoundedMap } from "../lib/bounded-map.ts";
 import { childrenOf } from "../oci/walk.ts";
 import { digestOf, isDigest, parseDigest } from "../oci/digest.ts";
 import {
@@ -15,6 +14,7 @@ import { askWithinBudget } from "./bounded.ts";
 import type { CacheContext, Served } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
 import type { MemoryManifest } from "./memory.ts";
+import { ManifestParts, partKey } from "./parts.ts";
 
 /** A manifest for a client; `passedThrough` when the store had no room and it was not kept. */
 export type ManifestResult = MemoryManifest & { passedThrough?: true };
@@ -35,7 +35,7 @@ export interface Manifests {
 
 /** Blobs of one image passed through whole that are remembered as passing through (a real image names tens). */
 const MAX_PASSED_BLOBS = 1000;
-/** (upstream, repository, digest) triples remembered as covered by a record (see `covered`). */
+/** Manifests (by upstream, repository and digest) known as covered by a record or as remembered (see `parts`). */
 const MAX_COVERED = 20_000;
 
 /**
@@ -56,8 +56,6 @@ export function manifestBudgetWeight(announced: number | null): number {
   return announced ?? MAX_MANIFEST_BYTES;
 }
 
-/** Key of a manifest as an upstream served it in a repository. */
-const partKey = (target: Target, digest: string) => `${target.upstream} ${target.repository} ${digest}`;
 
 /** Accept header sent upstream: what the client accepts plus every type we cache. */
 export function upstreamAccept(clientAccept: string | null): string {
@@ -78,9 +76,7 @@ export function createManifests(ctx: CacheContext): Manifests {
    * their platform manifests. Pulled by digest through that same upstream and repository, one is
    * part of the tagged image, not a pin of its own; through any other, it is not covered.
    */
-  const covered = new BoundedMap<string, true>(MAX_COVERED);
-  /** (upstream, repository, manifest) triples whose declarations are remembered already. */
-  const remembered = new BoundedMap<string, true>(MAX_COVERED);
+  const parts = new ManifestParts(MAX_COVERED);
 
   function fromBytes(digest: string, bytes: Uint8Array, contentType?: string | null, parsed = parseManifest(bytes)): ManifestResult {
     const detected = parsed ? detectMediaType(parsed) : null;
@@ -90,7 +86,7 @@ export function createManifests(ctx: CacheContext): Manifests {
 
   /** Notes an index's platform manifests as parts of it, for that upstream and repository only. */
   function notePlatforms(target: Target, children: ReadonlyArray<{ digest?: unknown }>) {
-    for (const c of children.slice(0, MAX_INDEX_MANIFESTS)) if (typeof c?.digest === "string") covered.set(partKey(target, c.digest), true);
+    for (const c of children.slice(0, MAX_INDEX_MANIFESTS)) if (typeof c?.digest === "string") parts.cover(partKey(target, c.digest));
   }
 
   /**
@@ -100,8 +96,7 @@ export function createManifests(ctx: CacheContext): Manifests {
    */
   function remember(target: Target, m: ManifestResult, parsed?: ManifestShape, key = partKey(target, m.digest)) {
     // Once per upstream, repository and manifest: a warm tag must not parse its manifest on every pull.
-    if (remembered.has(key)) return;
-    remembered.set(key, true);
+    if (!parts.remember(key)) return;
     const shape = parsed ?? parseManifest(m.bytes);
     if (!shape) return;
     const listed = (shape.manifests ?? []).slice(0, MAX_INDEX_MANIFESTS);
@@ -122,7 +117,7 @@ export function createManifests(ctx: CacheContext): Manifests {
     // bytes are the digest's, so what they declare holds whoever fetched them first.
     const key = partKey(target, m.digest);
     remember(target, m, undefined, key);
-    await ctx.records.pulledByDigest(target, m, covered.has(key));
+    await ctx.records.pulledByDigest(target, m, parts.covered(key));
   }
 
   function revalidateAfter(target: Target, tag: string): number {
@@ -252,7 +247,7 @@ export function createManifests(ctx: CacheContext): Manifests {
         // A warm tag writes nothing here once known: a set on every hit churns a map of every tag.
         const key = partKey(target, m.digest);
         remember(target, m, undefined, key);
-        if (!covered.has(key)) covered.set(key, true);
+        parts.cover(key);
         const fresh = nowMs - Date.parse(rec.checked) < revalidateAfter(target, tag);
         if (fresh || ctx.airGapped) {
           ctx.records.pulled(rec, false);
@@ -281,8 +276,8 @@ export function createManifests(ctx: CacheContext): Manifests {
     }
     await ctx.records.record(target, tag, m, rec);
     // A tag that moved no longer covers what it pointed at: pulled by digest, that is a pin now.
-    if (rec && rec.digest !== m.digest) covered.delete(partKey(target, rec.digest));
-    covered.set(partKey(target, m.digest), true);
+    if (rec && rec.digest !== m.digest) parts.uncover(partKey(target, rec.digest));
+    parts.cover(partKey(target, m.digest));
     ctx.log.info(`cached ${target.upstream}/${target.repository}:${tag} (${m.digest})`);
     return m;
   }
@@ -321,9 +316,9 @@ export function createManifests(ctx: CacheContext): Manifests {
 
   return {
     uncover(target: Target, digest: string, children?: readonly string[]) {
-      covered.delete(partKey(target, digest));
+      parts.uncover(partKey(target, digest));
       const known = children ?? (ctx.memory.get(digest) ? childrenOf(ctx.memory.get(digest)!.bytes).manifests.map((m) => m.digest) : []);
-      for (const c of known) covered.delete(partKey(target, c));
+      for (const c of known) parts.uncover(partKey(target, c));
     },
     adopt(target: Target, bytes: Uint8Array) {
       notePlatforms(target, childrenOf(bytes).manifests);

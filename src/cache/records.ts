@@ -1,7 +1,6 @@
 // The one owner of tag records in a running cache: records read once and kept in memory, the
 // last-pulled and checked times that changed since the last write (the dirty set), the batched
 // flush that merges them with the records on disk, and pins for images pulled by digest.
-import pLimit from "p-limit";
 import { BoundedMap } from "../lib/bounded-map.ts";
 import { isDigest } from "../oci/digest.ts";
 import { detectMediaType, parseManifest } from "../oci/mediatypes.ts";
@@ -190,32 +189,46 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
   };
   return book;
 
+  /** Merges one unwritten record with the one on disk and writes it; false when it was not written. */
+  async function writeOne(key: string, rec: TagRecord): Promise<boolean> {
+    try {
+      const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
+      if (!disk) {
+        clean.delete(key);
+        return false;
+      }
+      const later = (a: string, b: string) => (a > b ? a : b);
+      const merged = disk.digest === rec.digest
+        ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
+        : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
+      await store.writeTag(merged);
+      // A pull during the write made it dirty again: keep that one.
+      if (!dirty.has(key)) clean.set(key, merged);
+      return true;
+    } catch (err) {
+      warn(`cannot record access to ${key}: ${(err as Error).message}`);
+      if (!dirty.has(key)) dirty.set(key, rec);
+      return false;
+    }
+  }
+
   async function writeDirty(): Promise<number> {
-    const pending = [...dirty];
+    const pending: Array<[string, TagRecord] | undefined> = [...dirty];
     dirty.clear();
     let written = 0;
+    let next = 0;
     // Several at a time: each write is a small file made durable (fsync), mostly waiting on the disk.
-    const limit = pLimit(FLUSH_CONCURRENCY);
-    await Promise.all(pending.map(([key, rec]) => limit(async () => {
-      try {
-        const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
-        if (!disk) {
-          clean.delete(key);
-          return;
-        }
-        const later = (a: string, b: string) => (a > b ? a : b);
-        const merged = disk.digest === rec.digest
-          ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
-          : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
-        await store.writeTag(merged);
-        // A pull during the write made it dirty again: keep that one.
-        if (!dirty.has(key)) clean.set(key, merged);
-        written++;
-      } catch (err) {
-        warn(`cannot record access to ${key}: ${(err as Error).message}`);
-        if (!dirty.has(key)) dirty.set(key, rec);
+    // A few workers take the next record in turn: a flush of 10,000 records holds 8 writes in
+    // flight, not 10,000 queued promises and closures.
+    const worker = async () => {
+      while (next < pending.length) {
+        const i = next++;
+        const [key, rec] = pending[i]!;
+        pending[i] = undefined;
+        if (await writeOne(key, rec)) written++;
       }
-    })));
+    };
+    await Promise.all(Array.from({ length: FLUSH_CONCURRENCY }, worker));
     return written;
   }
 }

@@ -30,6 +30,11 @@ export class BoundedMap<K, V> {
     return e.value;
   }
 
+  /** The value without counting a use (the entry keeps its place in the eviction order). */
+  peek(key: K): V | undefined {
+    return this.map.get(key)?.value;
+  }
+
   has(key: K): boolean {
     return this.map.has(key);
   }
