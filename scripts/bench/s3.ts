@@ -61,7 +61,10 @@ try {
     const blobUrl = `${cache.url}/v2/${UP}/bench/big/blobs/${layer.digest}`;
     await (await fetch(blobUrl)).arrayBuffer();
     const store = createS3Store({ endpoint: rgw.endpoint, region: rgw.region, bucket: "bench", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, pathStyle: true, prefix: "c/", scratchDir: dir, redirect: true });
-    const presigned = (await store.statBlob(layer.digest))!.redirect!(3600);
+    // The client has its bytes once verified; the upload completes a moment later.
+    let stored = await store.statBlob(layer.digest);
+    for (let i = 0; !stored && i < 100; i++) stored = await Bun.sleep(100).then(() => store.statBlob(layer.digest));
+    const presigned = stored!.redirect!(3600);
     const rows: string[] = [];
     for (const c of [1, 4]) {
       const ours: number[] = [];
