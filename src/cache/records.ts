@@ -154,9 +154,16 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
 
     async setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean> {
       const place = { upstream: target.upstream, repository: target.repository, tag };
+      const key = recordName(place);
+      // The record is written anyway: this process's unwritten pull times go with it.
+      const unwritten = () => dirty.get(key);
       const withPin = (current: TagRecord | null): TagRecord | null => {
-        if (!current || (current.pinned === true) === pinned) return null;
-        const next: TagRecord = { ...current };
+        if (!current) return null;
+        const mine = unwritten();
+        const lastPulled = later(current.lastPulled, mine?.lastPulled);
+        const checked = mine?.digest === current.digest ? later(current.checked, mine.checked) : current.checked;
+        if ((current.pinned === true) === pinned && lastPulled === current.lastPulled && checked === current.checked) return null;
+        const next: TagRecord = { ...current, lastPulled, checked };
         if (pinned) next.pinned = true;
         else delete next.pinned;
         return next;
@@ -173,12 +180,12 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         }
       }
       if (!rec) return false;
-      const key = recordName(place);
-      // Times pulled but not yet flushed stay to be written (the flush keeps the stored pin).
-      const unwritten = dirty.get(key);
-      if (!unwritten) clean.set(key, rec);
-      else if (rec.pinned) unwritten.pinned = true;
-      else delete unwritten.pinned;
+      // Written with the record; a pull since keeps it dirty (the flush keeps the stored pin).
+      const mine = unwritten();
+      if (mine && mine.lastPulled <= rec.lastPulled) dirty.delete(key);
+      if (!dirty.has(key)) clean.set(key, rec);
+      else if (rec.pinned) mine!.pinned = true;
+      else delete mine!.pinned;
       return true;
     },
 
