@@ -1,7 +1,7 @@
 // The S3 store's cost: a warm 64 MiB blob through the cache (S3 store) against a direct GET of the
 // same object from the S3 service (a presigned URL), and a cold pull with skopeo through the cache
 // against skopeo straight from the upstream — all in one run, against a real Ceph RGW.
-// Usage: bun scripts/bench/s3.ts [--rounds 3] [--duration 8]. Needs Debian's radosgw, ceph-mon,
+// Usage: bun scripts/bench/s3.ts [--rounds 3] [--duration 8] [--up 127.0.0.50 (the upstream's address)]. Needs Debian's radosgw, ceph-mon,
 // ceph-osd, ceph-common, python3-rados, docker-registry, skopeo, wrk.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,7 +19,7 @@ const arg = (name: string, dflt: number) => {
 };
 const ROUNDS = arg("rounds", 3);
 const DURATION = arg("duration", 8);
-const UP = "127.0.0.50";
+const UP = process.argv.includes("--up") ? process.argv[process.argv.indexOf("--up") + 1]! : "127.0.0.50";
 
 async function wrkMiBps(url: string, connections: number): Promise<number> {
   const r = await run(["wrk", "-t1", `-c${connections}`, `-d${DURATION}s`, url]);
@@ -61,7 +61,10 @@ try {
     const blobUrl = `${cache.url}/v2/${UP}/bench/big/blobs/${layer.digest}`;
     await (await fetch(blobUrl)).arrayBuffer();
     const store = createS3Store({ endpoint: rgw.endpoint, region: rgw.region, bucket: "bench", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, pathStyle: true, prefix: "c/", scratchDir: dir, redirect: true });
-    const presigned = (await store.statBlob(layer.digest))!.redirect!(3600);
+    // The client has its bytes once verified; the upload completes a moment later.
+    let stored = await store.statBlob(layer.digest);
+    for (let i = 0; !stored && i < 100; i++) stored = await Bun.sleep(100).then(() => store.statBlob(layer.digest));
+    const presigned = stored!.redirect!(3600);
     const rows: string[] = [];
     for (const c of [1, 4]) {
       const ours: number[] = [];
@@ -71,10 +74,10 @@ try {
         base.push(await wrkMiBps(presigned, c));
       }
       const r = median(ours) / median(base);
-      rows.push(`| warm 64 MiB blob from S3, ${c} connection(s) | ${median(ours).toFixed(0)} MiB/s | ${median(base).toFixed(0)} MiB/s (direct GET from RGW) | ${r.toFixed(2)} | ≥ 0.8 | ${r >= 0.8 ? "yes" : "no"} |`);
+      rows.push(`| warm 64 MiB blob from S3, ${c} connection(s) | ${median(ours).toFixed(0)} MiB/s | ${median(base).toFixed(0)} MiB/s (direct GET from RGW) | ${r.toFixed(2)} | ≥ 0.9 | ${r >= 0.9 ? "yes" : "no"} |`);
     }
     const cr = median(cold) / median(direct);
-    rows.push(`| cold pull of a 32 MiB image with skopeo | ${median(cold).toFixed(2)} s | ${median(direct).toFixed(2)} s (skopeo from the upstream) | ${cr.toFixed(2)} | — | — |`);
+    rows.push(`| cold pull of a 32 MiB image with skopeo | ${median(cold).toFixed(2)} s | ${median(direct).toFixed(2)} s (skopeo from the upstream) | ${cr.toFixed(2)} | ≤ 1.5 | ${cr <= 1.5 ? "yes" : "no"} |`);
     console.log(`S3 store against Ceph RGW, ${ROUNDS} rounds (medians)\n| figure | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|\n${rows.join("\n")}`);
   } finally {
     await cache.stop();

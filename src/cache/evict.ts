@@ -177,7 +177,9 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
   }
 
   for (const r of going) {
-    await store.removeTag(r.upstream, r.repository, r.tag);
+    // Only if unchanged since read: a record another replica pulled or pinned meanwhile stays
+    // (what it reaches is kept below, as the records are read again).
+    if (!(await store.removeTagIf(r))) continue;
     o.onRecordRemoved?.(r);
     report.images.push(recordName(r));
   }

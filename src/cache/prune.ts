@@ -85,16 +85,21 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
     for (const [repo, digests] of roots) reached.set(repo, (await closureOf(store, digests)).manifests);
     for (const a of attached) if (!reached.get(repoOf(a))?.has(subjectOf(a.tag)!)) remove.push(a);
   }
-  const report: PruneReport = { images: remove.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, unreferenced: 0, skipped: [], dryRun: opts.dryRun };
+  const gone: TagRecord[] = [];
   for (const r of remove) {
-    if (!opts.dryRun) await store.removeTag(r.upstream, r.repository, r.tag);
+    // By age, a record goes only if unchanged since read: one another process (a replica) pulled
+    // or pinned meanwhile stays. One named by `select` (the admin API's DELETE) goes as it is.
+    if (!opts.dryRun && opts.select) await store.removeTag(r.upstream, r.repository, r.tag);
+    else if (!opts.dryRun && !(await store.removeTagIf(r))) continue;
+    gone.push(r);
     onRemoved?.(r);
   }
+  const report: PruneReport = { images: gone.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, unreferenced: 0, skipped: [], dryRun: opts.dryRun };
   // Read the records again after removing: another process may have cached an image meanwhile.
-  const removed = new Set(remove.map(recordName));
-  const kept = (opts.dryRun || !remove.length ? records : await allRecords(store)).filter((r) => !removed.has(recordName(r)));
+  const removed = new Set(gone.map(recordName));
+  const kept = (opts.dryRun || !gone.length ? records : await allRecords(store)).filter((r) => !removed.has(recordName(r)));
   const needed = await closureOf(store, kept.map((r) => r.digest));
-  const freed = await closureOf(store, remove.map((r) => r.digest));
+  const freed = await closureOf(store, gone.map((r) => r.digest));
   report.skipped = [...damaged, ...new Set([...needed.invalid, ...freed.invalid].map((i) => `invalid reference in manifest ${i}`))];
 
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {

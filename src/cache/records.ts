@@ -1,6 +1,8 @@
 // The one owner of tag records in a running cache: records read once and kept in memory, the
 // last-pulled and checked times that changed since the last write (the dirty set), the batched
-// flush that merges them with the records on disk, and pins for images pulled by digest.
+// flush that merges them with the records on disk, and pins for images pulled by digest. Every
+// write is a conditional update (Store.updateTag): replicas on one store never lose each other's
+// pulls or pins.
 import { BoundedMap } from "../lib/bounded-map.ts";
 import { isDigest } from "../oci/digest.ts";
 import { detectMediaType, parseManifest } from "../oci/mediatypes.ts";
@@ -42,6 +44,9 @@ export interface TagBook {
   /** Writes records whose last-pulled or checked time changed; resolves to how many were written. */
   flush(): Promise<number>;
 }
+
+/** The later of two ISO times (the first when the second is absent). */
+const later = (a: string, b: string | undefined) => (b !== undefined && b > a ? b : a);
 
 export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void): TagBook {
   /** Records read or written lately, least recently used first out. */
@@ -91,20 +96,23 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
 
     async record(target: Target, tag: string, m: RecordedManifest, previous: TagRecord | null): Promise<void> {
       const t = iso();
-      const rec: TagRecord = {
-        upstream: target.upstream, repository: target.repository, tag,
-        digest: m.digest, mediaType: m.mediaType, size: m.bytes.byteLength,
-        created: previous?.digest === m.digest ? previous.created : t,
-        lastPulled: t, checked: t,
-      };
-      // A pin stays with its tag when the tag moves (the operator pinned the name); the record as
-      // it is now decides, not the one read before the fetch (a pin set meanwhile counts).
-      const key0 = recordName(rec);
-      if ((records.get(key0) ?? previous)?.pinned) rec.pinned = true;
-      await store.writeTag(rec);
-      const key = recordName(rec);
+      const place = { upstream: target.upstream, repository: target.repository, tag };
+      // The record as stored now decides, not the one read before the fetch: a pin or a later pull
+      // another process (a replica) recorded meanwhile stays.
+      const { record: rec } = await store.updateTag(place, (current) => {
+        const was = current ?? previous;
+        const next: TagRecord = {
+          ...place, digest: m.digest, mediaType: m.mediaType, size: m.bytes.byteLength,
+          created: was?.digest === m.digest ? was.created : t,
+          lastPulled: later(t, current?.lastPulled), checked: later(t, current?.checked),
+        };
+        // A pin stays with its tag when the tag moves (the operator pinned the name).
+        if (was?.pinned) next.pinned = true;
+        return next;
+      });
+      const key = recordName(place);
       dirty.delete(key);
-      clean.set(key, rec);
+      clean.set(key, rec!);
       absent.delete(key);
     },
 
@@ -144,26 +152,39 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     },
 
     async setPinned(target: Target, tag: string, pinned: boolean): Promise<boolean> {
-      await book.flush();
-      let disk = await store.readTag(target.upstream, target.repository, tag);
+      const place = { upstream: target.upstream, repository: target.repository, tag };
+      const key = recordName(place);
+      // The record is written anyway: this process's unwritten pull times go with it.
+      const unwritten = () => dirty.get(key);
+      const withPin = (current: TagRecord | null): TagRecord | null => {
+        if (!current) return null;
+        const mine = unwritten();
+        const lastPulled = later(current.lastPulled, mine?.lastPulled);
+        const checked = mine?.digest === current.digest ? later(current.checked, mine.checked) : current.checked;
+        if ((current.pinned === true) === pinned && lastPulled === current.lastPulled && checked === current.checked) return null;
+        const next: TagRecord = { ...current, lastPulled, checked };
+        if (pinned) next.pinned = true;
+        else delete next.pinned;
+        return next;
+      };
+      let { record: rec } = await store.updateTag(place, withPin);
       // A stored manifest pinned by digest that a tag covers has no record of its own: it gets one.
-      if (!disk && pinned && isDigest(tag)) {
+      if (!rec && pinned && isDigest(tag)) {
         const bytes = await store.readManifest(tag);
         const shape = bytes && parseManifest(bytes);
         const mediaType = shape && detectMediaType(shape);
         if (bytes && mediaType) {
           await book.record(target, tag, { digest: tag, mediaType, bytes }, null);
-          disk = await store.readTag(target.upstream, target.repository, tag);
+          rec = (await store.updateTag(place, withPin)).record;
         }
       }
-      if (!disk) return false;
-      const rec: TagRecord = { ...disk };
-      if (pinned) rec.pinned = true;
-      else delete rec.pinned;
-      await store.writeTag(rec);
-      const key = recordName(rec);
-      dirty.delete(key);
-      clean.set(key, rec);
+      if (!rec) return false;
+      // Written with the record; a pull since keeps it dirty (the flush keeps the stored pin).
+      const mine = unwritten();
+      if (mine && mine.lastPulled <= rec.lastPulled) dirty.delete(key);
+      if (!dirty.has(key)) clean.set(key, rec);
+      else if (rec.pinned) mine!.pinned = true;
+      else delete mine!.pinned;
       return true;
     },
 
@@ -192,19 +213,21 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
   /** Merges one unwritten record with the one on disk and writes it; false when it was not written. */
   async function writeOne(key: string, rec: TagRecord): Promise<boolean> {
     try {
-      const disk = await store.readTag(rec.upstream, rec.repository, rec.tag);
-      if (!disk) {
-        clean.delete(key);
+      // Merged with the record as stored, written only if nobody changed it meanwhile (else merged
+      // again): another replica's later pull, a pin, or a new digest stays.
+      const u = await store.updateTag(rec, (disk) => {
+        if (!disk) return null;
+        const lastPulled = later(disk.lastPulled, rec.lastPulled);
+        const checked = disk.digest === rec.digest ? later(disk.checked, rec.checked) : disk.checked;
+        return lastPulled === disk.lastPulled && checked === disk.checked ? null : { ...disk, lastPulled, checked };
+      });
+      if (!u.record) {
+        clean.delete(key); // removed on disk (prune, eviction): forgotten rather than written back
         return false;
       }
-      const later = (a: string, b: string) => (a > b ? a : b);
-      const merged = disk.digest === rec.digest
-        ? { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled), checked: later(disk.checked, rec.checked) }
-        : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
-      await store.writeTag(merged);
       // A pull during the write made it dirty again: keep that one.
-      if (!dirty.has(key)) clean.set(key, merged);
-      return true;
+      if (!dirty.has(key)) clean.set(key, u.record);
+      return u.written;
     } catch (err) {
       warn(`cannot record access to ${key}: ${(err as Error).message}`);
       if (!dirty.has(key)) dirty.set(key, rec);

@@ -20,7 +20,7 @@ export interface TagPage {
 }
 
 export interface TagIndex {
-  /** The store to use: writeTag and removeTag also update the index. */
+  /** The store to use: its writes and removals of records also update the index. */
   readonly store: Store;
   /** Names after `cursor` (a name, exclusive) that contain `q` (any case), in name order, at most `limit`. */
   page(o: { limit: number; cursor?: string; q?: string }): Promise<TagPage>;
@@ -96,6 +96,16 @@ export function createTagIndex(inner: Store, opts: { maxAgeMs?: number; now?: ()
     async removeTag(upstream: string, repository: string, tag: string) {
       await inner.removeTag(upstream, repository, tag);
       note({ upstream, repository, tag }, false);
+    },
+    async updateTag(place: TagPlace, change: (current: TagRecord | null) => TagRecord | null) {
+      const u = await inner.updateTag(place, change);
+      note(place, u.record !== null);
+      return u;
+    },
+    async removeTagIf(expected: TagRecord) {
+      const removed = await inner.removeTagIf(expected);
+      if (removed) note(expected, false);
+      return removed;
     },
   });
 

@@ -7,6 +7,16 @@ import type { WriterBackend } from "./writer.ts";
 
 export type { WriterBackend };
 
+/**
+ * An object as read for a conditional write: its bytes (null when absent) and its version (S3's
+ * ETag, a hash of the file's bytes), which changes with every write. A null version means there is
+ * no object: only a create can follow.
+ */
+export interface Versioned {
+  bytes: Uint8Array | null;
+  version: string | null;
+}
+
 export interface DriverEntry {
   key: string;
   /** Bytes; only when the listing asked for sizes (0 otherwise). */
@@ -32,6 +42,16 @@ export interface Driver {
    * (S3 `If-None-Match: *`, link(2)): true when this call created it, false when it existed.
    */
   create?(key: string, bytes: Uint8Array): Promise<boolean>;
+  /** The object and its version, read at once (one request), for putIf and removeIf. */
+  readVersioned(key: string): Promise<Versioned>;
+  /**
+   * Stores bytes under `key` only if the object is still at `version` (null: only if absent),
+   * atomically against every other writer (S3 `If-Match` / `If-None-Match: *`, a locked
+   * compare-and-rename): false when another writer changed it first; nothing is written then.
+   */
+  putIf(key: string, bytes: Uint8Array, version: string | null): Promise<boolean>;
+  /** Removes the object only if it is still at `version`: false when another writer changed it first. */
+  removeIf(key: string, version: string): Promise<boolean>;
   /** Several processes on different hosts may use this back-end at once (object storage shared by replicas). */
   readonly shared?: boolean;
   /** Size and last-modified time (ms); null when absent. */

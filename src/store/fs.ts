@@ -8,6 +8,7 @@ import { dirname, join, relative, sep } from "node:path";
 import type { Driver, WriterBackend } from "./driver.ts";
 import { ownTempPrefix, TEMP_PREFIX } from "./keys.ts";
 import { createLayoutStore } from "./layout.ts";
+import { keyLocks } from "./lock.ts";
 import { ownerIsGone } from "./owner.ts";
 import { openScratch, scratchPath } from "./scratch.ts";
 import type { Store } from "./types.ts";
@@ -24,6 +25,8 @@ function nullIfAbsent(err: unknown): null {
   throw err;
 }
 const orNull = <T>(op: () => Promise<T>): Promise<T | null> => op().catch(nullIfAbsent);
+/** A file's version for conditional writes: a hash of its bytes (an inode number is reused, an mtime is coarse). */
+const versionOf = (bytes: Uint8Array | null) => (bytes ? new Bun.CryptoHasher("sha256").update(bytes).digest("hex") : null);
 
 /** The directory store: the layout over a directory driver. */
 export function createFsStore(root: string): Store {
@@ -37,6 +40,8 @@ export function fsDriver(root: string): Driver {
   // join that normalises the path again on the warm blob path.
   const base = join(root, "/");
   const pathOf = (key: string) => base + key;
+  const locked = keyLocks(join(tmpRoot, "locks"));
+  const readBytes = (key: string) => orNull(async () => new Uint8Array(await readFile(pathOf(key))));
 
   /** Removes temp directories of processes that are gone (and old temp files of the older layout). */
   async function removeLeftovers(): Promise<number> {
@@ -97,7 +102,7 @@ export function fsDriver(root: string): Driver {
       return removed;
     },
 
-    read: (key) => orNull(async () => new Uint8Array(await readFile(pathOf(key)))),
+    read: readBytes,
 
     async readMany(keys) {
       // Small files read synchronously are several times faster than one promise each; a batch
@@ -127,6 +132,24 @@ export function fsDriver(root: string): Driver {
       });
       return created;
     },
+
+    async readVersioned(key) {
+      const bytes = await readBytes(key);
+      return { bytes, version: versionOf(bytes) };
+    },
+
+    /** Compare, then rename, under the key's lock: every conditional writer of the key takes it. */
+    putIf: (key, bytes, version) => locked(key, async () => {
+      if (versionOf(await readBytes(key)) !== version) return false;
+      await placed(key, bytes, (tmp, dest) => rename(tmp, dest));
+      return true;
+    }),
+
+    removeIf: (key, version) => locked(key, async () => {
+      if (versionOf(await readBytes(key)) !== version) return false;
+      await rm(pathOf(key), { force: true });
+      return true;
+    }),
 
     stat: (key) => orNull(async () => {
       const s = await stat(pathOf(key));

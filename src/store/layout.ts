@@ -8,12 +8,18 @@ import {
   ALGORITHMS, CONTENT_KINDS, LAYOUT_DIRS, RECORDS_PREFIX, contentKey, contentPrefix, ownTempPrefix, parseContentKey,
   parseRecordKey, recordDir, recordKey, stateKey, tagOfRecordName,
 } from "./keys.ts";
+import { perKey } from "./lock.ts";
 import { parseTagRecord, serializeTagRecord } from "./record.ts";
-import { StoreError, type ContentKind, type DamagedRecord, type Store, type StoreStats, type TagRecord } from "./types.ts";
+import { StoreError, type ContentKind, type DamagedRecord, type Store, type StoreStats, type TagRecord, type TagUpdate } from "./types.ts";
 import { verifyingWriter } from "./writer.ts";
 
 /** Tag records read at once while walking the store (listing 10,000 images must stay fast). */
 const READ_BATCH = 256;
+/** Conditional writes of one record that may lose to other writers in a row before updateTag gives up. */
+export const UPDATE_TRIES = 20;
+
+/** Wait before try `n` + 1 after a lost race: full jitter, doubling from 4 ms up to 250 ms. */
+const backoff = (n: number) => Bun.sleep(Math.random() * Math.min(250, 4 * 2 ** n));
 
 /**
  * `f` on the key of a place; a place the layout refuses is a rejected promise, as from any store
@@ -38,6 +44,8 @@ export function createLayoutStore(driver: Driver): Store {
   const read = (key: string) => driver.read(key);
   const stat = (key: string) => driver.stat(key);
   const remove = (key: string) => driver.remove(key);
+  // One conditional write of a record at a time in this process: only other processes make one lose.
+  const oneAtATime = perKey();
   /**
    * Every record object in key order, parsed against the place its key names (null when it is not
    * a valid record of that upstream, repository and tag). One listing, then reads a batch at a time.
@@ -94,6 +102,27 @@ export function createLayoutStore(driver: Driver): Store {
     async writeTag(record) {
       await driver.put(recordKey(record), serializeTagRecord(record));
     },
+
+    updateTag: (place, change) => atKey(recordKey, place, (key) => oneAtATime(key, async (): Promise<TagUpdate> => {
+      for (let n = 1; ; n++) {
+        const { bytes, version } = await driver.readVersioned(key);
+        const current = bytes && parseTagRecord(bytes, place);
+        const next = change(current);
+        if (!next) return { record: current, written: false, created: false };
+        if (recordKey(next) !== key) throw new StoreError("invalid", `an update of ${key} returned the record of ${recordKey(next)}`);
+        if (await driver.putIf(key, serializeTagRecord(next), version)) return { record: next, written: true, created: !current };
+        if (n >= UPDATE_TRIES) throw new StoreError("conflict", `${key}: ${n} conditional writes in a row lost to other writers; try again`);
+        await backoff(n);
+      }
+    })),
+
+    removeTagIf: (expected) => atKey(recordKey, expected, (key) => oneAtATime(key, async () => {
+      const { bytes, version } = await driver.readVersioned(key);
+      const current = bytes && parseTagRecord(bytes, expected);
+      // Compared as stored: a field another writer changed (a later pull, a pin) keeps the record.
+      if (!current || !version || Buffer.compare(serializeTagRecord(current), serializeTagRecord(expected)) !== 0) return false;
+      return driver.removeIf(key, version);
+    })),
 
     async countTags() {
       let n = 0;

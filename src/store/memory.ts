@@ -7,6 +7,8 @@ import type { Store } from "./types.ts";
 interface Item {
   bytes: Uint8Array;
   modified: number;
+  /** A generation, new with every write (the version conditional writes compare). */
+  version: string;
 }
 
 /** The memory store: the layout over a memory driver. */
@@ -16,7 +18,10 @@ export function createMemoryStore(now: () => number = Date.now): Store {
 
 export function memoryDriver(now: () => number = Date.now): Driver {
   const items = new Map<string, Item>();
-  const put = (key: string, bytes: Uint8Array) => void items.set(key, { bytes, modified: now() });
+  let generation = 0;
+  const put = (key: string, bytes: Uint8Array) => void items.set(key, { bytes, modified: now(), version: String(++generation) });
+  // Compared and changed within one turn of the event loop: atomic against every other caller.
+  const at = (key: string, version: string | null) => (items.get(key)?.version ?? null) === version;
 
   return {
     location: "memory",
@@ -35,6 +40,20 @@ export function memoryDriver(now: () => number = Date.now): Driver {
     async create(key, bytes) {
       if (items.has(key)) return false;
       put(key, bytes.slice());
+      return true;
+    },
+    async readVersioned(key) {
+      const i = items.get(key);
+      return { bytes: i?.bytes ?? null, version: i?.version ?? null };
+    },
+    async putIf(key, bytes, version) {
+      if (!at(key, version)) return false;
+      put(key, bytes.slice());
+      return true;
+    },
+    async removeIf(key, version) {
+      if (!at(key, version)) return false;
+      items.delete(key);
       return true;
     },
     async stat(key) {

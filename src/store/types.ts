@@ -26,6 +26,19 @@ export interface TagRecord {
   pinned?: boolean;
 }
 
+/** Where a record is: its upstream, repository and tag. */
+export type TagPlace = Pick<TagRecord, "upstream" | "repository" | "tag">;
+
+/** What updateTag did. */
+export interface TagUpdate {
+  /** The record as stored now (null: none). */
+  record: TagRecord | null;
+  /** Whether this call wrote it. */
+  written: boolean;
+  /** Whether this call wrote a record where there was none (or a damaged one). */
+  created: boolean;
+}
+
 export interface StoredBlob {
   size: number;
   /** The content: `.slice()` for ranges, `.stream()` to read; a Response can send it as it is. */
@@ -106,7 +119,17 @@ export interface Store {
   /** Stores manifest bytes under their digest; StoreError("corrupt") if the bytes do not match it. */
   writeManifest(digest: string, bytes: Uint8Array): Promise<void>;
   readTag(upstream: string, repository: string, tag: string): Promise<TagRecord | null>;
+  /** Writes a record as it is, replacing whatever is there (load --archive); see updateTag for replicas. */
   writeTag(record: TagRecord): Promise<void>;
+  /**
+   * Changes a record without losing another writer's change: reads it (null when absent or
+   * damaged), asks `change` for the record to store (null: leave it as it is), and writes that only
+   * if the record is still as read (S3 `If-Match`), asking again after another writer came first.
+   * `change` may run several times, also on its own earlier output (a write S3 answered with a
+   * 500 is taken as lost), so it must merge (later times, a pin) rather than count, and must not
+   * have effects. StoreError("conflict") after UPDATE_TRIES lost races in a row.
+   */
+  updateTag(place: TagPlace, change: (current: TagRecord | null) => TagRecord | null): Promise<TagUpdate>;
   /** Tags cached for one repository, sorted (pins by digest excluded). */
   listTags(upstream: string, repository: string): Promise<string[]>;
   /** Where every tag record is (upstream, repository, tag), from one key listing: no record is read. */
@@ -119,6 +142,11 @@ export interface Store {
   contentInfo(kind: ContentKind, digest: string): Promise<{ size: number; modified: number } | null>;
   removeContent(kind: ContentKind, digest: string): Promise<void>;
   removeTag(upstream: string, repository: string, tag: string): Promise<void>;
+  /**
+   * Removes a record only if it is still exactly `expected` (as read earlier): false when it was
+   * changed or removed meanwhile (another replica pulled or pinned it), and then nothing is removed.
+   */
+  removeTagIf(expected: TagRecord): Promise<boolean>;
   /** Record files that cannot be read as records. */
   damagedTags(): AsyncIterable<DamagedRecord>;
   /** What the store holds, counted without reading records or content (for metrics at start). */

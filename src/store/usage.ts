@@ -188,6 +188,17 @@ export function createUsage(inner: Store, opts: UsageOptions = {}): Usage {
       opts.recorded?.(rec.digest);
       if (!existed) adjust("tags", 1);
     }),
+    updateTag: (place, change) => oneAtATime("tags", recordKeyOf(place), async () => {
+      const u = await inner.updateTag(place, change);
+      if (u.written) opts.recorded?.(u.record!.digest);
+      if (u.created) adjust("tags", 1);
+      return u;
+    }),
+    removeTagIf: (expected) => oneAtATime("tags", recordKeyOf(expected), async () => {
+      const removed = await inner.removeTagIf(expected);
+      if (removed) adjust("tags", -1);
+      return removed;
+    }),
     removeContent: (kind, digest) => oneAtATime(kind, digest, async () => {
       const info = await inner.contentInfo(kind, digest);
       await inner.removeContent(kind, digest);

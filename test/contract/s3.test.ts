@@ -1,10 +1,14 @@
 // The store contract on the S3 driver, against a real S3 service (Ceph RGW, test/helpers/rgw.ts).
-import { afterAll, beforeAll } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { recordKey } from "../../src/store/keys.ts";
+import { createLayoutStore } from "../../src/store/layout.ts";
+import { TOMBSTONE_MS } from "../../src/store/s3/conditional.ts";
 import { s3Driver } from "../../src/store/s3/store.ts";
 import { startRgw, type Rgw } from "../helpers/rgw.ts";
+import { record } from "./fixtures.ts";
 import { storeContract } from "./store-contract.ts";
 
 let rgw: Rgw;
@@ -26,3 +30,35 @@ storeContract("S3 (Ceph RGW)", async () => s3Driver({
   endpoint: rgw.endpoint, region: rgw.region, bucket: "contract", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
   pathStyle: true, prefix: `t${n++}/`, scratchDir: scratch, partSize: 5 * 1024 * 1024,
 }));
+
+// A removal on S3 is a tombstone (If-Match) then a DELETE: what readers and writers do meanwhile.
+describe("records being removed on S3 (tombstones)", () => {
+  const driver = () => s3Driver({
+    endpoint: rgw.endpoint, region: rgw.region, bucket: "contract", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+    pathStyle: true, prefix: `t${n++}/`, scratchDir: scratch,
+  });
+  const place = { upstream: "up.test", repository: "team/app", tag: "v1" };
+  const tombstone = (at: Date) => new TextEncoder().encode(`\0ociregistry-removed ${at.toISOString()}\n`);
+
+  test("a record being removed reads as absent, is neither listed as a record nor as damaged, and a create waits for the delete", async () => {
+    const d = driver();
+    const store = createLayoutStore(d);
+    await d.put(recordKey(place), tombstone(new Date()));
+    expect(await store.readTag(place.upstream, place.repository, place.tag)).toBeNull();
+    const damaged: string[] = [];
+    expect(await Array.fromAsync(store.allTags((w) => damaged.push(w)))).toEqual([]);
+    expect(damaged).toEqual([]);
+    // The remover deletes its tombstone a moment later: the create that waited for it then succeeds.
+    setTimeout(() => void d.remove(recordKey(place)), 150);
+    const u = await store.updateTag(place, (cur) => cur ?? record());
+    expect(u).toMatchObject({ written: true, created: true });
+    expect((await store.readTag(place.upstream, place.repository, place.tag))?.digest).toBe(record().digest);
+  });
+
+  test(`a tombstone older than ${TOMBSTONE_MS / 1000} s (its remover died) is overwritten`, async () => {
+    const d = driver();
+    const store = createLayoutStore(d);
+    await d.put(recordKey(place), tombstone(new Date(Date.now() - TOMBSTONE_MS - 5000)));
+    expect(await store.updateTag(place, (cur) => cur ?? record())).toMatchObject({ written: true, created: true });
+  });
+});

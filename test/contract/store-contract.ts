@@ -8,6 +8,7 @@ import type { Driver } from "../../src/store/driver.ts";
 import { createLayoutStore } from "../../src/store/layout.ts";
 import { bytesOf, enc, failure, put, record, type MakeStore } from "./fixtures.ts";
 import { layoutCases } from "./layout-cases.ts";
+import { recordCases } from "./record-cases.ts";
 import { stateCases } from "./state-cases.ts";
 
 /** Registers the contract tests for one back-end; `driver` returns a fresh, empty driver. */
@@ -20,6 +21,7 @@ export function storeContract(name: string, driver: () => Promise<Driver>) {
   };
   const make = async () => (await made()).store;
   layoutCases(name, made);
+  recordCases(name, made);
   stateCases(name, make);
   describe(`store contract: ${name}`, () => {
     test("a blob is invisible while written, readable back by joining readers, visible once committed", async () => {

@@ -18,7 +18,7 @@ export async function startUpload(a: S3Access, key: string): Promise<string> {
 }
 
 export async function uploadPart(a: S3Access, key: string, uploadId: string, n: number, bytes: Uint8Array): Promise<string> {
-  const res = await s3Request(a, "PUT", key, { query: { partNumber: String(n), uploadId }, body: bytes, timeoutMs: 300_000 });
+  const res = await s3Request(a, "PUT", key, { query: { partNumber: String(n), uploadId }, body: bytes, timeoutMs: 300_000, unsignedPayload: true });
   await ok(res, `uploading part ${n} of ${key}`);
   const etag = res.headers.get("etag");
   if (!etag) throw new StoreError("unavailable", `S3 uploading part ${n} of ${key}: no ETag`);

@@ -21,6 +21,12 @@ export interface SignedRequest {
   headers?: Record<string, string>;
   body?: Uint8Array | string;
   timeoutMs?: number;
+  /**
+   * Sign `UNSIGNED-PAYLOAD` instead of the body's SHA-256: for blob parts, whose bytes the store
+   * verifies against their digest anyway. Hashing every part again cost a full SHA-256 pass over
+   * each blob on the thread that runs the download.
+   */
+  unsignedPayload?: boolean;
 }
 
 /** Sends a signed request for `key` ("" for the bucket itself). */
@@ -34,7 +40,7 @@ export async function s3Request(a: S3Access, method: string, key: string, r: Sig
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+/, "");
   const day = stamp.slice(0, 8);
   const body = r.body ?? "";
-  const headers: Record<string, string> = { host, "x-amz-date": stamp, "x-amz-content-sha256": sha256Hex(body) };
+  const headers: Record<string, string> = { host, "x-amz-date": stamp, "x-amz-content-sha256": r.unsignedPayload ? "UNSIGNED-PAYLOAD" : sha256Hex(body) };
   for (const [k, v] of Object.entries(r.headers ?? {})) headers[k.toLowerCase()] = v.trim();
   const names = Object.keys(headers).sort();
   const canonical = [method, canonicalPath, canonicalQuery, ...names.map((n) => `${n}:${headers[n]}`), "", names.join(";"), headers["x-amz-content-sha256"]].join("\n");

@@ -1,8 +1,8 @@
 // The S3 driver: the layout's keys as objects under a prefix in one bucket, so several replicas
 // share one cache. Blobs go up as multipart uploads while they download, completed only once
 // verified (an object is whole or absent; writer.ts); a local scratch copy under the image path
-// serves readers joining a download. Puts are last-writer-wins (each replica merges last-pulled
-// times before it writes a record). Reads are S3 files: sliceable, streamed by Bun, presignable.
+// serves readers joining a download. Records are updated with conditional PUTs (conditional.ts), so
+// replicas never lose each other's changes. Reads are S3 files: sliceable, streamed by Bun, presignable.
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { S3File } from "bun";
@@ -11,6 +11,7 @@ import type { Driver } from "../driver.ts";
 import { ownTempPrefix } from "../keys.ts";
 import { createLayoutStore } from "../layout.ts";
 import { StoreError, type Store } from "../types.ts";
+import { putIf, readVersioned, removeIf, unlessTombstone } from "./conditional.ts";
 import { abortUpload, incompleteUploads } from "./multipart.ts";
 import { s3Request, type S3Access } from "./sigv4.ts";
 import { isAbsent, s3BlobWriter, unavailable } from "./writer.ts";
@@ -57,7 +58,8 @@ export function s3Driver(o: S3StoreOptions): Driver {
     }
   }
 
-  const read = (key: string) => orNull(key, (file) => file.bytes());
+  // A record being removed (a tombstone, conditional.ts) reads as absent.
+  const read = (key: string) => orNull(key, (file) => file.bytes()).then(unlessTombstone);
 
   return {
     location: `s3://${o.bucket}/${prefix}`,
@@ -95,22 +97,14 @@ export function s3Driver(o: S3StoreOptions): Driver {
       }
     },
 
-    /**
-     * A PUT with `If-None-Match: *` (Bun's client cannot send it): 412 when the object exists; 409
-     * when S3 is creating the same key for another writer at that moment, who wins.
-     */
-    async create(key, bytes) {
-      let res: Response;
-      try {
-        res = await s3Request(o, "PUT", prefix + key, { body: bytes, headers: { "if-none-match": "*" } });
-      } catch (err) {
-        throw unavailable(err, `creating ${prefix + key}`);
-      }
-      await res.body?.cancel();
-      if (res.status === 412 || res.status === 409) return false;
-      if (!res.ok) throw new StoreError("unavailable", `S3 creating ${prefix + key}: HTTP ${res.status}`);
-      return true;
-    },
+    /** A PUT with `If-None-Match: *` (Bun's client cannot send it): false when the object exists. */
+    create: (key, bytes) => putIf(o, prefix + key, bytes, null),
+
+    readVersioned: (key) => readVersioned(o, prefix + key, Date.now),
+
+    putIf: (key, bytes, version) => putIf(o, prefix + key, bytes, version),
+
+    removeIf: (key, version) => removeIf(o, prefix + key, version, Date.now),
 
     stat: (key) => orNull(key, async (file) => {
       const s = await file.stat();

@@ -1,6 +1,8 @@
 // A blob on its way into S3: each chunk goes to a local scratch file (readers joining the download
-// read it back) and into a multipart upload, parts going up beside the download, a few at a time.
-// The upload is completed — the object appears, whole — only once the digest is verified.
+// read it back), and each full part, read back from it, into a multipart upload beside the
+// download, a few at a time. The upload is completed — the object appears, whole — only once the
+// digest is verified.
+import pLimit from "p-limit";
 import type { WriterBackend } from "../driver.ts";
 import { openScratch } from "../scratch.ts";
 import { StoreError } from "../types.ts";
@@ -26,55 +28,64 @@ export function unavailable(err: unknown, what: string, hint = ""): StoreError {
   return new StoreError("unavailable", `S3 ${what}: ${e?.code ? `${e.code}: ` : ""}${e?.message ?? String(err)}${hint}`);
 }
 
-/** Where the bytes for `key` go while downloaded: a scratch file and a multipart upload. */
+/**
+ * Where the bytes for `key` go while downloaded: the scratch file, at the download's own speed
+ * (clients read from it). Each full part is read back from the scratch file and uploaded beside
+ * the download, a few at a time, so the download never waits for S3 (a pipeline that did held a
+ * cold pull to S3's upload speed) and only the parts in flight are in memory.
+ */
 export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: string, scratch: string, partSize: number): Promise<WriterBackend> {
   const file = await openScratch(scratch, 0o600, key);
   let uploadId: Promise<string> | null = null;
-  /** Parts on their way up, in order; at most PARTS_IN_FLIGHT at once (memory: that many parts). */
+  /** Parts on their way up (or waiting for a slot), in order. */
   const parts: Array<Promise<string>> = [];
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
-  const takePending = () => {
-    const bytes = Buffer.concat(pending);
-    pending = [];
-    pendingBytes = 0;
+  const slots = pLimit(PARTS_IN_FLIGHT);
+  let written = 0;
+  let dropped = false;
+  /** Bytes handed to parts so far. */
+  let queued = 0;
+  const readBack = async (from: number, length: number) => {
+    const bytes = new Uint8Array(length);
+    const n = await file.readAt(from, bytes);
+    if (n !== length) throw new StoreError("unavailable", `the scratch copy of ${key} has ${from + n} bytes, not ${from + length}`);
     return bytes;
+  };
+  const queuePart = (length: number) => {
+    uploadId ??= startUpload(o, key);
+    const id = uploadId;
+    const n = parts.length + 1;
+    const from = queued;
+    queued += length;
+    const part = slots(async () => {
+      if (dropped) throw new StoreError("unavailable", `the upload of ${key} was dropped`);
+      return uploadPart(o, key, await id, n, await readBack(from, length));
+    });
+    part.catch(() => {});
+    parts.push(part);
   };
   return {
     async write(chunk, position) {
       file.write(chunk, position);
-      pending.push(chunk.slice());
-      pendingBytes += chunk.byteLength;
-      if (pendingBytes >= partSize) {
-        uploadId ??= startUpload(o, key);
-        const id = uploadId;
-        const n = parts.length + 1;
-        const bytes = takePending();
-        // The upload runs beside the download; only a full pipeline makes the writer wait.
-        if (parts.length >= PARTS_IN_FLIGHT) await parts[parts.length - PARTS_IN_FLIGHT];
-        const part = id.then((u) => uploadPart(o, key, u, n, bytes));
-        part.catch(() => {});
-        parts.push(part);
-      }
+      written = position + chunk.byteLength;
+      while (written - queued >= partSize) queuePart(partSize);
     },
     readAt: file.readAt,
     async publish() {
       if (uploadId) {
-        const id = await uploadId;
-        if (pendingBytes) parts.push(uploadPart(o, key, id, parts.length + 1, takePending()));
-        await completeUpload(o, key, id, await Promise.all(parts));
+        if (written > queued) queuePart(written - queued);
+        await completeUpload(o, key, await uploadId, await Promise.all(parts));
       } else {
         try {
-          await client.write(key, takePending());
+          await client.write(key, await readBack(0, written));
         } catch (err) {
-          throw unavailable(err, `writing ${key}`);
+          throw err instanceof StoreError ? err : unavailable(err, `writing ${key}`);
         }
       }
       // Readers that join once the scratch copy is gone read the object itself.
       file.published((position, length) => client.file(key).slice(position, position + length).bytes());
     },
     async drop() {
-      pending = [];
+      dropped = true; // parts still waiting for a slot are not sent
       if (uploadId) {
         await Promise.allSettled(parts);
         const id = await uploadId.catch(() => null);
