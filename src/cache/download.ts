@@ -82,7 +82,7 @@ export class Download {
         const at = this.writer.written;
         await this.writer.write(chunk);
         // Readers at the front get the chunk itself, not a read of the file.
-        this.shared.add(at, chunk, this.oldest());
+        this.shared.add(at, chunk, this.oldest(), this.readers);
         this.notify();
       }
       // The store verifies the size and the digest: from then on clients may have every byte, while

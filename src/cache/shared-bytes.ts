@@ -33,9 +33,23 @@ interface Piece {
   bytes: Uint8Array;
 }
 
+/** Bytes at the front: an upstream chunk as it came, or a block chunks are gathered into. */
+interface Front {
+  start: number;
+  /** The chunk, or the block's whole buffer. */
+  buffer: Uint8Array;
+  /** How much of the buffer holds bytes (a block fills as chunks arrive). */
+  length: number;
+  /** Memory it takes from the budget. */
+  held: number;
+  /** A block that takes the next chunks while it has room. */
+  gathering: boolean;
+}
+
 export class SharedBytes {
   /** Contiguous, oldest first; the last one ends where the bytes written so far end. */
-  private chunks: Piece[] = [];
+  private chunks: Front[] = [];
+  /** Memory the front holds (a block counts whole from its first byte). */
   private chunkBytes = 0;
   /** Block index → its bytes read back (a block at the end may be partial), oldest first. */
   private blocks = new Map<number, Promise<Piece>>();
@@ -46,16 +60,42 @@ export class SharedBytes {
     private readonly budget: MemoryBudget = processBudget,
   ) {}
 
-  /** A chunk just written at `start` (chunks come in order, without gaps); `oldest` is the position of the reader furthest behind. */
-  add(start: number, bytes: Uint8Array, oldest: number) {
-    if (oldest >= start + bytes.byteLength || !this.budget.take(bytes.byteLength)) {
-      // Nobody is behind it (a reader at the front took it already), or no memory is left: keep
-      // nothing of the front, so what is kept stays one contiguous run ending at the front.
-      this.dropChunks(Infinity);
-      return;
+  /**
+   * A chunk just written at `start` (chunks come in order, without gaps); `oldest` is the position
+   * of the reader furthest behind, `readers` how many read. One reader gets each chunk as it came;
+   * several get the chunks gathered into blocks (one copy for all), so that each pull hands a
+   * reader everything that arrived since its last, not one small chunk: every piece costs each
+   * reader a write to its socket.
+   */
+  add(start: number, bytes: Uint8Array, oldest: number, readers: number) {
+    const last = this.chunks.at(-1);
+    let rest = bytes;
+    if (last?.gathering) {
+      const n = Math.min(rest.byteLength, last.buffer.byteLength - last.length);
+      last.buffer.set(rest.subarray(0, n), last.length);
+      last.length += n;
+      last.gathering = last.length < last.buffer.byteLength;
+      rest = rest.subarray(n);
     }
-    this.chunks.push({ start, bytes });
-    this.chunkBytes += bytes.byteLength;
+    if (rest.byteLength > 0) {
+      const at = start + bytes.byteLength - rest.byteLength;
+      // A chunk of a block or more is big enough as it is.
+      const gather = readers > 1 && rest.byteLength < BLOCK;
+      const held = gather ? BLOCK : rest.byteLength;
+      if (oldest >= at + rest.byteLength || !this.budget.take(held)) {
+        // Nobody is behind it (a reader at the front took it already), or no memory is left: keep
+        // nothing of the front, so what is kept stays one contiguous run ending at the front.
+        this.dropChunks(Infinity);
+        return;
+      }
+      let buffer = rest;
+      if (gather) {
+        buffer = Buffer.allocUnsafeSlow(BLOCK);
+        buffer.set(rest);
+      }
+      this.chunks.push({ start: at, buffer, length: rest.byteLength, held, gathering: gather });
+      this.chunkBytes += held;
+    }
     this.trim(oldest);
   }
 
@@ -85,7 +125,7 @@ export class SharedBytes {
         const c = this.chunks[i]!;
         if (pos < c.start) continue;
         // A chunk the writer counted but the download has not handed over yet is read from the file.
-        if (pos < c.start + c.bytes.byteLength) return c.bytes.subarray(pos - c.start, Math.min(c.bytes.byteLength, end - c.start));
+        if (pos < c.start + c.length) return c.buffer.subarray(pos - c.start, Math.min(c.length, end - c.start));
         break;
       }
     }
@@ -127,10 +167,12 @@ export class SharedBytes {
   private dropChunks(before: number) {
     while (this.chunks.length) {
       const c = this.chunks[0]!;
-      if (c.start + c.bytes.byteLength > before && this.chunkBytes <= MAX_CHUNK_BYTES) break;
+      // A block still gathering stays while readers are on it (they are at its end, waiting).
+      const needed = c.start + c.length > before || (c.gathering && before !== Infinity);
+      if (needed && this.chunkBytes <= MAX_CHUNK_BYTES) break;
       this.chunks.shift();
-      this.chunkBytes -= c.bytes.byteLength;
-      this.budget.give(c.bytes.byteLength);
+      this.chunkBytes -= c.held;
+      this.budget.give(c.held);
     }
   }
 
