@@ -7,6 +7,9 @@ import { isStoreFull } from "../store/usage.ts";
 import { SharedBytes, type MemoryBudget } from "./shared-bytes.ts";
 import { timedReader } from "./timed-read.ts";
 
+/** The longest readers at the front wait for a block to fill before they get what there is. */
+const BATCH_MS = 2;
+
 /** The slowest an upstream body may be: fewer bytes than this over a whole window end it. */
 export interface TransferRate {
   bytesPerSecond: number;
@@ -25,6 +28,7 @@ export class Download {
   private released = false;
   private wake: Array<() => void> = [];
   private cancelRead?: () => void;
+  private batch?: Timer;
   /** Where each reader is: the one furthest behind says what shared memory may drop. */
   private positions = new Set<{ pos: number }>();
   private readonly shared: SharedBytes;
@@ -61,6 +65,8 @@ export class Download {
   }
 
   private notify() {
+    clearTimeout(this.batch);
+    this.batch = undefined;
     const w = this.wake;
     this.wake = [];
     for (const f of w) f();
@@ -83,7 +89,10 @@ export class Download {
         await this.writer.write(chunk);
         // Readers at the front get the chunk itself, not a read of the file.
         this.shared.add(at, chunk, this.oldest(), this.readers);
-        this.notify();
+        // Several readers wake when a block is full, or a moment after its first bytes: each wake
+        // costs every reader a piece and a socket write, so fewer, larger pieces go out.
+        if (this.readers <= 1 || !this.shared.gathering) this.notify();
+        else this.batch ??= setTimeout(() => this.notify(), BATCH_MS);
       }
       // The store verifies the size and the digest: from then on clients may have every byte, while
       // the store makes the blob durable and visible (fsync and rename, or completing an upload).

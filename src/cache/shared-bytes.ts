@@ -99,6 +99,11 @@ export class SharedBytes {
     this.trim(oldest);
   }
 
+  /** Whether the front is a block still being filled (readers at the front may wait for more). */
+  get gathering(): boolean {
+    return this.chunks.at(-1)?.gathering ?? false;
+  }
+
   /** Drops what every reader has passed, and the oldest past the caps. */
   trim(oldest: number) {
     this.dropChunks(oldest);
