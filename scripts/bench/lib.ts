@@ -252,8 +252,9 @@ export interface Registry {
 /**
  * CNCF distribution (Debian's docker-registry) on `addr` (port 80 of a 127.0.4.x address). Its
  * output goes straight to files: the benchmark process does not pump its access log while it measures.
+ * `extraYaml` adds top-level sections (`proxy:` makes it a pull-through cache of another).
  */
-export async function startRegistry(s: Scope, addr: string, o: { accessLog?: boolean } = {}): Promise<Registry> {
+export async function startRegistry(s: Scope, addr: string, o: { accessLog?: boolean; extraYaml?: string } = {}): Promise<Registry> {
   const dir = s.tempDir("ocireg-bench-dist-");
   writeFileSync(join(dir, "config.yml"), `version: 0.1
 log:
@@ -265,7 +266,7 @@ storage:
     rootdirectory: ${join(dir, "data")}
 http:
   addr: ${addr}:80
-`);
+${o.extraYaml ?? ""}`);
   const listening = () => Bun.connect({ hostname: addr, port: 80, socket: { data() {} } }).then((c) => (c.end(), true), () => false);
   if (await listening()) throw new Error(`${addr}:80 is already in use; stop whatever listens there`);
   const log = join(dir, "access.log");

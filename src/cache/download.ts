@@ -4,9 +4,11 @@
 // the whole blob against its digest, so a failed or lying download never looks complete.
 import type { BlobWriter } from "../store/types.ts";
 import { isStoreFull } from "../store/usage.ts";
+import { SharedBytes, type MemoryBudget } from "./shared-bytes.ts";
 import { timedReader } from "./timed-read.ts";
 
-const READ_CHUNK = 1024 * 1024;
+/** The longest readers at the front wait for a block to fill before they get what there is. */
+const BATCH_MS = 2;
 
 /** The slowest an upstream body may be: fewer bytes than this over a whole window end it. */
 export interface TransferRate {
@@ -26,12 +28,19 @@ export class Download {
   private released = false;
   private wake: Array<() => void> = [];
   private cancelRead?: () => void;
+  private batch?: Timer;
+  /** Where each reader is: the one furthest behind says what shared memory may drop. */
+  private positions = new Set<{ pos: number }>();
+  private readonly shared: SharedBytes;
   private constructor(
     readonly digest: string,
     /** Size announced by the upstream (or declared by its manifest), or null when unknown. */
     readonly total: number | null,
     private readonly writer: BlobWriter,
-  ) {}
+    budget?: MemoryBudget,
+  ) {
+    this.shared = new SharedBytes((position, into) => writer.readAt(position, into), budget);
+  }
 
   /** Bytes received so far. */
   get written(): number {
@@ -46,14 +55,18 @@ export class Download {
     idleTimeoutMs: number;
     /** Below this rate, averaged over a window, the download is cut like a stalled one. */
     minRate?: TransferRate;
+    /** What readers' shared memory may take (default: the process-wide budget). */
+    memory?: MemoryBudget;
     onEnd: (d: Download) => void;
   }): Download {
-    const d = new Download(opts.digest, opts.total, opts.writer);
+    const d = new Download(opts.digest, opts.total, opts.writer, opts.memory);
     d.run(opts.body, opts.idleTimeoutMs, opts.minRate).finally(() => opts.onEnd(d));
     return d;
   }
 
   private notify() {
+    clearTimeout(this.batch);
+    this.batch = undefined;
     const w = this.wake;
     this.wake = [];
     for (const f of w) f();
@@ -72,8 +85,14 @@ export class Download {
         if (this.aborted) throw this.aborted;
         if (!chunk) break;
         // The writer holds the blob to its announced size.
+        const at = this.writer.written;
         await this.writer.write(chunk);
-        this.notify();
+        // Readers at the front get the chunk itself, not a read of the file.
+        this.shared.add(at, chunk, this.oldest(), this.readers);
+        // Several readers wake when a block is full, or a moment after its first bytes: each wake
+        // costs every reader a piece and a socket write, so fewer, larger pieces go out.
+        if (this.readers <= 1 || !this.shared.gathering) this.notify();
+        else this.batch ??= setTimeout(() => this.notify(), BATCH_MS);
       }
       // The store verifies the size and the digest: from then on clients may have every byte, while
       // the store makes the blob durable and visible (fsync and rename, or completing an upload).
@@ -100,10 +119,18 @@ export class Download {
     }
   }
 
+  /** The position of the reader furthest behind (Infinity when none reads). */
+  private oldest(): number {
+    let min = Infinity;
+    for (const p of this.positions) if (p.pos < min) min = p.pos;
+    return min;
+  }
+
   /** Lets the writer free what readers need once the download ended and no reader is left. */
   private async release() {
     if (!this.released && (this.done || this.error) && this.readers === 0) {
       this.released = true;
+      this.shared.clear();
       if (!this.stored) await this.writer.abort().catch(() => {});
       await this.writer.release().catch(() => {});
     }
@@ -123,13 +150,16 @@ export class Download {
 
   /** A stream of bytes [start, end] (end inclusive; null for "to the end"). */
   stream(start: number, end: number | null): ReadableStream<Uint8Array> {
-    let pos = start;
+    const at = { pos: start };
     this.readers++;
+    this.positions.add(at);
     let finished = false;
     const finish = () => {
       if (!finished) {
         finished = true;
         this.readers--;
+        this.positions.delete(at);
+        this.shared.trim(this.oldest());
         void this.release();
       }
     };
@@ -148,15 +178,22 @@ export class Download {
           const wanted = end === null ? Infinity : end + 1;
           const whole = this.done || this.verified;
           const limit = whole ? Math.min(written, wanted) : Math.max(0, Math.min(written, wanted) - 1);
-          if (pos < limit) {
-            const buf = new Uint8Array(Math.min(limit - pos, READ_CHUNK));
-            const n = await this.writer.readAt(pos, buf);
-            if (n <= 0) throw new Error(`read of ${this.digest} at ${pos} returned nothing`);
-            pos += n;
-            controller.enqueue(n === buf.byteLength ? buf : buf.subarray(0, n));
+          if (at.pos < limit) {
+            // A view of bytes shared with the other readers (or read for this one): never more
+            // than the limit, so the held-back byte stays held back.
+            let bytes: Uint8Array;
+            try {
+              bytes = await this.shared.get(at.pos, limit, written);
+            } catch (err) {
+              finish();
+              controller.error(err);
+              return;
+            }
+            at.pos += bytes.byteLength;
+            controller.enqueue(bytes);
             return;
           }
-          if ((whole && pos >= written) || (end !== null && pos > end)) {
+          if ((whole && at.pos >= written) || (end !== null && at.pos > end)) {
             finish();
             controller.close();
             return;

@@ -2,7 +2,7 @@
 // place; the S3 driver keeps it beside the multipart upload): written synchronously, read back
 // by readers that join the download, and read from where the bytes were published once released.
 import { randomUUID } from "node:crypto";
-import { writeSync } from "node:fs";
+import { readSync, writeSync } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreError } from "./types.ts";
@@ -53,8 +53,10 @@ export async function openScratch(dir: string, mode: number, what: string): Prom
         return bytes.byteLength;
       }
       if (closed) throw new StoreError("not-found", `the writer of ${what} was released`);
-      // The handle stays valid through a rename, and through a prune's unlink after it.
-      return (await fh.read(into, 0, into.byteLength, position)).bytesRead;
+      // The handle stays valid through a rename, and through a prune's unlink after it. Read
+      // synchronously, as written: bytes just written come from the page cache, a copy that costs
+      // less than the thread-pool hop and the promise of an asynchronous read.
+      return readSync(fh.fd, into, 0, into.byteLength, position);
     },
     sync: () => fh.sync(),
     published(read) {
