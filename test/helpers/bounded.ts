@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { BINARY } from "./binary.ts";
 import type { Containerd } from "./clients.ts";
 import { makeImage, pushImage } from "./images.ts";
-import { run } from "./procs.ts";
+import { run, waitFor } from "./procs.ts";
 
 export const MiB = 1024 * 1024;
 
@@ -112,6 +112,18 @@ export function metric(text: string, series: string): number | null {
 }
 
 export const scrape = async (url: string) => (await fetch(`${url}/metrics`)).text();
+
+/** Waits until the cache's ociregistry_store_bytes equals the bytes really under blobs/ and manifests/; returns them. */
+export async function settledBytes(cacheUrl: string, store: string, timeoutMs = 8000): Promise<number> {
+  let seen = { metric: null as number | null, real: 0 };
+  await waitFor("ociregistry_store_bytes to equal the bytes on disk", async () => {
+    seen = { metric: metric(await scrape(cacheUrl), "ociregistry_store_bytes"), real: storeBytes(store) };
+    return seen.metric === seen.real;
+  }, timeoutMs).catch(() => {
+    throw new Error(`ociregistry_store_bytes ${seen.metric} != ${seen.real} bytes under blobs/ and manifests/`);
+  });
+  return seen.real;
+}
 
 export interface ListedRow {
   image: string;
