@@ -120,15 +120,16 @@ describe("maxSize under rotating concurrent pulls", () => {
     // list reads the pinned patterns from the same config serve uses.
     const rows = await listStore(store, ["--config-file", config]);
     const kept = new Set(rows.map((r) => r.image.slice(UP.length + 1)));
+    // No image is recorded without its layers (a layer refused at commit would leave one).
+    const v = await verify(store);
+    expect(v.out).not.toContain("incomplete image");
+    expect(v.code).toBe(0);
     const lastBatch = order.slice(-3);
     const recent = new Set(order.slice(-8).map((f) => f.repo));
     // The final batch is stored completely; nothing older than the last 8 pulls survived, but the pinned image.
     for (const f of lastBatch) expect({ repo: f.repo, kept: kept.has(f.repo), complete: holds(store, f) }).toEqual({ repo: f.repo, kept: true, complete: true });
     expect([...kept].filter((r) => r !== pinned.repo && !recent.has(r))).toEqual([]);
     expect(rows.find((r) => r.image === `${UP}/${pinned.repo}`)?.pinned).toBe(true);
-    const v = await verify(store);
-    expect(v.out).not.toContain("incomplete image");
-    expect(v.code).toBe(0);
 
     const m = await scrape(cache.url);
     expect(metric(m, 'ociregistry_evictions_total{reason="max-size"}')).toBeGreaterThan(0);
@@ -148,7 +149,8 @@ describe("maxSize under rotating concurrent pulls", () => {
 
 describe("serving while evicting", () => {
   test("a client reading a 48 MiB layer slowly gets every byte while pulls evict its image", async () => {
-    const { store, cache } = await boundedCache("slow", "160m", "maxSize: 64MiB\n");
+    // 100 MiB: the 48 MiB layer is under half of it (a larger blob would pass through, never stored).
+    const { store, cache } = await boundedCache("slow", "192m", "maxSize: 100MiB\n");
     await skopeoPull(cache, big);
     expect(holds(store, big)).toBe(true);
     const res = await fetch(`${cache.url}/v2/${UP}/${big.repo}/blobs/${big.layer}`);
@@ -157,19 +159,18 @@ describe("serving while evicting", () => {
     const reading = slowSha256(res, 80, (n) => (readSoFar = n));
     await waitFor("the slow reader to be under way", async () => readSoFar > 4 * MiB);
     const layerFile = join(store, "blobs/sha256", big.layer.slice(7));
-    // A 16 MiB image does not fit beside the 48 MiB one, and the big image is the least recently pulled.
-    await skopeoPull(cache, imgs[0]!);
-    await skopeoPull(cache, imgs[1]!);
+    // Four 16 MiB images do not fit beside the 48 MiB one, and the big image is the least recently pulled.
+    for (const f of imgs.slice(0, 4)) await skopeoPull(cache, f);
     const goneDuringRead = !existsSync(layerFile);
     const readWhileEvicting = readSoFar;
     const got = await reading;
     expect(readWhileEvicting).toBeLessThan(big.layerSize);
     expect(got).toEqual({ digest: big.layer, bytes: big.layerSize });
     // Whether it went during the read or only after it, eviction did want that layer.
-    await skopeoPull(cache, imgs[2]!);
+    await skopeoPull(cache, imgs[4]!);
     await waitFor("the big layer to be evicted", async () => !existsSync(layerFile), 5000);
-    console.log(`slow reader: layer file removed ${goneDuringRead ? "during" : "after"} the read`);
-    expect(storeBytes(store)).toBeLessThanOrEqual(64 * MiB);
+    console.log(`slow reader: layer file removed ${goneDuringRead ? "during" : "after"} the read (${readWhileEvicting} bytes read by then)`);
+    expect(storeBytes(store)).toBeLessThanOrEqual(100 * MiB);
     expect((await verify(store)).code).toBe(0);
     await settledBytes(cache.url, store);
     await cache.stop();
@@ -206,7 +207,7 @@ describe("minFreeSpace", () => {
     expect((await cache.settledOutput()).match(/store full: .*pass-through/g)?.length).toBe(1);
 
     rmSync(filler);
-    // Storing resumes within seconds (the test below asks for the very next pull); every pull meanwhile succeeds.
+    // Storing resumes (the next test asks for the very next pull); every pull meanwhile succeeds.
     const until = Date.now() + 10_000;
     while (!holds(store, smalls[3]!) && Date.now() < until) {
       await skopeoPull(cache, smalls[3]!);
@@ -223,9 +224,8 @@ describe("minFreeSpace", () => {
     await cache.stop();
   }, 60_000);
 
-  // Known failure (notes/i20-e2e.md): after a short eviction run the `full` flag passes every
-  // download and manifest through for RETRY_SHORT_MS (5 s), whatever statfs says now.
-  test.failing("the first pull after the space returns is stored", async () => {
+  // Once failed: a short eviction run left `full` set for 5 s, passing everything through whatever statfs said.
+  test("the first pull after the space returns is stored", async () => {
     const { store, cache, filler } = await filledCache("resume");
     await skopeoPull(cache, smalls[4]!);
     expect(holds(store, smalls[4]!)).toBe(false);
