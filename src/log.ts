@@ -1,14 +1,13 @@
-// The logger: one consola instance, a tagged child per module, text or JSON lines, to standard
-// error or to a file that can be reopened (SIGHUP, after logrotate moved it). Every text line opens
-// with its UTC time and level; control characters are escaped, whoever wrote the message (a
-// client, an upstream, an archive). Lines with fields (access, audit) go past consola's parsing.
+// The logger: our own (consola cost ~12 MiB of RSS at start), a tagged child per module, text or
+// JSON lines, to standard error or to a file that can be reopened (SIGHUP, after logrotate moved
+// it). Every text line opens with its UTC time and level; control characters are escaped, whoever
+// wrote the message (a client, an upstream, an archive). Lines with fields (access, audit) are
+// written directly, without a message's parsing and throttling.
 import { closeSync, openSync, writeSync } from "node:fs";
-import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola";
 import type { LogLevel } from "./config/schema.ts";
 
+/** Numeric levels (consola's numbers, which `Logger.level` keeps): a line is written when its level <= the logger's. */
 const LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
-
-export type Logger = ConsolaInstance;
 
 /**
  * C0 and C1 control characters (ESC, CSI, BEL, newlines, ...) and the invisible bidirectional
@@ -57,11 +56,6 @@ function jsonMessage(args: unknown[]): string {
   return args.map((a) => (typeof a === "string" ? a : a instanceof LogLines ? a.lines.join("\n") : a instanceof Error ? a.message : JSON.stringify(a))).join(" ");
 }
 
-/** Level names of consola's log types: the five of the config, whatever method wrote the line. */
-const LEVEL_OF: Record<string, LogLevel> = {
-  fatal: "error", error: "error", fail: "error", warn: "warn", debug: "debug", trace: "trace", verbose: "trace",
-};
-const levelOf = (type: string): LogLevel => LEVEL_OF[type] ?? "info";
 /** The text line's level column: upper case, one width, so messages line up. */
 const LABEL: Record<LogLevel, string> = { error: "ERROR", warn: "WARN ", info: "INFO ", debug: "DEBUG", trace: "TRACE" };
 
@@ -98,26 +92,56 @@ function fileSink(path: string): LogSink {
   };
 }
 
-const stderrSink: LogSink = { write: (chunk) => void process.stderr.write(chunk), reopen() {} };
-
 /**
- * Turns log records into lines, text or JSON, and writes them. It is consola's only reporter, and
- * the direct path for lines with fields (one per request: no argument parsing, no throttling).
+ * Standard error, written to fd 2 directly: process.stderr costs ~6 MiB of RSS (node:tty, streams).
+ * A non-blocking pipe that is full (EAGAIN) hands the rest, and every later line, to process.stderr,
+ * which queues them in order.
  */
-export class LineWriter implements ConsolaReporter {
+function stderrSink(): LogSink {
+  let stream = false;
+  return {
+    write(chunk) {
+      if (stream) return void process.stderr.write(chunk);
+      const buf = Buffer.from(chunk);
+      let off = 0;
+      try {
+        while (off < buf.length) off += writeSync(2, buf, off);
+      } catch (err) {
+        // A closed standard error (EPIPE) has nowhere to report to: the line is dropped, the caller goes on.
+        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") return;
+        stream = true;
+        process.stderr.write(buf.subarray(off));
+      }
+    },
+    reopen() {},
+  };
+}
+
+/** What a log call leaves: its level, tag, time and arguments. */
+interface Entry {
+  level: LogLevel;
+  tag: string;
+  date: Date;
+  args: unknown[];
+}
+
+/** Turns log calls into lines, text or JSON, and writes them; also the direct path for lines with fields. */
+export class LineWriter {
   /** `level` is read on every check: the logger's level may change while it runs. */
   constructor(readonly format: "text" | "json", readonly sink: LogSink, private readonly level: () => number) {}
 
-  log(obj: LogObject): void {
-    const level = levelOf(obj.type);
-    if (this.format === "json") {
-      this.sink.write(jsonText({ time: obj.date.toISOString(), level, tag: obj.tag || undefined, msg: jsonMessage(obj.args) }) + "\n");
-      return;
-    }
+  /** The lines of one log call, ready to write ("" when there is nothing to show). */
+  render(e: Entry): string {
+    if (this.format === "json") return jsonText({ time: e.date.toISOString(), level: e.level, tag: e.tag || undefined, msg: jsonMessage(e.args) }) + "\n";
     // Each line of a message (a banner, an error's stack) is a log line of its own, with time and level.
-    const prefix = `${obj.date.toISOString()} ${LABEL[level]} ${obj.tag ? `[${escapeText(obj.tag)}] ` : ""}`;
+    const prefix = `${e.date.toISOString()} ${LABEL[e.level]} ${e.tag ? `[${escapeText(e.tag)}] ` : ""}`;
     let out = "";
-    for (const line of safeText(obj.args).split("\n")) if (line.trim()) out += prefix + line + "\n";
+    for (const line of safeText(e.args).split("\n")) if (line.trim()) out += prefix + line + "\n";
+    return out;
+  }
+
+  log(e: Entry): void {
+    const out = this.render(e);
     if (out) this.sink.write(out);
   }
 
@@ -146,9 +170,9 @@ export class LineWriter implements ConsolaReporter {
   }
 }
 
-/** The writer behind a logger made by createLogger; null for any other (tests' own loggers). */
+/** The writer behind a logger. */
 export function lineWriter(log: Logger): LineWriter | null {
-  return (log.options.reporters.find((r) => r instanceof LineWriter) as LineWriter | undefined) ?? null;
+  return log.writer;
 }
 
 /** A line with fields through `log`: its writer when it has one, else a plain message of `key=value` pairs. */
@@ -166,36 +190,106 @@ export interface LogOptions {
   file?: string;
 }
 
-/**
- * Sets the level of a logger and of every logger derived from it (withTag copies the level when
- * it is called, so the children are tracked): a config reload changes the level everywhere.
- */
-function levelControl(root: Logger): (level: LogLevel) => void {
-  const all = new Set<WeakRef<Logger>>([new WeakRef(root)]);
-  const sweep = () => {
-    for (const r of all) if (!r.deref()) all.delete(r);
-  };
-  const watch = (l: Logger) => {
-    const create = l.create.bind(l);
-    l.create = (o) => {
-      const child = create(o);
-      watch(child);
-      all.add(new WeakRef(child));
-      if (all.size % 1024 === 0) sweep();
-      return child;
-    };
-  };
-  watch(root);
-  return (level) => {
-    sweep();
-    for (const r of all) r.deref()!.level = LEVELS[level];
-  };
+/** Identical messages of one logger within this time, past THROTTLE_MIN of them, are counted, not written. */
+const THROTTLE_MS = 1000;
+const THROTTLE_MIN = 5;
+
+/** The loggers of one createLogger: the writer, and every logger made (weakly), for setLevel. */
+interface Family {
+  writer: LineWriter;
+  all: Set<WeakRef<Logger>>;
 }
 
-/** The logger, `reopen` for the log file (a no-op without one), and `setLevel` (a config reload). */
+/**
+ * A logger with an optional tag (`withTag` nests them as `a:b`) and a level of its own, set by
+ * setLevel for the whole family. A flood of one identical message is throttled as consola did: the
+ * sixth and later copies within a second of each other are held, and written once as "(repeated N times)".
+ */
+export class Logger {
+  private last = { key: "", time: -Infinity, count: 0, entry: null as Entry | null, timer: undefined as ReturnType<typeof setTimeout> | undefined };
+
+  constructor(private readonly family: Family, readonly tag: string, public level: number) {}
+
+  get writer(): LineWriter {
+    return this.family.writer;
+  }
+
+  /** A child logger whose lines carry `tag` (after this one's, as `parent:tag`). */
+  withTag(tag: string): Logger {
+    const child = new Logger(this.family, this.tag ? `${this.tag}:${tag}` : tag, this.level);
+    const all = this.family.all;
+    all.add(new WeakRef(child));
+    if (all.size % 1024 === 0) for (const r of all) if (!r.deref()) all.delete(r);
+    return child;
+  }
+
+  error(...args: unknown[]): void {
+    this.write("error", args);
+  }
+  warn(...args: unknown[]): void {
+    this.write("warn", args);
+  }
+  info(...args: unknown[]): void {
+    this.write("info", args);
+  }
+  debug(...args: unknown[]): void {
+    this.write("debug", args);
+  }
+  trace(...args: unknown[]): void {
+    this.write("trace", args);
+  }
+
+  private write(level: LogLevel, args: unknown[]): void {
+    if (LEVELS[level] > this.level) return;
+    const entry: Entry = { level, tag: this.tag, date: new Date(), args };
+    const last = this.last;
+    clearTimeout(last.timer);
+    const now = entry.date.getTime();
+    const within = now - last.time < THROTTLE_MS;
+    last.time = now;
+    let key = "";
+    try {
+      key = `${level}\0${this.tag}\0${jsonText(args.map((a) => (a instanceof Error ? a.message : a instanceof LogLines ? a.lines : a)))}`;
+    } catch {
+      // Not serializable (a cycle): never counted as a repeat.
+    }
+    if (within && key !== "" && key === last.key) {
+      if (++last.count > THROTTLE_MIN) {
+        last.timer = setTimeout(() => this.flushRepeats(), THROTTLE_MS);
+        return;
+      }
+    } else {
+      this.flushRepeats();
+      last.count = 1;
+    }
+    last.key = key;
+    last.entry = entry;
+    this.family.writer.log(entry);
+  }
+
+  /** Writes the held copies of the last message once, with how many there were. */
+  private flushRepeats(): void {
+    const last = this.last;
+    const repeated = last.count - THROTTLE_MIN;
+    if (last.entry && repeated > 0) {
+      this.family.writer.log({ ...last.entry, date: new Date(), args: repeated > 1 ? [...last.entry.args, `(repeated ${repeated} times)`] : last.entry.args });
+      last.count = THROTTLE_MIN;
+    }
+  }
+}
+
+/** The logger, `reopen` for the log file (a no-op without one), and `setLevel` (a config reload reaches every child). */
 export function createLogger(opts: LogOptions): { log: Logger; reopen: () => void; setLevel: (level: LogLevel) => void } {
-  const sink = opts.file ? fileSink(opts.file) : stderrSink;
-  const writer: LineWriter = new LineWriter(opts.format, sink, () => log.level);
-  const log = createConsola({ level: LEVELS[opts.level], reporters: [writer] });
-  return { log, reopen: () => sink.reopen(), setLevel: levelControl(log) };
+  const sink = opts.file ? fileSink(opts.file) : stderrSink();
+  const family: Family = { writer: new LineWriter(opts.format, sink, () => log.level), all: new Set() };
+  const log = new Logger(family, "", LEVELS[opts.level]);
+  family.all.add(new WeakRef(log));
+  const setLevel = (level: LogLevel) => {
+    for (const r of family.all) {
+      const l = r.deref();
+      if (l) l.level = LEVELS[level];
+      else family.all.delete(r);
+    }
+  };
+  return { log, reopen: () => sink.reopen(), setLevel };
 }

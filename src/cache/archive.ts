@@ -3,8 +3,7 @@
 // a tar into a store, verifying every digest and never trusting a path in it.
 import { createReadStream, createWriteStream } from "node:fs";
 import { open } from "node:fs/promises";
-import { Readable, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Writable } from "node:stream";
 import tar from "tar-stream";
 import { createDigester, digestOf, parseDigest } from "../oci/digest.ts";
 import { MAX_MANIFEST_BYTES, OCI_INDEX, detectMediaType, parseManifest } from "../oci/mediatypes.ts";
@@ -13,6 +12,15 @@ import { contentKey, parseContentKey, parseRecordKey, recordKey } from "../store
 import { isRecordTag, isValidTagRecord, recordName, serializeTagRecord } from "../store/record.ts";
 import { StoreError, type Store, type TagRecord } from "../store/types.ts";
 import { closureOf, missingContent } from "./closure.ts";
+
+/**
+ * node:stream, loaded on first use: the compiled bundle hoists every static import of a built-in
+ * to its top, so a static one here would load streams (~5 MiB of RSS) into every serve.
+ */
+const streams = () => ({
+  Readable: (require("node:stream") as typeof import("node:stream")).Readable,
+  pipeline: (require("node:stream/promises") as typeof import("node:stream/promises")).pipeline,
+});
 
 export interface ExportOptions {
   /** Only tag records whose `<upstream>/<repository>:<tag>` matches. */
@@ -37,7 +45,7 @@ async function addEntry(pack: tar.Pack, name: string, body: Uint8Array | Blob, s
     if (body instanceof Uint8Array) {
       entry.end(Buffer.from(body));
     } else {
-      Readable.fromWeb(body.stream() as never).pipe(entry);
+      streams().Readable.fromWeb(body.stream() as never).pipe(entry);
     }
   });
 }
@@ -58,7 +66,7 @@ export async function exportArchive(store: Store, out: string, opts: ExportOptio
   skipped.push(...needed.invalid.map((i) => `invalid reference in manifest ${i}`));
   const pack = tar.pack();
   const sink = out === "-" ? process.stdout : createWriteStream(out);
-  const done = pipeline(pack, sink as Writable);
+  const done = streams().pipeline(pack, sink as Writable);
   const summary: ExportSummary = { images: records.length, manifests: 0, blobs: 0, bytes: 0, skipped };
   // The OCI layout keeps manifests among the blobs; the store keeps them apart.
   const manifestKind = opts.format === "oci" ? "blobs" : "manifests";
@@ -179,7 +187,7 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
   })();
   // The reader's own failure (a bad entry, a full disk) is the one to report; the tar stream then
   // only says it was closed early.
-  const [read, merged] = await Promise.allSettled([pipeline(createReadStream(file), extract), consume]);
+  const [read, merged] = await Promise.allSettled([streams().pipeline(createReadStream(file), extract), consume]);
   if (merged.status === "rejected") throw merged.reason;
   if (read.status === "rejected") throw read.reason;
   for (const rec of records) {

@@ -30,7 +30,7 @@ export function reportError(err: unknown): number {
 }
 
 /** The store a read-only command works on; a path that holds none is an error, not an empty store. */
-export function existingStore(cfg: Config): Store {
+export async function existingStore(cfg: Config): Promise<Store> {
   if (!cfg.s3 && !existsSync(cfg.imagePath)) throw new Error(`no image store at ${cfg.imagePath}: give --image-path (or imagePath in the config file)`);
   return openStore(cfg);
 }

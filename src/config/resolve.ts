@@ -4,7 +4,6 @@
 // `registries[0].scheme: must be http or https`, `--port: must be a port number 0-65535, got "x"`.
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
-import { parse as parseYaml } from "yaml";
 import { ConfigError } from "./error.ts";
 import { flagName, flagOf } from "./flags.ts";
 import { mergeOutsideCredentials } from "./credentials.ts";
@@ -37,6 +36,8 @@ export function check<S extends v.GenericSchema>(schema: S, value: unknown, name
 /** Parses YAML config text into its keys; `source` names the file in errors. */
 export function parseConfigText(text: string, source: string): Raw {
   let raw: unknown;
+  // Loaded on the first config text, not at start: yaml is ~10 MiB of RSS a run without a config file never needs.
+  const { parse: parseYaml } = require("yaml") as typeof import("yaml");
   try {
     raw = parseYaml(text);
   } catch (err) {

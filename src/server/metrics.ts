@@ -1,13 +1,12 @@
-// Prometheus metrics (prom-client), named `ociregistry_*` with units in the names. The cache, the
+// Prometheus metrics (our own text exposition, fast-metrics.ts), named `ociregistry_*` with units in the names. The cache, the
 // upstream client and the store report through hooks; nothing here walks the store on a scrape.
 // Upstream names come from clients under `upstreams: any`, so the upstream label names only the
 // listed upstreams (default namespace and registries entries) and says `other` for every upstream a
 // client named; upstream statuses are classes (`2xx`…`5xx`, `error`). The series count is bounded
 // by the configuration, whatever clients and upstreams send.
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { BoundedMap } from "../lib/bounded-map.ts";
 import pkg from "../../package.json" with { type: "json" };
-import { fastCounter, fastHistogram } from "./fast-metrics.ts";
+import { fastCounter, fastGauge, fastHistogram, MetricRegistry } from "./fast-metrics.ts";
 import { registerProcessMetrics } from "./process-metrics.ts";
 import type { CacheObserver, EvictionReason, EvictionReport, Quota, QuotaObserver } from "../cache/index.ts";
 import type { StoreStats } from "../store/types.ts";
@@ -27,14 +26,12 @@ export function statusClass(outcome: number | string): "2xx" | "3xx" | "4xx" | "
 }
 
 export function createMetrics(listed: Iterable<string> = []) {
-  const registry = new Registry();
-  const reg = { registers: [registry] };
+  const registry = new MetricRegistry();
   const known = new Set<string>(listed);
   const up = (u: string) => (known.has(u) ? u : "other");
   /** Client-named upstreams whose circuit is open now: the `other` breaker gauge is their count. */
   const openOthers = new BoundedMap<string, true>(MAX_OPEN_OTHERS);
 
-  // The per-request metrics are the fast kind (fast-metrics.ts); the rest are prom-client's own.
   const requests = fastCounter(registry, "ociregistry_http_requests_total", "HTTP requests answered, by route, method and status", ["route", "method", "status"]);
   const duration = fastHistogram(registry, "ociregistry_http_request_duration_seconds", "Time to the response headers, by route and method", ["route", "method"],
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
@@ -43,31 +40,29 @@ export function createMetrics(listed: Iterable<string> = []) {
   const misses = fastCounter(registry, "ociregistry_cache_misses_total", "Manifests and blobs that needed an upstream", ["kind"]);
   const hitCells = { manifest: hits.cell("manifest"), blob: hits.cell("blob") };
   const missCells = { manifest: misses.cell("manifest"), blob: misses.cell("blob") };
-  const inFlight = new Gauge({ name: "ociregistry_downloads_in_flight", help: "Blob downloads from upstreams running now", ...reg });
-  const joined = new Counter({ name: "ociregistry_download_joins_total", help: "Client requests that joined a download another request started", ...reg });
-  const downloaded = new Counter({ name: "ociregistry_downloads_total", help: "Blob downloads finished, by result", labelNames: ["result"], ...reg });
-  const upRequests = new Counter({ name: "ociregistry_upstream_requests_total", help: "Requests to upstreams, by upstream (listed ones; other for client-named) and status class (2xx to 5xx, error for no answer)", labelNames: ["upstream", "status"], ...reg });
-  const upErrors = new Counter({ name: "ociregistry_upstream_errors_total", help: "Upstream requests that failed (no answer, or 5xx/429), by upstream", labelNames: ["upstream"], ...reg });
-  const upBytes = new Counter({ name: "ociregistry_upstream_bytes_total", help: "Body bytes read from upstreams", labelNames: ["upstream"], ...reg });
-  const upLatency = new Histogram({
-    name: "ociregistry_upstream_request_duration_seconds", help: "Time to an upstream's response headers", labelNames: ["upstream"],
-    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], ...reg,
-  });
-  const breaker = new Gauge({ name: "ociregistry_upstream_circuit_open", help: "1 while a listed upstream's circuit breaker is open; for other, how many client-named upstreams have theirs open", labelNames: ["upstream"], ...reg });
-  const remaining = new Gauge({ name: "ociregistry_upstream_ratelimit_remaining", help: "Docker Hub's ratelimit-remaining from the last answer, by upstream", labelNames: ["upstream"], ...reg });
-  const tokens = new Counter({ name: "ociregistry_token_fetches_total", help: "Bearer token fetches, by upstream and result", labelNames: ["upstream", "result"], ...reg });
-  const storeBytes = new Gauge({ name: "ociregistry_store_bytes", help: "Bytes of blobs and manifests in the store", ...reg });
-  const storeMax = new Gauge({ name: "ociregistry_store_max_bytes", help: "The store's maxSize in bytes (0: unbounded)", ...reg });
-  const storeFree = new Gauge({ name: "ociregistry_store_free_bytes", help: "Free bytes on the store's filesystem (directory store)", ...reg });
-  const storeFull = new Gauge({ name: "ociregistry_store_full", help: "1 while the store has no room and nothing can be evicted: cold pulls are passed through without being stored", ...reg });
-  const evictions = new Counter({ name: "ociregistry_evictions_total", help: "Images evicted to keep the store's bounds, by reason (max-size, min-free-space)", labelNames: ["reason"], ...reg });
-  const evicted = new Counter({ name: "ociregistry_evicted_bytes_total", help: "Bytes of blobs and manifests removed by eviction", ...reg });
-  const storeItems = new Gauge({ name: "ociregistry_store_items", help: "Blobs, manifests and tag records in the store", labelNames: ["kind"], ...reg });
-  const pruneRuns = new Counter({ name: "ociregistry_prune_runs_total", help: "Prune runs inside serve (and through the admin API)", ...reg });
-  const pruneFreed = new Counter({ name: "ociregistry_prune_freed_bytes_total", help: "Bytes removed by prune", ...reg });
+  const inFlight = fastGauge(registry, "ociregistry_downloads_in_flight", "Blob downloads from upstreams running now");
+  const joined = fastCounter(registry, "ociregistry_download_joins_total", "Client requests that joined a download another request started");
+  const downloaded = fastCounter(registry, "ociregistry_downloads_total", "Blob downloads finished, by result", ["result"]);
+  const upRequests = fastCounter(registry, "ociregistry_upstream_requests_total", "Requests to upstreams, by upstream (listed ones; other for client-named) and status class (2xx to 5xx, error for no answer)", ["upstream", "status"]);
+  const upErrors = fastCounter(registry, "ociregistry_upstream_errors_total", "Upstream requests that failed (no answer, or 5xx/429), by upstream", ["upstream"]);
+  const upBytes = fastCounter(registry, "ociregistry_upstream_bytes_total", "Body bytes read from upstreams", ["upstream"]);
+  const upLatency = fastHistogram(registry, "ociregistry_upstream_request_duration_seconds", "Time to an upstream's response headers", ["upstream"],
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
+  const breaker = fastGauge(registry, "ociregistry_upstream_circuit_open", "1 while a listed upstream's circuit breaker is open; for other, how many client-named upstreams have theirs open", ["upstream"]);
+  const remaining = fastGauge(registry, "ociregistry_upstream_ratelimit_remaining", "Docker Hub's ratelimit-remaining from the last answer, by upstream", ["upstream"]);
+  const tokens = fastCounter(registry, "ociregistry_token_fetches_total", "Bearer token fetches, by upstream and result", ["upstream", "result"]);
+  const storeBytes = fastGauge(registry, "ociregistry_store_bytes", "Bytes of blobs and manifests in the store");
+  const storeMax = fastGauge(registry, "ociregistry_store_max_bytes", "The store's maxSize in bytes (0: unbounded)");
+  const storeFree = fastGauge(registry, "ociregistry_store_free_bytes", "Free bytes on the store's filesystem (directory store)");
+  const storeFull = fastGauge(registry, "ociregistry_store_full", "1 while the store has no room and nothing can be evicted: cold pulls are passed through without being stored");
+  const evictions = fastCounter(registry, "ociregistry_evictions_total", "Images evicted to keep the store's bounds, by reason (max-size, min-free-space)", ["reason"]);
+  const evicted = fastCounter(registry, "ociregistry_evicted_bytes_total", "Bytes of blobs and manifests removed by eviction");
+  const storeItems = fastGauge(registry, "ociregistry_store_items", "Blobs, manifests and tag records in the store", ["kind"]);
+  const pruneRuns = fastCounter(registry, "ociregistry_prune_runs_total", "Prune runs inside serve (and through the admin API)");
+  const pruneFreed = fastCounter(registry, "ociregistry_prune_freed_bytes_total", "Bytes removed by prune");
   registerProcessMetrics(registry, pkg.version);
 
-  /** Plain figures for the status endpoint (prom-client's are for scrapes). */
+  /** Plain figures for the status endpoint (the registry's are for scrapes). */
   const counts = { hits: 0, misses: 0, downloadsInFlight: 0, requests: 0, servedBytes: 0, serverErrors: 0 };
   const cache: CacheObserver = {
     hit: (kind) => {
@@ -84,8 +79,8 @@ export function createMetrics(listed: Iterable<string> = []) {
     },
     downloadEnded: (_bytes, ok) => {
       counts.downloadsInFlight--;
-      inFlight.dec();
-      downloaded.labels(ok ? "ok" : "failed").inc();
+      inFlight.inc(-1);
+      downloaded.inc(1, ok ? "ok" : "failed");
     },
     joined: () => joined.inc(),
   };
@@ -93,28 +88,28 @@ export function createMetrics(listed: Iterable<string> = []) {
   const upstream: UpstreamObserver = {
     request(u, outcome, ms) {
       const name = up(u);
-      upRequests.labels(name, statusClass(outcome)).inc();
-      upLatency.labels(name).observe(ms / 1000);
-      if (typeof outcome !== "number" || outcome >= 500 || outcome === 429) upErrors.labels(name).inc();
+      upRequests.inc(1, name, statusClass(outcome));
+      upLatency.observe(ms / 1000, name);
+      if (typeof outcome !== "number" || outcome >= 500 || outcome === 429) upErrors.inc(1, name);
     },
-    bytes: (u, n) => upBytes.labels(up(u)).inc(n),
-    token: (u, ok) => tokens.labels(up(u), ok ? "ok" : "failed").inc(),
+    bytes: (u, n) => upBytes.inc(n, up(u)),
+    token: (u, ok) => tokens.inc(1, up(u), ok ? "ok" : "failed"),
     breaker(u, open) {
-      if (known.has(u)) return breaker.labels(u).set(open ? 1 : 0);
+      if (known.has(u)) return breaker.set(open ? 1 : 0, u);
       if (open) openOthers.set(u, true);
       else openOthers.delete(u);
-      breaker.labels("other").set(openOthers.size);
+      breaker.set(openOthers.size, "other");
     },
     // One upstream's remaining pulls; a sum over client-named ones would mean nothing.
-    rateLimitRemaining: (u, n) => void (known.has(u) && remaining.labels(u).set(n)),
+    rateLimitRemaining: (u, n) => void (known.has(u) && remaining.set(n, u)),
   };
 
   const figures = { bytes: 0, blobs: 0, manifests: 0, tags: 0 };
   function publish() {
     storeBytes.set(figures.bytes);
-    storeItems.labels("blobs").set(figures.blobs);
-    storeItems.labels("manifests").set(figures.manifests);
-    storeItems.labels("tags").set(figures.tags);
+    storeItems.set(figures.blobs, "blobs");
+    storeItems.set(figures.manifests, "manifests");
+    storeItems.set(figures.tags, "tags");
   }
 
   return {
@@ -144,7 +139,7 @@ export function createMetrics(listed: Iterable<string> = []) {
     /** Eviction and the store's bounds. */
     quota: {
       evicted(r: EvictionReport, reason: EvictionReason) {
-        evictions.labels(reason).inc(r.images.length);
+        evictions.inc(r.images.length, reason);
         evicted.inc(r.bytes);
       },
       full: (v: boolean) => storeFull.set(v ? 1 : 0),

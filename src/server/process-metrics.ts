@@ -1,21 +1,18 @@
 // The process metrics Prometheus' conventions name (CPU seconds, resident memory, open and maximum
 // file descriptors, start time) and `ociregistry_build_info`, read at scrape time from the runtime
-// and /proc. Not prom-client's collectDefaultMetrics: it also starts an event-loop-delay monitor
-// and a GC observer on every process, and counts file descriptors the same way; these few reads are
-// all a dashboard needs, and each one that a platform lacks (no /proc) is left out, not faked.
+// and /proc. Not prom-client's collectDefaultMetrics (nor prom-client at all): that starts an
+// event-loop-delay monitor and a GC observer on every process; these few reads are all a dashboard needs, and each one that a platform lacks (no /proc) is left out, not faked.
 import { readdirSync, readFileSync } from "node:fs";
-import type { Registry } from "prom-client";
+import { labelText, valueText, type MetricRegistry } from "./fast-metrics.ts";
 
 type Reading = () => number | null;
 
-function register(registry: Registry, name: string, help: string, type: "counter" | "gauge", read: Reading, labels: Record<string, string> = {}) {
-  registry.registerMetric({
-    name, help, type,
-    get: () => {
-      const value = read();
-      return { name, help, type, aggregator: "sum", values: value === null ? [] : [{ labels, value }] };
-    },
-  } as never);
+function register(registry: MetricRegistry, name: string, help: string, type: "counter" | "gauge", read: Reading, labels: Record<string, string> = {}) {
+  const series = name + labelText(Object.keys(labels), Object.values(labels));
+  registry.family(name, help, type, () => {
+    const value = read();
+    return value === null ? [] : [`${series} ${valueText(value)}`];
+  });
 }
 
 /** Null when the read throws (no /proc on this platform). */
@@ -36,7 +33,7 @@ function maxFds(): number | null {
   return n !== null && Number.isFinite(n) ? n : null;
 }
 
-export function registerProcessMetrics(registry: Registry, version: string) {
+export function registerProcessMetrics(registry: MetricRegistry, version: string) {
   register(registry, "ociregistry_build_info", "1, labelled with the cache's version and the Bun runtime it was built with", "gauge", () => 1, { version, runtime: Bun.version });
   register(registry, "process_cpu_seconds_total", "User and system CPU time spent, in seconds", "counter", () => {
     const u = process.cpuUsage();

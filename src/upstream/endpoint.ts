@@ -1,7 +1,6 @@
 // Where a logical upstream is served: its endpoints (mirrors such as a Harbor proxy project or
 // mirror.gcr.io, each maybe with a repository prefix, credentials and TLS of its own), then its
 // origin. Records, digests and listings stay keyed by the logical upstream, whichever answered.
-import { rootCertificates } from "node:tls";
 import type { Credentials } from "./auth.ts";
 
 export interface UpstreamTls {
@@ -67,8 +66,9 @@ export function upstreamEndpoint(upstream: string): string {
 export function tlsOptions(t: UpstreamTls | undefined): Record<string, unknown> | undefined {
   if (!t) return undefined;
   const o: Record<string, unknown> = {};
-  // Bun, like Node, replaces the default trust store with `ca`; keep the system roots too.
-  if (t.ca) o.ca = [...rootCertificates, t.ca];
+  // Bun, like Node, replaces the default trust store with `ca`; keep the system roots too. node:tls
+  // is loaded here only: a static import would load every root certificate (~7 MiB) into every run.
+  if (t.ca) o.ca = [...(require("node:tls") as typeof import("node:tls")).rootCertificates, t.ca];
   if (t.cert) o.cert = t.cert;
   if (t.key) o.key = t.key;
   if (t.insecureSkipVerify) o.rejectUnauthorized = false;

@@ -14,7 +14,7 @@ export default command({
   },
   async run({ args, cfg }) {
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
-    const s = await exportArchive(existingStore(cfg), args.out, { pattern, format: args.format as "store" | "oci" });
+    const s = await exportArchive(await existingStore(cfg), args.out, { pattern, format: args.format as "store" | "oci" });
     for (const line of s.skipped) process.stderr.write(`skipped ${line}\n`);
     process.stderr.write(`exported ${s.images} image(s): ${s.manifests} manifest(s), ${s.blobs} blob(s), ${formatBytes(s.bytes)}\n`);
   },

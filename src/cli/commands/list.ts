@@ -31,7 +31,7 @@ export default command({
   async run({ args, cfg }) {
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
     const images: Array<ListedImage | ArchiveListedImage> = [];
-    images.push(...await listImages(existingStore(cfg), pattern, (where) => warn(`skipped unreadable tag record ${where} (ociregistry verify reports it)`), cfg.pinned.map(imagePattern)));
+    images.push(...await listImages(await existingStore(cfg), pattern, (where) => warn(`skipped unreadable tag record ${where} (ociregistry verify reports it)`), cfg.pinned.map(imagePattern)));
     if (cfg.archives) {
       const archives = createArchiveSource(cfg.archives.path, { log: { debug() {}, info() {}, warn() {} } });
       for (const p of (await archives.rescan()).problems) warn(p);

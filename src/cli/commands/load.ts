@@ -45,7 +45,7 @@ export default command({
     if (!args["image-file"] === !args.archive) throw new UsageError("load: give exactly one of --image-file FILE or --archive FILE");
     if (args.archive) {
       // Merging an archive needs only the store: no upstreams, no cache.
-      const store = openStore(cfg);
+      const store = await openStore(cfg);
       await store.init();
       const r = await importArchive(store, args.archive);
       log.info(`merged ${args.archive}: ${r.blobs} blobs and ${r.manifests} manifests added (${r.skipped} already present), ${r.tags} tag records`);

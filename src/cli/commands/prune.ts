@@ -22,7 +22,7 @@ export default command({
     const olderThanMs = parseDuration(args["older-than"]);
     if (olderThanMs === null) throw new ConfigError("--older-than", `"${args["older-than"]}" is not a duration like 30d, 12h or 90m`);
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
-    const store = openStore(cfg);
+    const store = await openStore(cfg);
     await store.init();
     const pins = cfg.pinned.map(imagePattern);
     const r = await pruneStore(store, { olderThanMs, by: args.by as "lastPulled" | "created", pattern, dryRun: !!args["dry-run"], pinned: (t) => matchesAny(pins, recordName(t)) });

@@ -9,7 +9,7 @@ export default command({
     repair: { type: "boolean", description: "Remove corrupt content and dangling tag records so the next pull re-fetches them (default: false)" },
   },
   async run({ args, cfg }) {
-    const store = existingStore(cfg);
+    const store = await existingStore(cfg);
     const r = await verifyStore(store, { repair: !!args.repair });
     // The size serve and load keep (state/usage.json) against what the walk found; the walk's figure is kept.
     const usage = createUsage(store);
