@@ -48,6 +48,8 @@ const LEASE_TRIES = 2;
 const PATTERN_PIN_SHARE = 0.5;
 /** A blob larger than this share of maxSize is passed through, never stored (it would push out half the cache). */
 const LARGEST_SHARE = 0.5;
+/** Eviction runs one commit waits for (one joined, then its own) before it is refused. */
+const ADMIT_RUNS = 3;
 /** The pass-through warning, at most once per this. */
 const WARN_EVERY_MS = 60_000;
 
@@ -293,14 +295,19 @@ export function createQuota(o: QuotaOptions): Quota {
       // Room came back (space freed by someone, another process removed content): not full any more.
       if (full && !need(bytes)) setFull(false);
       // While the store is full, a manifest is not stored either: its image could not be completed.
-      if (!fits() || (full && kind === "manifests")) {
-        // A run that just came up short is not repeated for every commit: nothing changed since.
-        if (o.now() - lastShortAt >= RETRY_SHORT_MS && !hopeless()) {
-          // The run frees down to the low-water mark; this commit's bytes are not counted yet.
-          await (running ?? quota.evict(bytes)).catch((err) => o.log.warn(`eviction failed: ${(err as Error).message}`));
+      const stuck = () => !fits() || (full && kind === "manifests");
+      if (stuck()) {
+        // A run already under way was sized before this commit's bytes were known (another commit
+        // started it): once it ends, this commit asks for a run of its own. A run that just came
+        // up short is not repeated for every commit: nothing changed since.
+        for (let attempt = 0; attempt < ADMIT_RUNS && stuck(); attempt++) {
+          if (o.now() - lastShortAt < RETRY_SHORT_MS || hopeless()) break;
+          const own = !running;
+          const report = await (running ?? quota.evict(bytes)).catch((err) => void o.log.warn(`eviction failed: ${(err as Error).message}`));
           await readSpace();
+          if (own && !report?.images.length && !report?.bytes) break; // its own run freed nothing
         }
-        if (!fits() || (full && kind === "manifests")) {
+        if (stuck()) {
           if (!leftToReplica) setFull(true);
           throw new StoreError("full", `the store has no room for ${bytes} more bytes (maxSize ${maxBytes() ?? "unset"}, store ${usage.figures.bytes} bytes) and nothing more can be evicted`);
         }

@@ -67,6 +67,18 @@ describe("eviction by maxSize", () => {
     expect(await stored()).toContain("app0");
   });
 
+  test("images pulled at once near the bound are all stored whole: each commit gets its own run after a joined one", async () => {
+    const max = Math.floor(imageBytes(images[0]!) * 3.5);
+    const { r, pull, stored } = await setup({ bounds: { maxSize: { bytes: max } } });
+    for (let i = 0; i < 3; i++) await pull(i);
+    await Promise.all([pull(3), pull(4), pull(5)]);
+    await r.cache.flush();
+    expect(await stored()).toEqual(["app3", "app4", "app5"]);
+    for (const i of [3, 4, 5]) for (const b of images[i]!.blobs) expect(await r.cache.store.statBlob(b.digest)).not.toBeNull();
+    expect(onDisk(r.root)).toBeLessThanOrEqual(max);
+    expect(r.warnings.filter((w) => w.startsWith("store full"))).toEqual([]);
+  });
+
   test("a recent pull of an old image keeps it (least recently pulled, not least recently cached)", async () => {
     const max = Math.floor(imageBytes(images[0]!) * 3.5);
     const { r, pull, stored } = await setup({ bounds: { maxSize: { bytes: max } } });
