@@ -6,7 +6,7 @@
 // content. A malformed record or reference is reported and skipped, never fatal.
 import type { ContentKind, Store, TagRecord } from "../store/types.ts";
 import { recordName } from "../store/record.ts";
-import { closureOf } from "./closure.ts";
+import { closureOfRecords } from "./closure.ts";
 
 export interface PruneOptions {
   olderThanMs: number;
@@ -74,15 +74,15 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
     const going = new Set(remove.map(recordName));
     const repoOf = (r: TagRecord) => `${r.upstream}/${r.repository}`;
     const withReferrers = new Set(attached.map(repoOf));
-    const roots = new Map<string, string[]>();
+    const roots = new Map<string, TagRecord[]>();
     for (const r of records) {
       if (subjectOf(r.tag) || going.has(recordName(r)) || !withReferrers.has(repoOf(r))) continue;
       const list = roots.get(repoOf(r)) ?? [];
-      list.push(r.digest);
+      list.push(r);
       roots.set(repoOf(r), list);
     }
     const reached = new Map<string, Set<string>>();
-    for (const [repo, digests] of roots) reached.set(repo, (await closureOf(store, digests)).manifests);
+    for (const [repo, kept] of roots) reached.set(repo, (await closureOfRecords(store, kept)).manifests);
     for (const a of attached) if (!reached.get(repoOf(a))?.has(subjectOf(a.tag)!)) remove.push(a);
   }
   const report: PruneReport = { images: remove.map(recordName).sort(), manifests: 0, blobs: 0, bytes: 0, unreferenced: 0, skipped: [], dryRun: opts.dryRun };
@@ -93,8 +93,9 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
   // Read the records again after removing: another process may have cached an image meanwhile.
   const removed = new Set(remove.map(recordName));
   const kept = (opts.dryRun || !remove.length ? records : await allRecords(store)).filter((r) => !removed.has(recordName(r)));
-  const needed = await closureOf(store, kept.map((r) => r.digest));
-  const freed = await closureOf(store, remove.map((r) => r.digest));
+  // Records with a summary are not walked: a large store's manifests are not read again.
+  const needed = await closureOfRecords(store, kept);
+  const freed = await closureOfRecords(store, remove);
   report.skipped = [...damaged, ...new Set([...needed.invalid, ...freed.invalid].map((i) => `invalid reference in manifest ${i}`))];
 
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {

@@ -8,6 +8,7 @@ import { detectMediaType, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
+import { summarizeImage } from "./closure.ts";
 
 export interface RecordedManifest {
   digest: string;
@@ -23,6 +24,13 @@ const MAX_CLEAN_RECORDS = 10_000;
 const MAX_DIRTY = 10_000;
 /** Records written at once by a flush. */
 const FLUSH_CONCURRENCY = 8;
+
+/** A record as kept in memory: without its image summary, which only list, prune and verify read (from the store). */
+function lean(rec: TagRecord): TagRecord {
+  if (!rec.image) return rec;
+  const { image: _, ...rest } = rec;
+  return rest;
+}
 
 /** The tag records of a running cache; times are written in batches by `flush`. */
 export interface TagBook {
@@ -84,8 +92,8 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       const key = recordName({ ...target, tag });
       let rec = records.get(key);
       if (!rec) {
-        rec = (await store.readTag(target.upstream, target.repository, tag)) ?? undefined;
-        if (rec) records.set(key, rec);
+        const disk = await store.readTag(target.upstream, target.repository, tag);
+        if (disk) records.set(key, (rec = lean(disk)));
       }
       return rec ?? null;
     },
@@ -98,11 +106,13 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         created: previous?.digest === m.digest ? previous.created : t,
         lastPulled: t, checked: t,
       };
+      // What the image needs, from the bytes at hand: list and prune then never read them again.
+      const image = summarizeImage(m.digest, m.bytes);
       // A pin stays with its tag when the tag moves (the operator pinned the name); the record as
       // it is now decides, not the one read before the fetch (a pin set meanwhile counts).
       const key0 = recordName(rec);
       if ((records.get(key0) ?? previous)?.pinned) rec.pinned = true;
-      await store.writeTag(rec);
+      await store.writeTag(image ? { ...rec, image } : rec);
       const key = recordName(rec);
       dirty.delete(key);
       clean.set(key, rec);
@@ -132,8 +142,9 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       try {
         const disk = absent.has(key) ? null : await store.readTag(target.upstream, target.repository, m.digest);
         if (disk) {
-          records.set(key, disk);
-          return touch(disk, { lastPulled: iso() });
+          const rec = lean(disk);
+          records.set(key, rec);
+          return touch(rec, { lastPulled: iso() });
         }
         if (!covered) return await book.record(target, m.digest, m, null);
         if (absent.size >= MAX_ABSENT) absent.clear();
@@ -164,7 +175,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       await store.writeTag(rec);
       const key = recordName(rec);
       dirty.delete(key);
-      clean.set(key, rec);
+      clean.set(key, lean(rec));
       return true;
     },
 
@@ -209,7 +220,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
           : { ...disk, lastPulled: later(disk.lastPulled, rec.lastPulled) };
         await store.writeTag(merged);
         // A pull during the write made it dirty again: keep that one.
-        if (!dirty.has(key)) clean.set(key, merged);
+        if (!dirty.has(key)) clean.set(key, lean(merged));
         written++;
       } catch (err) {
         warn(`cannot record access to ${key}: ${(err as Error).message}`);
