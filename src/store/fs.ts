@@ -3,7 +3,7 @@
 // may share a directory: each writes its temp files in a directory of its own (tmp/<owner>/), and
 // only a directory whose process is gone is cleaned up.
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import type { Driver, WriterBackend } from "./driver.ts";
 import { ownTempPrefix, TEMP_PREFIX } from "./keys.ts";
@@ -24,6 +24,14 @@ function nullIfAbsent(err: unknown): null {
   throw err;
 }
 const orNull = <T>(op: () => Promise<T>): Promise<T | null> => op().catch(nullIfAbsent);
+/** A file's size; -1 when it is gone (removed between a listing and its stat). */
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return -1;
+  }
+}
 
 /** The directory store: the layout over a directory driver. */
 export function createFsStore(root: string): Store {
@@ -113,8 +121,10 @@ export function fsDriver(root: string): Driver {
       return created;
     },
 
+    // Synchronous, as readMany: prune and verify stat one file per stored item, and a promise each
+    // costs several times the stat itself; one stat of a local file blocks for microseconds.
     stat: (key) => orNull(async () => {
-      const s = await stat(pathOf(key));
+      const s = statSync(pathOf(key));
       return { size: s.size, modified: s.mtimeMs };
     }),
 
@@ -137,10 +147,19 @@ export function fsDriver(root: string): Driver {
     async *list(prefix, sizes) {
       const entries = await orNull(() => readdir(pathOf(prefix), { recursive: true, withFileTypes: true }));
       if (!entries) return;
-      const keys = entries.filter((e) => e.isFile()).map((e) => relative(root, join(e.parentPath, e.name)).split(sep).join("/")).sort();
+      // A million files sit in a few directories: each directory's key prefix is made once.
+      const dirKeys = new Map<string, string>();
+      const dirKey = (dir: string) => {
+        let k = dirKeys.get(dir);
+        if (k === undefined) dirKeys.set(dir, (k = relative(root, join(dir, "x")).split(sep).join("/").slice(0, -1)));
+        return k;
+      };
+      const keys = entries.filter((e) => e.isFile()).map((e) => dirKey(e.parentPath) + e.name).sort();
       for (let i = 0; i < keys.length; i += STAT_BATCH) {
         const batch = keys.slice(i, i + STAT_BATCH);
-        const got = sizes ? await Promise.all(batch.map((k) => stat(pathOf(k)).then((s) => s.size, () => -1))) : null;
+        // Synchronously, a batch at a time (as readMany): a promise per file costs more than its stat.
+        if (sizes) await new Promise((r) => setImmediate(r));
+        const got = sizes ? batch.map((k) => sizeOf(pathOf(k))) : null;
         for (const [j, key] of batch.entries()) {
           const size = got ? got[j]! : 0;
           if (size >= 0) yield { key, size }; // -1: removed meanwhile
