@@ -94,7 +94,8 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
   const digests: string[] = [];
   const memo = new Map<string, Promise<Missing>>();
   const unsummarized: TagRecord[] = [];
-  for await (const rec of store.allTags()) {
+  let damaged = 0;
+  for await (const rec of store.allTags(() => damaged++)) {
     report.tags++;
     const name = recordName(rec);
     const missing = await missingContent(view, rec.digest, memo);
@@ -107,9 +108,12 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
     if (!sameSummary(rec.image, storedManifests.get(rec.digest)?.image)) unsummarized.push(rec);
     if (missing.length) report.incomplete.push(`${name}: missing ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ` and ${missing.length - 3} more` : ""}`);
   }
-  for await (const d of store.damagedTags()) {
-    report.damaged.push(d.where);
-    if (opts.repair) await d.remove();
+  // Read every record again only when the pass above met a damaged one.
+  if (damaged) {
+    for await (const d of store.damagedTags()) {
+      report.damaged.push(d.where);
+      if (opts.repair) await d.remove();
+    }
   }
   report.unsummarized = unsummarized.length;
   if (opts.repair) for (const rec of unsummarized) await writeSummary(store, rec, storedManifests.get(rec.digest)?.image);
