@@ -51,7 +51,7 @@ async function distributionIdle(s: Scope, settle: number): Promise<number> {
   return memory(d.proc.pid).rss;
 }
 
-/** list, prune --dry-run and verify's record pass on the headline store, each against the same store in the older record format. */
+/** list, prune --dry-run and verify's record pass on the headline store; list and prune against the same store in the older record format. */
 async function recordPasses(ss: Scope, ctx: Ctx, c: StoreCase, dir: string, store: string, label: string, runs: number): Promise<Row[]> {
   const older = join(dir, "older");
   makeStore(c.tags, older, FAKE_UP, c.shape, { summaries: false });
@@ -62,14 +62,14 @@ async function recordPasses(ss: Scope, ctx: Ctx, c: StoreCase, dir: string, stor
   const prune = await hyperfine(ss, cmd(store, PRUNE), { runs });
   const listOld = await hyperfine(ss, cmd(older, "list"), { runs });
   const pruneOld = await hyperfine(ss, cmd(older, PRUNE), { runs });
+  // verify reads no manifest twice whatever the records hold (it learns them while hashing): no baseline of its own.
   const verify = await verifyRecordPass(store);
-  const verifyOld = await verifyRecordPass(older);
   const before = "records without summaries (as before)";
   return [
     ceiling(`list, ${label}`, "s", list.median, 3, { value: listOld.median, name: before }),
     ceiling(`prune --older-than 30d --dry-run, ${label}`, "s", prune.median, 3, { value: pruneOld.median, name: before }, "about half the images would go"),
-    ceiling(`verify's record pass, ${label}`, "s", verify.recordS, 3, { value: verifyOld.recordS, name: before },
-      `manifests read again: ${verify.manifestReads} (before: ${verifyOld.manifestReads}); the content pass (hashing every file) took ${verify.contentS.toFixed(1)} s`),
+    ceiling(`verify's record pass, ${label}`, "s", verify.recordS, 3, undefined,
+      `manifests read again: ${verify.manifestReads}; the content pass (hashing every file) took ${verify.contentS.toFixed(1)} s`),
   ];
 }
 
