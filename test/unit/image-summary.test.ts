@@ -6,6 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { summarizeImage } from "../../src/cache/closure.ts";
+import { evictImages } from "../../src/cache/evict.ts";
 import { listImages } from "../../src/cache/list.ts";
 import { pruneStore } from "../../src/cache/prune.ts";
 import { verifyStore } from "../../src/cache/verify.ts";
@@ -93,6 +94,16 @@ describe("records that carry a summary", () => {
     expect(v).toMatchObject({ tags: N, manifests: N, dangling: [], incomplete: [], unsummarized: 0, unreferenced: [] });
     // Once each, to hash it: the record pass and the walk for unreferenced content read none again.
     expect(counts.manifests).toBe(N);
+  });
+
+  test("an eviction run reads no manifest either, and frees what the walk would", async () => {
+    const { store, counts } = counting(made(true));
+    const plan = { needBytes: 100_000, pinned: () => false as const, busy: () => new Set<string>(), now: Date.now(), orphanGraceMs: 3_600_000 };
+    const evicted = await evictImages(store, plan);
+    expect(counts.manifests).toBe(0);
+    const walked = await evictImages(made(false), plan);
+    expect({ ...evicted, ms: 0 }).toEqual({ ...walked, ms: 0 });
+    expect(evicted.bytes).toBeGreaterThanOrEqual(100_000);
   });
 
   test("records without one give the same list and prune; verify --repair writes them, and then no manifest is read", async () => {
