@@ -101,14 +101,17 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {
     const keep = needed[kind];
     const candidates = freed[kind];
-    for await (const digest of store.listContent(kind)) {
+    // Sizes come with the listing (no stat, or no S3 request, per item); only content no record
+    // reaches is asked its age.
+    for await (const { digest, size } of store.listContentSizes(kind)) {
       if (keep.has(digest)) continue;
-      const info = await store.contentInfo(kind, digest);
-      if (!info) continue;
       const orphan = !candidates.has(digest);
-      if (orphan && now - info.modified < grace) continue;
+      if (orphan) {
+        const info = await store.contentInfo(kind, digest);
+        if (!info || now - info.modified < grace) continue;
+      }
       report[kind]++;
-      report.bytes += info.size;
+      report.bytes += size;
       if (orphan) report.unreferenced++;
       // An open download keeps its file: unlinking does not cut a response being sent.
       if (!opts.dryRun) await store.removeContent(kind, digest);

@@ -91,6 +91,12 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
     hasBlob: async (digest) => storedBlobs.has(digest),
   };
 
+  /** What an image manifest lacks, at once (no promise per record); undefined for an index or an absent manifest, which are walked. */
+  const lacks = (digest: string): Missing | undefined => {
+    const c = storedManifests.get(digest)?.children;
+    if (!c || c.manifests.length) return undefined;
+    return c.blobs.filter((b) => !storedBlobs.has(b.digest)).map((b) => `blob ${b.digest}`);
+  };
   const digests: string[] = [];
   const memo = new Map<string, Promise<Missing>>();
   const unsummarized: TagRecord[] = [];
@@ -98,7 +104,7 @@ export async function verifyStore(store: Store, opts: { repair: boolean; concurr
   for await (const rec of store.allTags(() => damaged++)) {
     report.tags++;
     const name = recordName(rec);
-    const missing = await missingContent(view, rec.digest, memo);
+    const missing = lacks(rec.digest) ?? (await missingContent(view, rec.digest, memo));
     if (missing.manifestAbsent) {
       report.dangling.push(`${name} -> ${rec.digest}`);
       if (opts.repair) await store.removeTag(rec.upstream, rec.repository, rec.tag);
