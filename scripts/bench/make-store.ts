@@ -97,7 +97,8 @@ function writeManifest(w: Writer, config: Described, layers: Described[], layerT
     layers: layers.map((x) => ({ mediaType: layerType, digest: x.digest, size: x.size })),
   })));
   const blobs = [config, ...layers];
-  return { ...m, image: { manifest: m.digest, size: m.size + blobs.reduce((a, b) => a + b.size, 0), blobs: blobs.map((b) => b.digest) } };
+  const image = { manifest: m.digest, size: m.size + blobs.reduce((a, b) => a + b.size, 0), blobs: blobs.map((b) => b.digest), sizes: blobs.map((b) => b.size) };
+  return { ...m, image };
 }
 
 /** The 300 manifests every record of a shared store points at (i modulo 300). */

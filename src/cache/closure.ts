@@ -56,13 +56,14 @@ export function summarizeImage(digest: string, bytes: Uint8Array, shape = parseM
     if (b.size === null) return undefined;
     size += b.size;
   }
-  return { manifest: digest, size, blobs: c.blobs.map((b) => b.digest) };
+  return { manifest: digest, size, blobs: c.blobs.map((b) => b.digest), sizes: c.blobs.map((b) => b.size!) };
 }
 
 /** Whether two summaries say the same (absent equals absent). */
 export function sameSummary(a: ImageSummary | undefined, b: ImageSummary | undefined): boolean {
   if (!a || !b) return a === b;
-  return a.manifest === b.manifest && a.size === b.size && a.blobs.length === b.blobs.length && a.blobs.every((d, i) => d === b.blobs[i]);
+  return a.manifest === b.manifest && a.size === b.size && a.blobs.length === b.blobs.length &&
+    a.blobs.every((d, i) => d === b.blobs[i] && a.sizes[i] === b.sizes[i]);
 }
 
 /** Follows manifests from `roots`; manifests that are not stored are listed but not followed. */

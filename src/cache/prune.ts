@@ -5,7 +5,7 @@
 // then (with the kept set read again) manifests, then blobs, so no record ever points at missing
 // content. A malformed record or reference is reported and skipped, never fatal.
 import type { ContentKind, Store, TagRecord } from "../store/types.ts";
-import { recordName } from "../store/record.ts";
+import { recordName, summaryOf } from "../store/record.ts";
 import { closureOfRecords } from "./closure.ts";
 
 export interface PruneOptions {
@@ -98,17 +98,26 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
   const freed = await closureOfRecords(store, remove);
   report.skipped = [...damaged, ...new Set([...needed.invalid, ...freed.invalid].map((i) => `invalid reference in manifest ${i}`))];
 
+  // Sizes the removed records' summaries declare: what they free is counted without asking the
+  // store about each file (a stat, or an S3 request); only the rest is asked its size and age.
+  const declared = new Map<string, number>();
+  for (const r of remove) {
+    const image = summaryOf(r);
+    if (!image) continue;
+    declared.set(`manifests ${r.digest}`, r.size);
+    for (const [i, b] of image.blobs.entries()) declared.set(`blobs ${b}`, image.sizes[i]!);
+  }
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {
     const keep = needed[kind];
     const candidates = freed[kind];
-    // Sizes come with the listing (no stat, or no S3 request, per item); only content no record
-    // reaches is asked its age.
-    for await (const { digest, size } of store.listContentSizes(kind)) {
+    for await (const digest of store.listContent(kind)) {
       if (keep.has(digest)) continue;
       const orphan = !candidates.has(digest);
-      if (orphan) {
+      let size = orphan ? undefined : declared.get(`${kind} ${digest}`);
+      if (size === undefined) {
         const info = await store.contentInfo(kind, digest);
-        if (!info || now - info.modified < grace) continue;
+        if (!info || (orphan && now - info.modified < grace)) continue;
+        size = info.size;
       }
       report[kind]++;
       report.bytes += size;

@@ -58,7 +58,8 @@ const MAX_SUMMARY_BLOBS = 20_000;
 export function isImageSummary(v: unknown): v is ImageSummary {
   const s = v as ImageSummary | null;
   return !!s && typeof s === "object" && typeof s.manifest === "string" && isDigest(s.manifest) && Number.isSafeInteger(s.size) && s.size >= 0 && Array.isArray(s.blobs) &&
-    s.blobs.length <= MAX_SUMMARY_BLOBS && s.blobs.every((b) => typeof b === "string" && isDigest(b));
+    s.blobs.length <= MAX_SUMMARY_BLOBS && s.blobs.every((b) => typeof b === "string" && isDigest(b)) &&
+    Array.isArray(s.sizes) && s.sizes.length === s.blobs.length && s.sizes.every((n) => Number.isSafeInteger(n) && n >= 0);
 }
 
 /**

@@ -42,6 +42,8 @@ export interface ImageSummary {
   size: number;
   /** The config and layer digests, in the manifest's order. */
   blobs: string[];
+  /** Their sizes as declared (what prune reports freeing without asking the store). */
+  sizes: number[];
 }
 
 export interface StoredBlob {

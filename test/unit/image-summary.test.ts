@@ -51,7 +51,7 @@ describe("the record's image summary", () => {
     await r.cache.pullImage({ upstream: "up.test", repository: "multi" }, "v1", "all");
     const rec = (await r.store.readTag("up.test", "app", "v1"))!;
     const size = img.manifest.byteLength + img.blobs.reduce((a, b) => a + b.bytes.byteLength, 0);
-    expect(rec.image).toEqual({ manifest: img.digest, size, blobs: img.blobs.map((b) => b.digest) });
+    expect(rec.image).toEqual({ manifest: img.digest, size, blobs: img.blobs.map((b) => b.digest), sizes: img.blobs.map((b) => b.bytes.byteLength) });
     expect((await r.store.readTag("up.test", "multi", "v1"))!.image).toBeUndefined();
     // The listed size is the one the store holds (the summary for the image, a walk for the index).
     const listed = await listImages(r.store);
@@ -67,7 +67,7 @@ describe("the record's image summary", () => {
     expect(parseTagRecord(serializeTagRecord(old))).toEqual(old);
     const image = summarizeImage(img.digest, img.manifest)!;
     expect(parseTagRecord(serializeTagRecord({ ...old, image }))!.image).toEqual(image);
-    for (const bad of [{ ...image, size: -1 }, { ...image, blobs: ["../../etc/passwd"] }, { ...image, manifest: `sha256:${"a".repeat(64)}` }, "big"]) {
+    for (const bad of [{ ...image, size: -1 }, { ...image, blobs: ["../../etc/passwd"] }, { ...image, sizes: [] }, { ...image, manifest: `sha256:${"a".repeat(64)}` }, "big"]) {
       expect(parseTagRecord(serializeTagRecord({ ...old, image: bad as never }))).toEqual(old);
     }
   });
