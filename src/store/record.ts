@@ -57,9 +57,10 @@ const MAX_SUMMARY_BLOBS = 20_000;
 /** Whether a record's `image` field is a well-formed summary. */
 export function isImageSummary(v: unknown): v is ImageSummary {
   const s = v as ImageSummary | null;
-  return !!s && typeof s === "object" && typeof s.manifest === "string" && isDigest(s.manifest) && Number.isSafeInteger(s.size) && s.size >= 0 && Array.isArray(s.blobs) &&
-    s.blobs.length <= MAX_SUMMARY_BLOBS && s.blobs.every((b) => typeof b === "string" && isDigest(b)) &&
-    Array.isArray(s.sizes) && s.sizes.length === s.blobs.length && s.sizes.every((n) => Number.isSafeInteger(n) && n >= 0);
+  const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (!s || typeof s !== "object" || typeof s.manifest !== "string" || !isDigest(s.manifest) || !count(s.size)) return false;
+  if (!Array.isArray(s.blobs) || s.blobs.length > MAX_SUMMARY_BLOBS || !Array.isArray(s.sizes) || s.sizes.length !== s.blobs.length) return false;
+  return s.blobs.every((b) => typeof b === "string" && isDigest(b)) && s.sizes.every(count);
 }
 
 /**
