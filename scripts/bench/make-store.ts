@@ -6,13 +6,14 @@
 // Records are `checked` now (a cache with `revalidateAfter: 1h` serves them without asking the
 // upstream) and `lastPulled` 0–59 days ago, so `prune --older-than 30d` has about half of them to
 // remove and a size-bounded store has an order to evict in.
-// Usage: bun scripts/bench/make-store.ts N DIR [--upstream 127.0.4.9] [--distinct]
+// Records carry the image summary a pull writes, unless --no-summaries (records as older versions wrote them).
+// Usage: bun scripts/bench/make-store.ts N DIR [--upstream 127.0.4.9] [--distinct] [--no-own-layer] [--no-summaries]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { digestOf } from "../../src/oci/digest.ts";
 import { serializeTagRecord } from "../../src/store/record.ts";
-import type { TagRecord } from "../../src/store/types.ts";
+import type { ImageSummary, TagRecord } from "../../src/store/types.ts";
 
 export const TAGS_PER_REPO = 100;
 /** Images of a distinct store that share one layer (consecutive tags: a repository's images share a base). */
@@ -65,6 +66,11 @@ interface Described {
   size: number;
 }
 
+/** A manifest written, with what its tag records say of it (the summary a pull writes). */
+interface MadeManifest extends Described {
+  image: ImageSummary;
+}
+
 /** Content-addressed writes, counted: no fsync (a benchmark store, made again on every run). */
 class Writer {
   bytes = 0;
@@ -84,16 +90,19 @@ class Writer {
 
 const enc = new TextEncoder();
 
-function manifestBytes(config: Described, layers: Described[], layerType: string): Uint8Array {
-  return enc.encode(JSON.stringify({
+function writeManifest(w: Writer, config: Described, layers: Described[], layerType: string): MadeManifest {
+  const m = w.content("manifests", enc.encode(JSON.stringify({
     schemaVersion: 2, mediaType: MANIFEST,
     config: { mediaType: CONFIG, digest: config.digest, size: config.size },
     layers: layers.map((x) => ({ mediaType: layerType, digest: x.digest, size: x.size })),
-  }));
+  })));
+  const blobs = [config, ...layers];
+  const image = { manifest: m.digest, size: m.size + blobs.reduce((a, b) => a + b.size, 0), blobs: blobs.map((b) => b.digest), sizes: blobs.map((b) => b.size) };
+  return { ...m, image };
 }
 
 /** The 300 manifests every record of a shared store points at (i modulo 300). */
-function sharedManifests(w: Writer): Described[] {
+function sharedManifests(w: Writer): MadeManifest[] {
   const layers = Array.from({ length: LAYERS }, (_, i) => w.content("blobs", new Uint8Array(randomBytes(1024 + (i % 8) * 1024))));
   return Array.from({ length: MANIFESTS }, (_, i) => {
     const config = w.content("blobs", enc.encode(JSON.stringify({
@@ -101,7 +110,7 @@ function sharedManifests(w: Writer): Described[] {
       rootfs: { type: "layers", diff_ids: [digestOf(enc.encode(`a${i}`)), digestOf(enc.encode(`b${i}`))] },
     })));
     const l = [layers[i % LAYERS]!, layers[(i * 7 + 3) % LAYERS]!];
-    return w.content("manifests", manifestBytes(config, l, "application/vnd.oci.image.layer.v1.tar+gzip"));
+    return writeManifest(w, config, l, "application/vnd.oci.image.layer.v1.tar+gzip");
   });
 }
 
@@ -111,7 +120,7 @@ function sharedManifests(w: Writer): Described[] {
  * the layers' own digests. Contents come from one random pool with the image's name in front:
  * unique per image without generating random bytes for each.
  */
-function distinctImages(w: Writer) {
+function distinctImages(w: Writer, ownLayer: boolean) {
   const pool = new Uint8Array(randomBytes(32 * 1024));
   const piece = (label: string, size: number) => {
     const head = enc.encode(`${label}\n`);
@@ -121,21 +130,26 @@ function distinctImages(w: Writer) {
     return bytes;
   };
   let shared: Described | undefined;
-  return (i: number): Described => {
+  return (i: number): MadeManifest => {
     if (i % GROUP === 0) shared = w.content("blobs", piece(`group ${i / GROUP}`, 8192 + ((i / GROUP) % 4) * 4096));
-    const own = w.content("blobs", piece(`image ${i}`, 1024 + (i % 4) * 1024));
+    const layers = ownLayer ? [shared!, w.content("blobs", piece(`image ${i}`, 1024 + (i % 4) * 1024))] : [shared!];
     const config = w.content("blobs", enc.encode(JSON.stringify({
       architecture: "amd64", os: "linux", config: { Env: [`N=${i}`] },
-      rootfs: { type: "layers", diff_ids: [shared!.digest, own.digest] },
+      rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) },
     })));
-    return w.content("manifests", manifestBytes(config, [shared!, own], "application/vnd.oci.image.layer.v1.tar"));
+    return writeManifest(w, config, layers, "application/vnd.oci.image.layer.v1.tar");
   };
 }
 
-export function makeStore(n: number, dir: string, upstream = "127.0.4.9", shape: StoreShape = "shared"): MadeStore {
+/**
+ * `summaries: false` writes records as versions before image summaries did (list and prune then
+ * read every manifest, as they did then). `ownLayer: false` leaves out a distinct image's own
+ * layer (own manifest and config, the group's layer): a quarter fewer files for the largest stores.
+ */
+export function makeStore(n: number, dir: string, upstream = "127.0.4.9", shape: StoreShape = "shared", opts: { summaries?: boolean; ownLayer?: boolean } = {}): MadeStore {
   const w = new Writer(dir);
-  let manifestOf: (i: number) => Described;
-  if (shape === "distinct") manifestOf = distinctImages(w);
+  let manifestOf: (i: number) => MadeManifest;
+  if (shape === "distinct") manifestOf = distinctImages(w, opts.ownLayer !== false);
   else {
     const manifests = sharedManifests(w);
     manifestOf = (i) => manifests[i % MANIFESTS]!;
@@ -154,6 +168,7 @@ export function makeStore(n: number, dir: string, upstream = "127.0.4.9", shape:
     const rec: TagRecord = {
       upstream, repository, tag, digest: m.digest, mediaType: MANIFEST, size: m.size,
       created, lastPulled: new Date(lastPulledOf(i, now)).toISOString(), checked,
+      ...(opts.summaries === false ? {} : { image: m.image }),
     };
     writeFileSync(join(repoDir, `${tag}.json`), serializeTagRecord(rec));
   }
@@ -164,10 +179,12 @@ if (import.meta.main) {
   const [n, dir] = [Number(process.argv[2]), process.argv[3]];
   const i = process.argv.indexOf("--upstream");
   if (!Number.isInteger(n) || n < 1 || !dir) {
-    console.error("usage: bun scripts/bench/make-store.ts N DIR [--upstream HOST] [--distinct]");
+    console.error("usage: bun scripts/bench/make-store.ts N DIR [--upstream HOST] [--distinct] [--no-own-layer] [--no-summaries]");
     process.exit(2);
   }
   const t0 = performance.now();
-  const s = makeStore(n, dir, i > 0 ? process.argv[i + 1] : undefined, process.argv.includes("--distinct") ? "distinct" : "shared");
+  const s = makeStore(n, dir, i > 0 ? process.argv[i + 1] : undefined, process.argv.includes("--distinct") ? "distinct" : "shared", {
+    summaries: !process.argv.includes("--no-summaries"), ownLayer: !process.argv.includes("--no-own-layer"),
+  });
   console.log(`${s.tags} tag records (${s.shape}), ${s.manifests} manifests, ${s.blobs} blobs, ${s.bytes} bytes in ${s.dir} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 }

@@ -11,7 +11,7 @@ import { isHost, isRepositoryName } from "../oci/names.ts";
 import { contentKey, parseContentKey, parseRecordKey, recordKey } from "../store/keys.ts";
 import { isRecordTag, isValidTagRecord, recordName, serializeTagRecord } from "../store/record.ts";
 import { StoreError, type Store, type TagRecord } from "../store/types.ts";
-import { closureOf, missingContent } from "./closure.ts";
+import { closureOf, missingContent, summarizeImage } from "./closure.ts";
 
 /**
  * node:stream, loaded on first use: the compiled bundle hoists every static import of a built-in
@@ -197,7 +197,10 @@ export async function importArchive(store: Store, file: string): Promise<ImportS
     }
     const existing = await store.readTag(rec.upstream, rec.repository, rec.tag);
     const lastPulled = existing && existing.lastPulled > rec.lastPulled ? existing.lastPulled : rec.lastPulled;
-    await store.writeTag({ ...rec, lastPulled });
+    // The summary is made again from the manifest itself: an archive's word on what an image needs is not taken.
+    const { image: _, ...fields } = rec;
+    const image = summarizeImage(rec.digest, manifest);
+    await store.writeTag({ ...fields, lastPulled, ...(image ? { image } : {}) });
     summary.tags++;
   }
   return summary;

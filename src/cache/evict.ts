@@ -8,7 +8,7 @@
 // blob keeps reading it: removing a file does not cut an open read.
 import { childrenOf } from "../oci/walk.ts";
 import { mapBounded } from "./bounded.ts";
-import { recordName } from "../store/record.ts";
+import { recordName, summaryOf } from "../store/record.ts";
 import type { ContentKind, Store, TagRecord } from "../store/types.ts";
 
 export interface EvictOptions {
@@ -64,9 +64,16 @@ interface Reach {
   blobs: string[];
 }
 
-/** What each stored manifest reaches (itself, its platform manifests, their blobs), read once per run. */
-function reacher(store: Store) {
+/**
+ * What each stored manifest reaches (itself, its platform manifests, their blobs), read once per
+ * run; an image manifest whose record carries its summary is not read at all.
+ */
+function reacher(store: Store, records: readonly TagRecord[]) {
   const memo = new Map<string, Promise<Reach>>();
+  for (const r of records) {
+    const image = summaryOf(r);
+    if (image) memo.set(r.digest, Promise.resolve({ manifests: [r.digest], blobs: image.blobs }));
+  }
   const reach = (digest: string): Promise<Reach> => {
     let p = memo.get(digest);
     if (!p) {
@@ -107,7 +114,7 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
     for await (const c of store.listContentSizes(kind)) sizes.set(keyOf(kind, c.digest), c.size);
   }
   const records = await allRecords(store);
-  const reach = reacher(store);
+  const reach = reacher(store, records);
   const keysOf = async (digest: string) => {
     const x = await reach(digest);
     return [...x.manifests.map((d) => keyOf("manifests", d)), ...x.blobs.map((d) => keyOf("blobs", d))];

@@ -3,7 +3,7 @@ import pLimit from "p-limit";
 import { parseDigest } from "../oci/digest.ts";
 import { childrenOf } from "../oci/walk.ts";
 import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
-import { recordName } from "../store/record.ts";
+import { recordName, summaryOf } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
 import type { TagIndex } from "./tag-index.ts";
 
@@ -11,7 +11,10 @@ import type { TagIndex } from "./tag-index.ts";
 export type ListedImage = Pick<TagRecord, "tag" | "digest" | "mediaType" | "created" | "lastPulled"> & {
   /** `<upstream>/<repository>` */
   image: string;
-  /** Bytes of the stored manifests, configs and layers the image uses. */
+  /**
+   * Bytes of the manifests, configs and layers the image uses: for an image manifest as it
+   * declares them (its record's summary), otherwise those stored.
+   */
   size: number;
   /** Never evicted: pinned by its record or by a `pinned` pattern of the config. */
   pinned: boolean;
@@ -37,15 +40,19 @@ async function computeSize(store: Store, digest: string, memo: Map<string, Promi
   return size;
 }
 
-/** The rows of `records`, sizes computed once per distinct image (many tags share one), a few at a time. */
+/**
+ * The rows of `records`. A record's summary gives its image's size (no manifest is read); for the
+ * others (an index, a record from before summaries) it is computed once per distinct image (many
+ * tags share one), a few at a time.
+ */
 async function rowsOf(store: Store, records: TagRecord[], pins: readonly ImagePattern[]): Promise<ListedImage[]> {
   const memo = new Map<string, Promise<number>>();
   const limit = pLimit(32);
-  const digests = [...new Set(records.map((r) => r.digest))];
+  const digests = [...new Set(records.filter((r) => !summaryOf(r)).map((r) => r.digest))];
   const sizes = new Map(await Promise.all(digests.map((d) => limit(async () => [d, await storedSize(store, d, memo)] as const))));
   return records.map((r): ListedImage => ({
     image: `${r.upstream}/${r.repository}`, tag: parseDigest(r.tag) ? "<none>" : r.tag, digest: r.digest, mediaType: r.mediaType,
-    size: sizes.get(r.digest) ?? 0, created: r.created, lastPulled: r.lastPulled,
+    size: summaryOf(r)?.size ?? sizes.get(r.digest) ?? 0, created: r.created, lastPulled: r.lastPulled,
     pinned: r.pinned === true || matchesAny(pins, recordName(r)),
   }));
 }

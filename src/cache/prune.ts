@@ -5,8 +5,8 @@
 // then (with the kept set read again) manifests, then blobs, so no record ever points at missing
 // content. A malformed record or reference is reported and skipped, never fatal.
 import type { ContentKind, Store, TagRecord } from "../store/types.ts";
-import { recordName } from "../store/record.ts";
-import { closureOf } from "./closure.ts";
+import { recordName, summaryOf } from "../store/record.ts";
+import { closureOfRecords } from "./closure.ts";
 
 export interface PruneOptions {
   olderThanMs: number;
@@ -74,15 +74,15 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
     const going = new Set(remove.map(recordName));
     const repoOf = (r: TagRecord) => `${r.upstream}/${r.repository}`;
     const withReferrers = new Set(attached.map(repoOf));
-    const roots = new Map<string, string[]>();
+    const roots = new Map<string, TagRecord[]>();
     for (const r of records) {
       if (subjectOf(r.tag) || going.has(recordName(r)) || !withReferrers.has(repoOf(r))) continue;
       const list = roots.get(repoOf(r)) ?? [];
-      list.push(r.digest);
+      list.push(r);
       roots.set(repoOf(r), list);
     }
     const reached = new Map<string, Set<string>>();
-    for (const [repo, digests] of roots) reached.set(repo, (await closureOf(store, digests)).manifests);
+    for (const [repo, kept] of roots) reached.set(repo, (await closureOfRecords(store, kept)).manifests);
     for (const a of attached) if (!reached.get(repoOf(a))?.has(subjectOf(a.tag)!)) remove.push(a);
   }
   const gone: TagRecord[] = [];
@@ -98,21 +98,34 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
   // Read the records again after removing: another process may have cached an image meanwhile.
   const removed = new Set(gone.map(recordName));
   const kept = (opts.dryRun || !gone.length ? records : await allRecords(store)).filter((r) => !removed.has(recordName(r)));
-  const needed = await closureOf(store, kept.map((r) => r.digest));
-  const freed = await closureOf(store, gone.map((r) => r.digest));
+  // Records with a summary are not walked: a large store's manifests are not read again.
+  const needed = await closureOfRecords(store, kept);
+  const freed = await closureOfRecords(store, gone);
   report.skipped = [...damaged, ...new Set([...needed.invalid, ...freed.invalid].map((i) => `invalid reference in manifest ${i}`))];
 
+  // Sizes the removed records' summaries declare: what they free is counted without asking the
+  // store about each file (a stat, or an S3 request); only the rest is asked its size and age.
+  const declared = new Map<string, number>();
+  for (const r of remove) {
+    const image = summaryOf(r);
+    if (!image) continue;
+    declared.set(`manifests ${r.digest}`, r.size);
+    for (const [i, b] of image.blobs.entries()) declared.set(`blobs ${b}`, image.sizes[i]!);
+  }
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {
     const keep = needed[kind];
     const candidates = freed[kind];
     for await (const digest of store.listContent(kind)) {
       if (keep.has(digest)) continue;
-      const info = await store.contentInfo(kind, digest);
-      if (!info) continue;
       const orphan = !candidates.has(digest);
-      if (orphan && now - info.modified < grace) continue;
+      let size = orphan ? undefined : declared.get(`${kind} ${digest}`);
+      if (size === undefined) {
+        const info = await store.contentInfo(kind, digest);
+        if (!info || (orphan && now - info.modified < grace)) continue;
+        size = info.size;
+      }
       report[kind]++;
-      report.bytes += info.size;
+      report.bytes += size;
       if (orphan) report.unreferenced++;
       // An open download keeps its file: unlinking does not cut a response being sent.
       if (!opts.dryRun) await store.removeContent(kind, digest);

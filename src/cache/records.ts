@@ -9,6 +9,7 @@ import { detectMediaType, parseManifest } from "../oci/mediatypes.ts";
 import type { Target } from "../oci/reference.ts";
 import { recordName } from "../store/record.ts";
 import type { Store, TagRecord } from "../store/types.ts";
+import { summarizeImage } from "./closure.ts";
 
 export interface RecordedManifest {
   digest: string;
@@ -24,6 +25,13 @@ const MAX_CLEAN_RECORDS = 10_000;
 const MAX_DIRTY = 10_000;
 /** Records written at once by a flush. */
 const FLUSH_CONCURRENCY = 8;
+
+/** A record as kept in memory: without its image summary, which only list, prune and verify read (from the store). */
+function lean(rec: TagRecord): TagRecord {
+  if (!rec.image) return rec;
+  const { image: _, ...rest } = rec;
+  return rest;
+}
 
 /** The tag records of a running cache; times are written in batches by `flush`. */
 export interface TagBook {
@@ -88,8 +96,8 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       const key = recordName({ ...target, tag });
       let rec = records.get(key);
       if (!rec) {
-        rec = (await store.readTag(target.upstream, target.repository, tag)) ?? undefined;
-        if (rec) records.set(key, rec);
+        const disk = await store.readTag(target.upstream, target.repository, tag);
+        if (disk) records.set(key, (rec = lean(disk)));
       }
       return rec ?? null;
     },
@@ -97,6 +105,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     async record(target: Target, tag: string, m: RecordedManifest, previous: TagRecord | null): Promise<void> {
       const t = iso();
       const place = { upstream: target.upstream, repository: target.repository, tag };
+      const image = summarizeImage(m.digest, m.bytes);
       // The record as stored now decides, not the one read before the fetch: a pin or a later pull
       // another process (a replica) recorded meanwhile stays.
       const { record: rec } = await store.updateTag(place, (current) => {
@@ -108,11 +117,13 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         };
         // A pin stays with its tag when the tag moves (the operator pinned the name).
         if (was?.pinned) next.pinned = true;
+        // What the image needs, from the bytes at hand: list and prune then never read them again.
+        if (image) next.image = image;
         return next;
       });
       const key = recordName(place);
       dirty.delete(key);
-      clean.set(key, rec!);
+      clean.set(key, lean(rec!));
       absent.delete(key);
     },
 
@@ -139,8 +150,9 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       try {
         const disk = absent.has(key) ? null : await store.readTag(target.upstream, target.repository, m.digest);
         if (disk) {
-          records.set(key, disk);
-          return touch(disk, { lastPulled: iso() });
+          const rec = lean(disk);
+          records.set(key, rec);
+          return touch(rec, { lastPulled: iso() });
         }
         if (!covered) return await book.record(target, m.digest, m, null);
         if (absent.size >= MAX_ABSENT) absent.clear();
@@ -182,7 +194,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       // Written with the record; a pull since keeps it dirty (the flush keeps the stored pin).
       const mine = unwritten();
       if (mine && mine.lastPulled <= rec.lastPulled) dirty.delete(key);
-      if (!dirty.has(key)) clean.set(key, rec);
+      if (!dirty.has(key)) clean.set(key, lean(rec));
       else if (rec.pinned) mine!.pinned = true;
       else delete mine!.pinned;
       return true;
@@ -226,7 +238,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         return false;
       }
       // A pull during the write made it dirty again: keep that one.
-      if (!dirty.has(key)) clean.set(key, u.record);
+      if (!dirty.has(key)) clean.set(key, lean(u.record));
       return u.written;
     } catch (err) {
       warn(`cannot record access to ${key}: ${(err as Error).message}`);

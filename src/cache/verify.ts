@@ -1,11 +1,15 @@
 // Re-hashes every blob and manifest in the store, checks that every tag record points at an image
 // that is complete in the store, and finds malformed references and content no record reaches.
-// With `repair`, removes what is corrupt, dangling or unreadable so the next pull fetches it again.
+// With `repair`, removes what is corrupt, dangling or unreadable so the next pull fetches it again,
+// and writes the image summary of records that lack one or carry a wrong one. Each manifest is
+// read once, to hash it: what it names is kept from then on, so the record pass reads none again.
 import pLimit from "p-limit";
 import { createDigester, parseDigest } from "../oci/digest.ts";
+import { parseManifest } from "../oci/mediatypes.ts";
+import { childrenOf, type Children } from "../oci/walk.ts";
 import { recordName } from "../store/record.ts";
-import type { ContentKind, Store } from "../store/types.ts";
-import { closureOf, missingContent, type Missing } from "./closure.ts";
+import type { ContentKind, ImageSummary, Store, TagRecord } from "../store/types.ts";
+import { closureOf, missingContent, sameSummary, summarizeImage, type ContentView, type Missing } from "./closure.ts";
 
 export interface VerifyReport {
   blobs: number;
@@ -21,17 +25,26 @@ export interface VerifyReport {
   invalid: string[];
   /** Tag record files that cannot be read. */
   damaged: string[];
+  /** Records whose image summary is missing (written before summaries) or wrong; `repair` writes it. */
+  unsummarized: number;
   /** `blobs sha256:…` / `manifests sha256:…` no record reaches (the next prune removes them once old). */
   unreferenced: string[];
   repaired: boolean;
 }
 
-async function hashMatches(file: Blob, digest: string): Promise<boolean> {
+async function hashMatches(content: Blob | Uint8Array, digest: string): Promise<boolean> {
   const d = parseDigest(digest);
   if (!d) return false;
   const h = createDigester(d.algorithm);
-  for await (const chunk of file.stream()) h.update(chunk);
+  if (content instanceof Uint8Array) h.update(content);
+  else for await (const chunk of content.stream()) h.update(chunk);
   return h.digest() === digest;
+}
+
+/** What a stored manifest names, and the summary its records should carry. */
+interface KnownManifest {
+  children: Children;
+  image: ImageSummary | undefined;
 }
 
 /**
@@ -45,51 +58,84 @@ export function problemCount(r: VerifyReport): number {
 
 export async function verifyStore(store: Store, opts: { repair: boolean; concurrency?: number }): Promise<VerifyReport> {
   const report: VerifyReport = {
-    blobs: 0, manifests: 0, tags: 0, corrupt: [], dangling: [], incomplete: [], invalid: [], damaged: [], unreferenced: [], repaired: opts.repair,
+    blobs: 0, manifests: 0, tags: 0, corrupt: [], dangling: [], incomplete: [], invalid: [], damaged: [], unsummarized: 0, unreferenced: [],
+    repaired: opts.repair,
   };
   const limit = pLimit(opts.concurrency ?? 4);
   const present: Record<ContentKind, string[]> = { blobs: [], manifests: [] };
+  /** What the store holds after this pass (corrupt content too, unless removed): the record pass asks this, not the store. */
+  const storedBlobs = new Set<string>();
+  const storedManifests = new Map<string, KnownManifest>();
 
   for (const kind of ["blobs", "manifests"] as ContentKind[]) {
     const jobs: Promise<void>[] = [];
     for await (const digest of store.listContent(kind)) {
       report[kind]++;
       jobs.push(limit(async () => {
-        const file = kind === "blobs" ? (await store.statBlob(digest))?.file : await store.readManifest(digest).then((b) => (b ? new Blob([b as Uint8Array<ArrayBuffer>]) : undefined));
-        if (file && (await hashMatches(file, digest))) {
-          present[kind].push(digest);
-          return;
+        const content = kind === "blobs" ? (await store.statBlob(digest))?.file : await store.readManifest(digest);
+        const intact = content !== undefined && content !== null && (await hashMatches(content, digest));
+        if (intact) present[kind].push(digest);
+        else report.corrupt.push(`${kind} ${digest}`);
+        if (!intact && opts.repair) return await store.removeContent(kind, digest);
+        if (kind === "blobs" && content) storedBlobs.add(digest);
+        if (content instanceof Uint8Array) {
+          const shape = parseManifest(content);
+          storedManifests.set(digest, { children: childrenOf(shape), image: summarizeImage(digest, content, shape) });
         }
-        report.corrupt.push(`${kind} ${digest}`);
-        if (opts.repair) await store.removeContent(kind, digest);
       }));
     }
     await Promise.all(jobs);
   }
+  const view: ContentView = {
+    children: async (digest) => storedManifests.get(digest)?.children ?? null,
+    hasBlob: async (digest) => storedBlobs.has(digest),
+  };
 
+  /** What an image manifest lacks, at once (no promise per record); undefined for an index or an absent manifest, which are walked. */
+  const lacks = (digest: string): Missing | undefined => {
+    const c = storedManifests.get(digest)?.children;
+    if (!c || c.manifests.length) return undefined;
+    return c.blobs.filter((b) => !storedBlobs.has(b.digest)).map((b) => `blob ${b.digest}`);
+  };
   const digests: string[] = [];
   const memo = new Map<string, Promise<Missing>>();
-  for await (const rec of store.allTags()) {
+  const unsummarized: TagRecord[] = [];
+  let damaged = 0;
+  for await (const rec of store.allTags(() => damaged++)) {
     report.tags++;
     const name = recordName(rec);
-    const missing = await missingContent(store, rec.digest, memo);
+    const missing = lacks(rec.digest) ?? (await missingContent(view, rec.digest, memo));
     if (missing.manifestAbsent) {
       report.dangling.push(`${name} -> ${rec.digest}`);
       if (opts.repair) await store.removeTag(rec.upstream, rec.repository, rec.tag);
       continue;
     }
     digests.push(rec.digest);
+    if (!sameSummary(rec.image, storedManifests.get(rec.digest)?.image)) unsummarized.push(rec);
     if (missing.length) report.incomplete.push(`${name}: missing ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ` and ${missing.length - 3} more` : ""}`);
   }
-  for await (const d of store.damagedTags()) {
-    report.damaged.push(d.where);
-    if (opts.repair) await d.remove();
+  // Read every record again only when the pass above met a damaged one.
+  if (damaged) {
+    for await (const d of store.damagedTags()) {
+      report.damaged.push(d.where);
+      if (opts.repair) await d.remove();
+    }
   }
-  const reached = await closureOf(store, digests);
+  report.unsummarized = unsummarized.length;
+  if (opts.repair) for (const rec of unsummarized) await writeSummary(store, rec, storedManifests.get(rec.digest)?.image);
+  const reached = await closureOf(view, digests);
   report.invalid = reached.invalid;
   for (const kind of ["blobs", "manifests"] as ContentKind[]) {
     for (const d of present[kind]) if (!reached[kind].has(d)) report.unreferenced.push(`${kind} ${d}`);
   }
   for (const list of [report.corrupt, report.unreferenced, report.incomplete]) list.sort();
   return report;
+}
+
+/** Writes the summary of a record's image, unless the record changed meanwhile (a serve on the same store moved the tag). */
+async function writeSummary(store: Store, rec: TagRecord, image: ImageSummary | undefined): Promise<void> {
+  const now = await store.readTag(rec.upstream, rec.repository, rec.tag);
+  if (!now || now.digest !== rec.digest) return;
+  const { image: _, ...fields } = now;
+  await store.writeTag(image ? { ...fields, image } : fields);
 }

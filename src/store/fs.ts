@@ -3,7 +3,7 @@
 // may share a directory: each writes its temp files in a directory of its own (tmp/<owner>/), and
 // only a directory whose process is gone is cleaned up.
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
-import { readFileSync, type Dirent } from "node:fs";
+import { readFileSync, statSync, type Dirent } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import type { Driver, WriterBackend } from "./driver.ts";
 import { ownTempPrefix, TEMP_PREFIX } from "./keys.ts";
@@ -27,6 +27,15 @@ function nullIfAbsent(err: unknown): null {
 const orNull = <T>(op: () => Promise<T>): Promise<T | null> => op().catch(nullIfAbsent);
 /** A file's version for conditional writes: a hash of its bytes (an inode number is reused, an mtime is coarse). */
 const versionOf = (bytes: Uint8Array | null) => (bytes ? new Bun.CryptoHasher("sha256").update(bytes).digest("hex") : null);
+/** A file's size; -1 when it is gone (removed between a listing and its stat) or not a file. */
+function sizeOf(path: string): number {
+  try {
+    const s = statSync(path);
+    return s.isFile() ? s.size : -1;
+  } catch {
+    return -1;
+  }
+}
 
 /** The directory store: the layout over a directory driver. */
 export function createFsStore(root: string): Store {
@@ -151,8 +160,10 @@ export function fsDriver(root: string): Driver {
       return true;
     }),
 
+    // Synchronous, as readMany: prune and verify stat one file per stored item, and a promise each
+    // costs several times the stat itself; one stat of a local file blocks for microseconds.
     stat: (key) => orNull(async () => {
-      const s = await stat(pathOf(key));
+      const s = statSync(pathOf(key));
       return { size: s.size, modified: s.mtimeMs };
     }),
 
@@ -182,8 +193,10 @@ export function fsDriver(root: string): Driver {
       names.sort();
       for (let i = 0; i < names.length; i += STAT_BATCH) {
         const batch = names.slice(i, i + STAT_BATCH).map((n) => prefix + (sep === "/" ? n : n.split(sep).join("/")));
+        // Synchronously, a batch at a time (as readMany): a promise per file costs more than its stat.
         // -1: removed meanwhile, or a directory (a names-only listing has them too).
-        const got = await Promise.all(batch.map((k) => stat(pathOf(k)).then((s) => (s.isFile() ? s.size : -1), () => -1)));
+        await new Promise((r) => setImmediate(r));
+        const got = batch.map((k) => sizeOf(pathOf(k)));
         for (const [j, key] of batch.entries()) if (got[j]! >= 0) yield { key, size: got[j]! };
       }
     },

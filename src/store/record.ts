@@ -4,7 +4,7 @@ import { BoundedMap } from "../lib/bounded-map.ts";
 import { isDigest } from "../oci/digest.ts";
 import { isHost, isRepositoryName, isTag } from "../oci/names.ts";
 import { formatReference } from "../oci/reference.ts";
-import type { TagRecord } from "./types.ts";
+import type { ImageSummary, TagRecord } from "./types.ts";
 
 /** `upstream/repository:tag`, or `upstream/repository@digest` for an image pinned by digest. */
 export function recordName(r: Pick<TagRecord, "upstream" | "repository" | "tag">): string {
@@ -46,11 +46,35 @@ export function isValidTagRecord(v: unknown, at?: Pick<TagRecord, "upstream" | "
   return !at || (r.upstream === at.upstream && r.repository === at.repository && r.tag === at.tag);
 }
 
-/** Parses a record file's bytes; null when they are not a valid record (of `at`, when given). */
+/** A record's image summary when it is one of the record's own digest (what readers may trust). */
+export function summaryOf(r: Pick<TagRecord, "digest" | "image">): ImageSummary | undefined {
+  return r.image?.manifest === r.digest ? r.image : undefined;
+}
+
+/** Blobs one summary may name; a real image names tens (the pull refuses more than 20,000 in all). */
+const MAX_SUMMARY_BLOBS = 20_000;
+
+/** Whether a record's `image` field is a well-formed summary. */
+export function isImageSummary(v: unknown): v is ImageSummary {
+  const s = v as ImageSummary | null;
+  const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (!s || typeof s !== "object" || typeof s.manifest !== "string" || !isDigest(s.manifest) || !count(s.size)) return false;
+  if (!Array.isArray(s.blobs) || s.blobs.length > MAX_SUMMARY_BLOBS || !Array.isArray(s.sizes) || s.sizes.length !== s.blobs.length) return false;
+  return s.blobs.every((b) => typeof b === "string" && isDigest(b)) && s.sizes.every(count);
+}
+
+/**
+ * Parses a record file's bytes; null when they are not a valid record (of `at`, when given). A
+ * summary that is not well formed (another version's, a damaged one) or not of the record's
+ * digest is dropped, not the record: readers then read the manifest, and `verify --repair`
+ * writes the summary again.
+ */
 export function parseTagRecord(bytes: Uint8Array, at?: Pick<TagRecord, "upstream" | "repository" | "tag">): TagRecord | null {
   try {
     const r: unknown = JSON.parse(new TextDecoder().decode(bytes));
-    return isValidTagRecord(r, at) ? r : null;
+    if (!isValidTagRecord(r, at)) return null;
+    if (r.image !== undefined && !(isImageSummary(r.image) && r.image.manifest === r.digest)) delete r.image;
+    return r;
   } catch {
     return null;
   }

@@ -24,6 +24,26 @@ export interface TagRecord {
   checked: string;
   /** Never evicted (`load --pin`, the admin API); absent means not pinned. */
   pinned?: boolean;
+  /**
+   * What the image manifest `digest` needs, kept so `list`, `prune` and `verify` need not read it
+   * again: written with the record (pull, load, archive import), re-derived by `verify --repair`.
+   * Absent for an index (what it needs grows as platforms are pulled), for an image whose manifest
+   * declares no usable size or names something that is not a digest, and in records written before
+   * it existed: readers then read the manifest.
+   */
+  image?: ImageSummary;
+}
+
+/** An image manifest's needs, from its own bytes: they never change for a digest. */
+export interface ImageSummary {
+  /** The manifest summarized: a summary of another digest (a record copied and re-pointed) is dropped when read. */
+  manifest: string;
+  /** Bytes of the manifest, its config and its layers as the manifest declares them (a layer named twice counts twice). */
+  size: number;
+  /** The config and layer digests, in the manifest's order. */
+  blobs: string[];
+  /** Their sizes as declared (what prune reports freeing without asking the store). */
+  sizes: number[];
 }
 
 /** Where a record is: its upstream, repository and tag. */

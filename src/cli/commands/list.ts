@@ -14,7 +14,9 @@ import { formatBytes } from "../progress.ts";
 /** Aligned columns of escaped cells: a cell can neither move the cursor nor start a line. */
 function table(cells: string[][]): string {
   const rows = cells.map((r) => r.map(escapeText));
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  // A loop, not Math.max(...column): a million rows would overflow the call stack as arguments.
+  const widths = rows[0]!.map(() => 0);
+  for (const r of rows) for (const [i, c] of r.entries()) widths[i] = Math.max(widths[i]!, c.length);
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("   ")).join("\n");
 }
 
@@ -30,8 +32,7 @@ export default command({
   keys: ["archives"],
   async run({ args, cfg }) {
     const pattern = args.pattern === undefined ? undefined : compilePattern(args.pattern, "--pattern");
-    const images: Array<ListedImage | ArchiveListedImage> = [];
-    images.push(...await listImages(await existingStore(cfg), pattern, (where) => warn(`skipped unreadable tag record ${where} (ociregistry verify reports it)`), cfg.pinned.map(imagePattern)));
+    const images: Array<ListedImage | ArchiveListedImage> = await listImages(await existingStore(cfg), pattern, (where) => warn(`skipped unreadable tag record ${where} (ociregistry verify reports it)`), cfg.pinned.map(imagePattern));
     if (cfg.archives) {
       const archives = createArchiveSource(cfg.archives.path, { log: { debug() {}, info() {}, warn() {} } });
       for (const p of (await archives.rescan()).problems) warn(p);

@@ -29,7 +29,8 @@ export default command({
     // The store's size snapshot, walked again: a serve on the same store sees it within 30 s.
     if (!r.dryRun && (r.images.length || r.bytes)) await createUsage(store).reconcile().catch(() => null);
     const verb = r.dryRun ? "would remove" : "removed";
-    for (const i of r.images) console.log(`${verb} ${i}`);
+    // One write for all of them: a line each is a system call each, seconds for 50,000 images.
+    if (r.images.length) console.log(r.images.map((i) => `${verb} ${i}`).join("\n"));
     for (const s of r.skipped) process.stderr.write(`skipped ${s}\n`);
     const orphans = r.unreferenced ? ` (${r.unreferenced} no record needed)` : "";
     console.log(`${verb} ${r.images.length} image(s), ${r.manifests} manifest(s), ${r.blobs} blob(s)${orphans}: ${formatBytes(r.bytes)}${r.dryRun ? "" : " freed"}`);

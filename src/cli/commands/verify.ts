@@ -6,7 +6,7 @@ import { command, existingStore } from "../command.ts";
 export default command({
   meta: { name: "verify", description: "Re-hash every blob and manifest; report corrupt or missing content (example: ociregistry verify --repair)" },
   args: {
-    repair: { type: "boolean", description: "Remove corrupt content and dangling tag records so the next pull re-fetches them (default: false)" },
+    repair: { type: "boolean", description: "Remove corrupt content and dangling tag records so the next pull re-fetches them, and write missing image summaries into tag records (default: false)" },
   },
   async run({ args, cfg }) {
     const store = await existingStore(cfg);
@@ -26,6 +26,11 @@ export default command({
     for (const d of r.damaged) console.log(`unreadable tag record: ${d}${r.repaired ? " (removed)" : ""}`);
     for (const i of r.invalid) console.log(`invalid reference in manifest ${i}`);
     for (const i of r.incomplete) console.log(`incomplete image: ${i} (pull or load it again to complete it)`);
+    if (r.unsummarized) {
+      console.log(r.repaired
+        ? `image summary written to ${r.unsummarized} tag record(s)`
+        : `${r.unsummarized} tag record(s) without a current image summary (list and prune read their manifests; verify --repair writes it)`);
+    }
     for (const u of r.unreferenced) console.log(`unreferenced: ${u} (no record needs it; prune removes it once an hour old)`);
     const problems = problemCount(r);
     const notes = [r.incomplete.length && `${r.incomplete.length} incomplete image(s)`, r.unreferenced.length && `${r.unreferenced.length} unreferenced file(s)`].filter(Boolean);
