@@ -36,11 +36,16 @@ export default defineCommand({
       containerdConfig: args["containerd-config"] ? resolve(args["containerd-config"]) : undefined,
       remove: args.remove,
     };
+    // The handlers go in before anything is written: a SIGTERM the moment the first file lands
+    // must still take it out again (without a handler the signal would end the process as it is).
+    const stopped = args["keep-running"]
+      ? new Promise<string>((done) => {
+        for (const s of ["SIGTERM", "SIGINT"] as const) process.once(s, () => done(s));
+      })
+      : null;
     carryOut(options, !!args["dry-run"]);
-    if (!args["keep-running"]) return;
-    const signal = await new Promise<string>((done) => {
-      for (const s of ["SIGTERM", "SIGINT"] as const) process.once(s, () => done(s));
-    });
+    if (!stopped) return;
+    const signal = await stopped;
     console.log(`${signal}: taking out what configure-node wrote`);
     carryOut({ ...options, remove: true }, false);
   },
