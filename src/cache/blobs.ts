@@ -5,7 +5,7 @@
 import type { Target } from "../oci/reference.ts";
 import { contentLength, discardBody } from "../upstream/body.ts";
 import type { CacheContext, Served } from "./context.ts";
-import { CacheError, fromUpstream, fromUpstreamStatus } from "./errors.ts";
+import { CacheError, fromUpstream, fromUpstreamStatus, storeFull } from "./errors.ts";
 import { Download } from "./download.ts";
 import { passThrough } from "./passthrough.ts";
 import { FLIGHT_LEASE_MS, type HeldFlight } from "./flight-leases.ts";
@@ -100,15 +100,13 @@ export function createBlobs(ctx: CacheContext): Blobs {
     const res = await openUpstream(target, digest, "GET");
     const total = heldSize(target, digest, res);
     const where = `${target.upstream}/${target.repository}@${digest}`;
-    const room = ctx.passingThrough.has(key) ? { store: false, done: () => {} } : await ctx.quota.room(total ?? 0);
-    if (!room.store) return openPassThrough(target, digest, res, total);
+    if (ctx.passingThrough.has(key) || !(await ctx.quota.room(total ?? 0))) return openPassThrough(target, digest, res, total);
     let writer;
     try {
       writer = await ctx.store.createBlobWriter(digest, { size: total ?? undefined });
     } catch (err) {
       // The body holds an upstream slot until it is read or dropped.
       discardBody(res);
-      room.done();
       throw err;
     }
     ctx.log.debug(`downloading ${target.upstream}/${target.repository}@${digest}${total !== null ? ` (${total} bytes)` : ""}`);
@@ -118,7 +116,6 @@ export function createBlobs(ctx: CacheContext): Blobs {
       digest, total, writer, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
       idleTimeoutMs: ctx.pullTimeoutMs, minRate: ctx.minTransferRate,
       onEnd: (d) => {
-        room.done();
         flights.delete(key);
         // After the commit: a replica that finds no lease finds the blob.
         void lease?.release().catch((err) => ctx.log.warn(`cannot release the download lease of ${digest}: ${(err as Error).message}`));
@@ -264,7 +261,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
       const source = await get(target, digest);
       if (source.kind === "passthrough") {
         void source.body.cancel().catch(() => {});
-        throw new CacheError("full", "blob", `the store is full: no room for ${target.upstream}/${target.repository}@${digest} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
+        throw storeFull("blob", `${target.upstream}/${target.repository}@${digest}`);
       }
       if (source.kind === "relay") return ensureRelayed(target, digest, source);
       if (source.kind !== "download") return 0;
@@ -273,7 +270,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
         throw new CacheError("unreachable", "blob", `download of ${target.upstream}/${target.repository}@${digest} failed: ${source.download.error.message}`);
       }
       if (!source.download.stored) {
-        throw new CacheError("full", "blob", `the store is full: no room for ${target.upstream}/${target.repository}@${digest} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
+        throw storeFull("blob", `${target.upstream}/${target.repository}@${digest}`);
       }
       return source.download.written;
     },

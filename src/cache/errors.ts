@@ -68,6 +68,11 @@ export function fromUpstreamStatus(status: number, upstream: string, where: stri
 }
 
 /** A failure of one part of a larger pull, named in front; a CacheError keeps its failure and status. */
+/** What `load` (or any pull into the store) meets when the store has no room for `what`. */
+export function storeFull(subject: CacheSubject, what: string): CacheError {
+  return new CacheError("full", subject, `the store is full: no room for ${what} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
+}
+
 export function inPart(err: unknown, part: string): Error {
   if (err instanceof CacheError) return new CacheError(err.failure, err.subject, `${part}: ${err.message}`, err.status, err.retryAfterMs);
   return new Error(`${part}: ${(err as Error)?.message ?? String(err)}`, { cause: err });

@@ -10,7 +10,7 @@ import { childrenOf } from "../oci/walk.ts";
 import type { Blobs } from "./blobs.ts";
 import { MAX_INDEX_MANIFESTS, type Manifests } from "./manifests.ts";
 import { forEachBounded } from "./bounded.ts";
-import { CacheError, inPart } from "./errors.ts";
+import { CacheError, inPart, storeFull } from "./errors.ts";
 import type { TagBook } from "./records.ts";
 import { attachedTags, type Referrers } from "./referrers.ts";
 
@@ -37,7 +37,7 @@ export interface PullOptions {
 
 /** A manifest the store had no room for cannot be part of an image pulled into the store. */
 function kept<M extends { passedThrough?: true; digest: string }>(m: M): M {
-  if (m.passedThrough) throw new CacheError("full", "manifest", `the store is full: no room for ${m.digest} and nothing can be evicted (raise maxSize, free the disk, or unpin images)`);
+  if (m.passedThrough) throw storeFull("manifest", m.digest);
   return m;
 }
 

@@ -60,8 +60,8 @@ export interface Quota {
   setBounds(bounds: StoreBounds): void;
   /** Before a commit of `bytes`: resolves with a settle function when they fit (after evicting if needed); StoreError("full") when not. */
   admit(bytes: number, kind: ContentKind): Promise<() => void>;
-  /** Before a download of `bytes` (0 when unknown): whether it may be stored; false means pass it through. Reserves the bytes until `done`. */
-  room(bytes: number): Promise<{ store: boolean; done: () => void }>;
+  /** Before a download of `bytes` (0 when unknown): whether it may be stored; false means pass it through. */
+  room(bytes: number): Promise<boolean>;
   /**
    * Before an image manifest is stored: whether the image (`total` bytes, its largest blob
    * `largest`) can be stored whole, evicting first if it must. False: pass the image through, so
@@ -331,9 +331,9 @@ export function createQuota(o: QuotaOptions): Quota {
       if (diskShort || full) quota.check();
       if (diskShort || (max !== null && bytes > max * LARGEST_SHARE) || full) {
         if (diskShort) setFull(true);
-        return { store: false, done: () => {} };
+        return false;
       }
-      return { store: true, done: () => {} };
+      return true;
     },
     passedThrough(what) {
       if (o.now() - warnedAt < WARN_EVERY_MS) return;
