@@ -5,6 +5,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh || exit 1
 log=$(mktemp)
+# Everything the tests (and the processes they start) put under the temporary directory goes into
+# one directory for this run, removed at the end: a hundred runs must not fill /tmp.
+run_tmp=$(mktemp -d /tmp/ocireg-run.XXXXXX)
+trap 'rm -rf "$run_tmp"' EXIT
+export TMPDIR="$run_tmp"
 status=0
 if ! bunx tsc --noEmit -p .; then echo "typecheck failed"; status=1; fi
 for suite in test/unit test/contract test/e2e; do

@@ -1,6 +1,6 @@
 // A real upstream: CNCF distribution (Debian's docker-registry) on a loopback address, with its
 // access log parsed so tests can count the requests it received.
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { requireTool, stopProcess, track, waitFor } from "./procs.ts";
@@ -27,6 +27,8 @@ export interface Distribution {
 export async function startDistribution(opts: DistributionOptions): Promise<Distribution> {
   requireTool("/usr/bin/docker-registry");
   const dir = mkdtempSync(join(tmpdir(), "ocireg-upstream-"));
+  // Its storage is gone with the test run (stop() keeps it: restart() serves the same data).
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
   const tls = opts.tls
     ? `  tls:\n    certificate: ${opts.tls.cert}\n    key: ${opts.tls.key}\n` +
       (opts.tls.clientCas ? `    clientcas:\n${opts.tls.clientCas.map((c) => `      - ${c}`).join("\n")}\n` : "")
