@@ -46,7 +46,7 @@ export function loggedPath(path: string): string {
   return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path;
 }
 
-/** Writes access lines at info through the logger's writer (any other logger gets plain messages). */
+/** Writes access lines at info through the logger's writer, batched (any other logger gets plain messages). */
 export function createAccessLog(log: Logger): (e: AccessEntry) => void {
   const writer: LineWriter | null = lineWriter(log);
   const fallback = log.withTag("access");
@@ -57,7 +57,7 @@ export function createAccessLog(log: Logger): (e: AccessEntry) => void {
       bytes: e.bytes, duration_ms: Math.round(e.durationMs * 100) / 100,
       cache: e.exchange?.cache ?? null, upstream: e.exchange?.upstream ?? null,
     };
-    if (writer) writer.fields("info", "access", `${e.method} ${path} ${e.status}`, fields);
+    if (writer) writer.fields("info", "access", `${e.method} ${path} ${e.status}`, fields, true);
     else fallback.info(`${e.method} ${path} ${e.status}`);
   };
 }

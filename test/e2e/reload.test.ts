@@ -71,6 +71,8 @@ const get = (path: string, user: string, password: string, ca: Pki) =>
   fetch(`${base}${path}`, { headers: auth(user, password), tls: { ca: readFileSync(ca.ca, "utf8") }, keepalive: false } as RequestInit);
 
 async function sighup() {
+  // Access lines of earlier requests are written within 20 ms (batched): let them land first.
+  await Bun.sleep(100);
   const before = out.length;
   proc.kill("SIGHUP");
   await waitFor("the reload to be logged", async () => /reload \(SIGHUP\)/.test(out.slice(before)), 5000);

@@ -1,7 +1,7 @@
 // The shape of log lines (time and level first, one line per message line, fields as key=value
 // or JSON fields) and the request-id rules of the access log.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, fieldText, LogLines, logFields } from "../../src/log.ts";
@@ -15,6 +15,7 @@ function logged(format: "text" | "json", write: (log: ReturnType<typeof createLo
   const file = join(dir, `${format}-${Math.random()}.log`);
   const { log } = createLogger({ level, format, file });
   write(log);
+  log.writer.flush();
   return readFileSync(file, "utf8").split("\n").slice(0, -1);
 }
 
@@ -123,5 +124,53 @@ describe("the access line", () => {
       id: "r2", client: undefined, method: "HEAD", path: "/healthz", status: 200, bytes: null, durationMs: 1, exchange: undefined,
     }));
     expect(JSON.parse(line!)).toMatchObject({ level: "info", tag: "access", msg: "HEAD /healthz 200", request_id: "r2", client: null, bytes: null, cache: null, upstream: null, duration_ms: 1 });
+  });
+});
+
+describe("access lines are batched", () => {
+  const entry = (id: string) => ({ id, client: "127.0.0.1", method: "GET", path: "/v2/", status: 200, bytes: 0, durationMs: 1, exchange: undefined });
+  const lines = (file: string) => readFileSync(file, "utf8").split("\n").slice(0, -1);
+
+  test("gathered and written together within the batch time, not one write per request", async () => {
+    const file = join(dir, `batch-${Math.random()}.log`);
+    const { log } = createLogger({ level: "info", format: "text", file });
+    const access = createAccessLog(log);
+    for (let i = 0; i < 50; i++) access(entry(`b${i}`));
+    expect(readFileSync(file, "utf8")).toBe("");
+    await Bun.sleep(60);
+    expect(lines(file).map((l) => l.match(/request_id=(\S+)/)![1])).toEqual(Array.from({ length: 50 }, (_, i) => `b${i}`));
+  });
+
+  test("any other line writes the gathered ones first: the log keeps its order", () => {
+    const file = join(dir, `order-${Math.random()}.log`);
+    const { log } = createLogger({ level: "info", format: "json", file });
+    const access = createAccessLog(log);
+    access(entry("first"));
+    log.warn("then a warning");
+    access(entry("last"));
+    const got = lines(file).map((l) => JSON.parse(l));
+    expect(got.map((l) => l.request_id ?? l.msg)).toEqual(["first", "then a warning"]);
+    log.writer.flush();
+    expect(lines(file).map((l) => JSON.parse(l).request_id ?? JSON.parse(l).msg)).toEqual(["first", "then a warning", "last"]);
+  });
+
+  test("reopen writes the gathered lines to the old file before switching", () => {
+    const file = join(dir, `reopen-${Math.random()}.log`);
+    const { log, reopen } = createLogger({ level: "info", format: "text", file });
+    createAccessLog(log)(entry("before-rotate"));
+    const rotated = `${file}.1`;
+    renameSync(file, rotated);
+    reopen();
+    expect(readFileSync(rotated, "utf8")).toContain("request_id=before-rotate");
+  });
+
+  test("past 64 KiB of gathered lines they are written at once (memory stays bounded)", () => {
+    const file = join(dir, `big-${Math.random()}.log`);
+    const { log } = createLogger({ level: "info", format: "text", file });
+    const access = createAccessLog(log);
+    for (let i = 0; i < 2000; i++) access(entry(`n${i}`));
+    expect(readFileSync(file, "utf8").length).toBeGreaterThan(64 * 1024);
+    log.writer.flush();
+    expect(lines(file).length).toBe(2000);
   });
 });
