@@ -17,6 +17,7 @@ import { matchesAny, type ImagePattern } from "../oci/pattern.ts";
 import { recordName } from "../store/record.ts";
 import { createReferrers, type Referrers } from "./referrers.ts";
 import { createReplicas } from "./replicas.ts";
+import { STALE_AFTER_MS, sweepStaleState } from "./state-sweep.ts";
 import { createFlightLeases } from "./flight-leases.ts";
 import { createTags, type Tags } from "./tags.ts";
 
@@ -195,6 +196,14 @@ export function createCache(opts: CacheOptions & {
       const recounts = replicas ? setInterval(() => void recount().then(() => quota.check(), () => {}), SHARED_RECOUNT_MS) : undefined;
       recounts?.unref?.();
       const unpublish = replicas?.publish(() => stored.blobs.downloading());
+      // What dead replicas left in state/ (leases, downloads files) is swept now and then.
+      const sweep = () => void sweepStaleState(opts.store, now()).then(
+        (n) => n && log.info(`removed ${n} state files of replicas gone for over ${STALE_AFTER_MS / 60_000} minutes`),
+        (err) => log.warn(`cannot sweep the replicas' stale state files: ${(err as Error).message}`),
+      );
+      const sweeps = replicas ? setInterval(sweep, STALE_AFTER_MS) : undefined;
+      sweeps?.unref?.();
+      if (replicas) sweep();
       let savedAt = -1;
       const checks = setInterval(async () => {
         // Another process's load, prune or verify wrote its figures: walk now rather than in 10 minutes.
@@ -209,6 +218,7 @@ export function createCache(opts: CacheOptions & {
         clearInterval(walks);
         clearInterval(checks);
         clearInterval(recounts);
+        clearInterval(sweeps);
         await Promise.race([quota.idle(), Bun.sleep(STOP_WAIT_MS)]);
         await unpublish?.();
         await ready.catch(() => {});
