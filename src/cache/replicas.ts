@@ -42,7 +42,8 @@ export interface Replicas {
 
 const enc = (v: unknown) => new TextEncoder().encode(`${JSON.stringify(v)}\n`);
 
-function parse(bytes: Uint8Array | null): Record<string, unknown> | null {
+/** A state file's JSON object, or null (absent, not JSON, not an object). */
+export function parse(bytes: Uint8Array | null): Record<string, unknown> | null {
   if (!bytes) return null;
   try {
     const v = JSON.parse(new TextDecoder().decode(bytes)) as unknown;

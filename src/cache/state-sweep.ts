@@ -4,23 +4,13 @@
 // pile them up (and every eviction lists `state/replicas/`): a periodic sweep removes those stale
 // for long past any live holder's renewal.
 import { FLIGHTS_DIR } from "./flight-leases.ts";
-import { REPLICAS_DIR } from "./replicas.ts";
+import { parse, REPLICAS_DIR } from "./replicas.ts";
 import type { Store } from "../store/types.ts";
 
 /** A state file this long past its expiry (a lease) or its last refresh (a downloads file) is a dead replica's. */
 export const STALE_AFTER_MS = 10 * 60_000;
 /** Files looked at per sweep at most: a sweep stays short, the next one goes on. */
 const MAX_PER_SWEEP = 10_000;
-
-function json(bytes: Uint8Array | null): Record<string, unknown> | null {
-  if (!bytes) return null;
-  try {
-    const v = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
-    return v && typeof v === "object" ? (v as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
-}
 
 /** When a state file stopped being live: a lease's expiry, a downloads file's last write; null when unreadable. */
 function lastLive(dir: string, v: Record<string, unknown> | null): number | null {
@@ -42,7 +32,7 @@ export async function sweepStaleState(store: Store, now: number): Promise<number
       const path = `${dir}/${name}`;
       const bytes = await store.readState(path).catch(() => null);
       if (!bytes) continue;
-      const live = lastLive(dir, json(bytes));
+      const live = lastLive(dir, parse(bytes));
       if (live === null || now - live < STALE_AFTER_MS) continue;
       const again = await store.readState(path).catch(() => null);
       if (!again || Buffer.compare(again, bytes) !== 0) continue;

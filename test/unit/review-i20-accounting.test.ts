@@ -2,22 +2,9 @@
 // store holds (a digest committed twice at once, removed twice at once, another process), the walk
 // that should correct them never lands on a busy store, and the store then passes maxSize.
 import { expect, test } from "bun:test";
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { walkStore } from "../../src/store/usage.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
-import { makeImage, type Image } from "../helpers/images.ts";
-
-const KB = 1024;
-const images = Array.from({ length: 10 }, () => makeImage({ content: 100 * KB, uncompressed: true }));
-const imageBytes = (img: Image) => img.manifest.byteLength + img.blobs.reduce((n, b) => n + b.bytes.byteLength, 0);
-const MAX = Math.floor(imageBytes(images[0]!) * 3.5);
-
-function onDisk(root: string): number {
-  let n = 0;
-  for (const kind of ["blobs", "manifests"]) for (const f of readdirSync(join(root, kind, "sha256"))) n += statSync(join(root, kind, "sha256", f)).size;
-  return n;
-}
+import { images, imageBytes, MAX, onDisk } from "../helpers/bounded-images.ts";
 
 async function setup(opts: Parameters<typeof createTestRegistry>[0] = {}) {
   const r = await createTestRegistry({ bounds: { maxSize: { bytes: MAX } }, ...opts });

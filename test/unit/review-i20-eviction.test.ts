@@ -1,22 +1,9 @@
 // Review of issue 20, eviction: what a hostile client (and the upstream it names) can make a run
 // remove or keep, and the races of a run with pulls, pins and the cache's in-memory maps.
 import { expect, test } from "bun:test";
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { imagePattern } from "../../src/oci/pattern.ts";
 import { createTestRegistry } from "../helpers/registry.ts";
-import { makeImage, type Image } from "../helpers/images.ts";
-
-const KB = 1024;
-const images = Array.from({ length: 10 }, () => makeImage({ content: 100 * KB, uncompressed: true }));
-const imageBytes = (img: Image) => img.manifest.byteLength + img.blobs.reduce((n, b) => n + b.bytes.byteLength, 0);
-const MAX = Math.floor(imageBytes(images[0]!) * 3.5);
-
-function onDisk(root: string): number {
-  let n = 0;
-  for (const kind of ["blobs", "manifests"]) for (const f of readdirSync(join(root, kind, "sha256"))) n += statSync(join(root, kind, "sha256", f)).size;
-  return n;
-}
+import { images, MAX, onDisk } from "../helpers/bounded-images.ts";
 
 async function setup(opts: Parameters<typeof createTestRegistry>[0] = {}) {
   const r = await createTestRegistry({ bounds: { maxSize: { bytes: MAX } }, ...opts });
