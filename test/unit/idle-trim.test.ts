@@ -1,7 +1,7 @@
 // The idle trim: memory is given back once requests stop, never while they run, at most once a
-// minute, and only after requests came (an idle cache is not collected again and again).
+// gap, and only after a burst (health probes or an idle cache cause no collection).
 import { describe, expect, test } from "bun:test";
-import { createIdleTrim, TRIM_GAP_MS, TRIM_QUIET_MS } from "../../src/server/idle-trim.ts";
+import { createIdleTrim, TRIM_GAP_MS, TRIM_MIN_REQUESTS, TRIM_QUIET_MS } from "../../src/server/idle-trim.ts";
 
 function setup() {
   const counts = { requests: 0, downloadsInFlight: 0 };
@@ -30,7 +30,7 @@ describe("idle trim", () => {
     s.trimmer.check();
     for (let i = 0; i < 100; i++) {
       s.advance(TRIM_GAP_MS);
-      s.counts.requests++;
+      s.counts.requests += TRIM_MIN_REQUESTS;
       expect(s.trimmer.check()).toBe(false);
     }
     s.counts.downloadsInFlight = 1;
@@ -46,11 +46,27 @@ describe("idle trim", () => {
     expect(s.trims()).toBe(2);
   });
 
+  test("a trickle of requests (health probes) causes no trim", () => {
+    const s = setup();
+    s.advance(TRIM_QUIET_MS);
+    expect(s.trimmer.check()).toBe(true);
+    for (let i = 0; i < TRIM_MIN_REQUESTS - 1; i++) {
+      s.counts.requests++;
+      s.trimmer.check();
+      s.advance(TRIM_GAP_MS);
+      expect(s.trimmer.check()).toBe(false);
+    }
+    s.counts.requests++;
+    s.trimmer.check();
+    s.advance(TRIM_QUIET_MS);
+    expect(s.trimmer.check()).toBe(true);
+  });
+
   test("at most once per gap, however many bursts end within it", () => {
     const s = setup();
     s.advance(TRIM_QUIET_MS);
     expect(s.trimmer.check()).toBe(true);
-    s.counts.requests++;
+    s.counts.requests += TRIM_MIN_REQUESTS;
     s.trimmer.check();
     s.advance(TRIM_QUIET_MS);
     expect(s.trimmer.check()).toBe(false); // quiet, but the last trim was just now
