@@ -26,29 +26,11 @@ const MAX_DIRTY = 10_000;
 /** Records written at once by a flush. */
 const FLUSH_CONCURRENCY = 8;
 
-/** Distinct names kept shared at most (past it the table starts again: sharing is only a saving). */
-const MAX_SHARED_NAMES = 4096;
-
-/**
- * A record as kept in memory: without its image summary, which only list, prune and verify read
- * (from the store), and with one copy of the names many records repeat (upstream, repository,
- * media type): each record parsed from disk brings its own copy of each.
- */
-function leaner(shared: Map<string, string>) {
-  const share = (s: string) => {
-    const hit = shared.get(s);
-    if (hit !== undefined) return hit;
-    if (shared.size >= MAX_SHARED_NAMES) shared.clear();
-    shared.set(s, s);
-    return s;
-  };
-  return (rec: TagRecord): TagRecord => {
-    const { image: _, ...rest } = rec;
-    rest.upstream = share(rest.upstream);
-    rest.repository = share(rest.repository);
-    rest.mediaType = share(rest.mediaType);
-    return rest;
-  };
+/** A record as kept in memory: without its image summary, which only list, prune and verify read (from the store). */
+function lean(rec: TagRecord): TagRecord {
+  if (!rec.image) return rec;
+  const { image: _, ...rest } = rec;
+  return rest;
 }
 
 /** The tag records of a running cache; times are written in batches by `flush`. */
@@ -75,7 +57,6 @@ export interface TagBook {
 const later = (a: string, b: string | undefined) => (b !== undefined && b > a ? b : a);
 
 export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void): TagBook {
-  const lean = leaner(new Map());
   /** Records read or written lately, least recently used first out. */
   const clean = new BoundedMap<string, TagRecord>(MAX_CLEAN_RECORDS);
   /** Records whose last-pulled or checked time is not written yet: never evicted before flush. */
