@@ -6,6 +6,8 @@ import { ManifestParts, partKey } from "../../src/cache/parts.ts";
 import { ManifestMemory } from "../../src/cache/memory.ts";
 import { recordName, parseTagRecord, serializeTagRecord } from "../../src/store/record.ts";
 import { digestOf } from "../../src/oci/digest.ts";
+import { createTagBook } from "../../src/cache/records.ts";
+import { createMemoryStore } from "../../src/store/memory.ts";
 const N = 20_000;
 const heap = () => (Bun.gc(true), heapStats().heapSize + heapStats().extraMemorySize);
 const up = "registry.example.com";
@@ -24,6 +26,19 @@ keeps.push(measure("TagBook record (parsed TagRecord + recordName key + BoundedM
   for (const r of recs) { const t = parseTagRecord(r)!; m.set(recordName(t), t); }
   return m;
 }));
+{
+  // The TagBook as the cache keeps records: read from a store (parsed), then pulled once (dirty).
+  const store = createMemoryStore();
+  for (const r of recs) await store.writeTag(parseTagRecord(r)!);
+  const book = createTagBook(store, Date.now, () => {});
+  const before = heap();
+  for (const r of recs) {
+    const t = parseTagRecord(r)!;
+    book.pulled((await book.get({ upstream: t.upstream, repository: t.repository }, t.tag))!, false);
+  }
+  console.log(`TagBook record as kept (read from the store, pulled once): ${((heap() - before) / N).toFixed(0)} B per tag`);
+  keeps.push(book);
+}
 keeps.push(measure("ManifestParts entry (upstream repository digest key, flags)", () => {
   const p = new ManifestParts(N);
   for (let i = 0; i < N; i++) { const k = partKey({ upstream: up, repository: `team/app${Math.floor(i / 100)}` }, dig(i)); p.cover(k); p.remember(k); }

@@ -12,7 +12,7 @@ import { makeStore, tagOf } from "./make-store.ts";
 
 const UP = "127.0.31.9"; // named in the records; nothing listens there, nothing is asked
 const ACCEPT = "application/vnd.oci.image.manifest.v1+json";
-const SETTLE_MS = 2000;
+const SETTLE_MS = Number(process.env.SETTLE_MS ?? 2000);
 
 /** RSS in MiB of a cache over `store` idle, and after every one of its first `n` tags was pulled once. */
 export async function tagMemory(s: Scope, store: string, n: number, o: { env?: Record<string, string>; binary?: string; heap?: boolean } = {}): Promise<{ idle: number; pulled: number; seconds: number }> {
@@ -34,9 +34,9 @@ export async function tagMemory(s: Scope, store: string, n: number, o: { env?: R
   const heap = async (label: string) => {
     if (!o.heap) return;
     proc.kill("SIGUSR2");
-    await Bun.sleep(1500);
-    const line = readFileSync(log, "utf8").split("\n").filter((l) => l.startsWith("HEAP ")).at(-1);
-    console.log(`  ${label}: ${line}`);
+    await Bun.sleep(Number(process.env.HEAP_WAIT_MS ?? 1500));
+    const lines = readFileSync(log, "utf8").split("\n").filter((l) => l.startsWith("HEAP ")).slice(-2);
+    for (const line of lines) console.log(`  ${label}: ${line}`);
   };
   await Bun.sleep(SETTLE_MS);
   const idle = memory(p.proc.pid).rss;

@@ -24,6 +24,8 @@ export interface TagIndex {
   readonly store: Store;
   /** Names after `cursor` (a name, exclusive) that contain `q` (any case), in name order, at most `limit`. */
   page(o: { limit: number; cursor?: string; q?: string }): Promise<TagPage>;
+  /** How many names are held in memory: none until the first page is asked for. */
+  held(): number;
 }
 
 /** The first index whose name sorts after `cursor`. */
@@ -50,6 +52,9 @@ export function createTagIndex(inner: Store, opts: { maxAgeMs?: number; now?: ()
   let during: Array<[TagPlace, boolean]> | null = null;
 
   function note(place: TagPlace, present: boolean) {
+    // No index yet (no page was asked for): nothing to keep up to date, the first build lists the
+    // store. Otherwise every record the cache writes would stay here, one entry per tag ever pulled.
+    if (builtAt === -Infinity && !during) return;
     const name = recordName(place);
     if (present) places.set(name, { upstream: place.upstream, repository: place.repository, tag: place.tag });
     else places.delete(name);
@@ -111,6 +116,7 @@ export function createTagIndex(inner: Store, opts: { maxAgeMs?: number; now?: ()
 
   return {
     store,
+    held: () => places.size,
     async page({ limit, cursor, q }) {
       const { names, lower } = await current();
       const needle = q?.toLowerCase() ?? "";

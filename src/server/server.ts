@@ -20,6 +20,7 @@ import { createAccessLog, requestId } from "./access.ts";
 import { createAdmin } from "./admin.ts";
 import { banner, clientHints } from "./banner.ts";
 import { createHistory, SAMPLE_MS } from "./history.ts";
+import { createIdleTrim, TRIM_CHECK_MS } from "./idle-trim.ts";
 import { createMetrics } from "./metrics.ts";
 import { imagePattern } from "../oci/pattern.ts";
 import { statusPage } from "./page.ts";
@@ -297,6 +298,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
       }
       timers.push(setInterval(() => void cache.flush(), opts.flushIntervalMs ?? FLUSH_INTERVAL_MS));
       timers.push(setInterval(history.take, SAMPLE_MS));
+      timers.push(setInterval(createIdleTrim(metrics.counts).check, TRIM_CHECK_MS).unref());
       if (archives && cfg.archives) {
         timers.push(setInterval(() => void archives.rescan().catch((err) => log.withTag("archives").warn(`rescan failed, serving the last listing: ${(err as Error).message}`)), cfg.archives.rescanMs));
       }

@@ -81,6 +81,17 @@ describe("pages of the image listing", () => {
     expect(listings).toBe(1);
   });
 
+  test("holds no names until the first page is asked for: the cache's record writes are not kept", async () => {
+    const index = createTagIndex(createMemoryStore());
+    for (let i = 0; i < 300; i++) await index.store.writeTag(record("app", `v${i}`));
+    await index.store.updateTag({ upstream: UP, repository: "app", tag: "v0" }, (r) => r);
+    expect(index.held()).toBe(0);
+    expect((await index.page({ limit: 10 })).total).toBe(300);
+    expect(index.held()).toBe(300);
+    await index.store.writeTag(record("app", "new"));
+    expect([index.held(), (await index.page({ limit: 10 })).total]).toEqual([301, 301]);
+  });
+
   test("what another process wrote shows once the index is a minute old (rebuilt in the background)", async () => {
     const mem = createMemoryStore();
     let t = 0;
