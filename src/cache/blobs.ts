@@ -120,6 +120,8 @@ export function createBlobs(ctx: CacheContext): Blobs {
         // After the commit: a replica that finds no lease finds the blob.
         void lease?.release().catch((err) => ctx.log.warn(`cannot release the download lease of ${digest}: ${(err as Error).message}`));
         if (!d.error && !d.stored) ctx.quota.passedThrough(where);
+        // Stored and verified: the declared size has served its purpose.
+        if (d.stored) ctx.declaredSizes.delete(`${target.upstream} ${digest}`);
         ctx.observe.downloadEnded?.(d.written, !d.error);
         if (d.error) ctx.log.warn(`download of ${target.upstream}/${target.repository}@${digest} failed: ${d.error.message}`);
         else ctx.log.info(`downloaded ${target.upstream}/${target.repository}@${digest}: ${d.written} bytes in ${ctx.now() - started} ms`);

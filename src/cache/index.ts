@@ -77,12 +77,19 @@ const SHARED_RECOUNT_SHARE = 0.1;
 /** At stop, a running eviction gets this long to end (and release its lease) before the snapshot is saved. */
 const STOP_WAIT_MS = 10_000;
 
-/** Manifests kept in memory: a few thousand typical manifests, and RSS stays small. */
-const DEFAULT_MANIFEST_MEMORY = 16 * 1024 * 1024;
+/**
+ * Manifests kept in memory: the few thousand most recently pulled (a typical one is under 2 KiB);
+ * the rest are read from the store, a file the page cache holds. 16 MiB cost ~10 MiB of RSS
+ * after 10,000 distinct tags and made no difference to a warm pull by tag.
+ */
+const DEFAULT_MANIFEST_MEMORY = 4 * 1024 * 1024;
 /** Blobs of images passed through whole, remembered so their blobs pass through too (about 150 bytes each). */
 const PASSING_THROUGH = 10_000;
-/** Blob sizes remembered from manifests (about 150 bytes each). */
-const DECLARED_SIZES = 50_000;
+/**
+ * Blob sizes remembered from manifests (~430 bytes each), for the downloads a client asks for
+ * right after a manifest: the most recent ones suffice, and a committed blob's entry is dropped.
+ */
+const DECLARED_SIZES = 10_000;
 
 export function createCache(opts: CacheOptions & {
   bounds?: StoreBounds;
