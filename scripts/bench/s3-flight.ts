@@ -1,6 +1,8 @@
 // Replicas fetching each cold blob once (docs/s3.md): 30 clients spread over three replicas on one
 // Ceph RGW bucket asking for one cold 64 MiB blob at once, against one client alone on one replica
 // — wall time, and how many times the upstream was asked for the blob (counted by a proxy in front of it).
+// Second baseline: the same 30 clients, same spread, once the blob is stored (30 clients receive 30×
+// the bytes: the cold herd is judged against that too).
 // Usage: bun scripts/bench/s3-flight.ts [--rounds 3]. Needs Debian's radosgw, ceph-mon, ceph-osd,
 // ceph-common, python3-rados, docker-registry, curl; `bun run build` first.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -43,27 +45,34 @@ try {
     const r = await run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", `${c.url}${path}`]);
     if (r.stdout !== `200 ${layer.bytes.byteLength}`) throw new Error(`${c.url}: ${r.stdout}`);
   };
-  const timed = async (fn: () => Promise<unknown>) => {
-    await store.removeContent("blobs", layer.digest);
+  const timed = async (fn: () => Promise<unknown>, cold = true) => {
+    if (cold) await store.removeContent("blobs", layer.digest);
     const t = performance.now();
     await fn();
     return (performance.now() - t) / 1000;
   };
   const one: number[] = [];
   const herd: number[] = [];
+  const warm: number[] = [];
   const fetches: number[] = [];
+  const all = () => Promise.all(Array.from({ length: CLIENTS }, (_, k) => curl(replicas[k % 3]!)));
   for (let r = 0; r < ROUNDS; r++) {
     one.push(await timed(() => curl(replicas[0]!)));
     const before = gets();
-    herd.push(await timed(() => Promise.all(Array.from({ length: CLIENTS }, (_, k) => curl(replicas[k % 3]!)))));
+    herd.push(await timed(all));
     fetches.push(gets() - before);
+    // The owner commits right after its last byte: the warm herd starts once the blob is stored.
+    for (let t = 0; t < 100 && !(await store.statBlob(layer.digest)); t++) await Bun.sleep(100);
+    warm.push(await timed(all, false));
   }
   const ratio = median(herd) / median(one);
+  const warmRatio = median(herd) / median(warm);
   console.log(`Replicas on one RGW bucket, ${ROUNDS} round(s) (medians)
 | figure | ours | baseline | ratio | target | met |
 |---|---|---|---|---|---|
 | ${CLIENTS} clients over 3 replicas on one cold 64 MiB blob: upstream fetches | ${Math.max(...fetches)} | — | — | 1 | ${Math.max(...fetches) === 1 ? "yes" : "no"} |
-| ${CLIENTS} clients over 3 replicas on one cold 64 MiB blob: wall time | ${median(herd).toFixed(2)} s | ${median(one).toFixed(2)} s (one client alone, one replica) | ${ratio.toFixed(2)} | ≤ 1.3 | ${ratio <= 1.3 ? "yes" : "no"} |`);
+| ${CLIENTS} clients over 3 replicas on one cold 64 MiB blob: wall time | ${median(herd).toFixed(2)} s | ${median(one).toFixed(2)} s (one client alone, one replica) | ${ratio.toFixed(2)} | ≤ 1.3 | ${ratio <= 1.3 ? "yes" : "no"} |
+| ${CLIENTS} clients over 3 replicas on one cold 64 MiB blob: wall time | ${median(herd).toFixed(2)} s | ${median(warm).toFixed(2)} s (the same ${CLIENTS} clients on the stored blob) | ${warmRatio.toFixed(2)} | — | — |`);
 } finally {
   for (const c of replicas) await c.stop();
   await proxy.stop();
