@@ -196,7 +196,9 @@ export function createBlobs(ctx: CacheContext): Blobs {
         const f = await decide(key, target, digest);
         if (!isPeerFlight(f)) return f;
         const where = `${target.upstream}/${target.repository}@${digest}`;
-        return peers.relay(target, digest, f, (d) => relayEnded(key, where, d));
+        // Verified, it waits for the owner's commit: clients from then on look for the stored blob
+        // (a relay that stayed joinable would hide a blob removed meanwhile).
+        return peers.relay(target, digest, f, { verified: (d) => ended(key, d), end: (d) => relayEnded(key, where, d) });
       })();
       register(key, p);
     }

@@ -73,15 +73,18 @@ export function peerSources(ctx: CacheContext, retake: (target: Target, digest: 
    * stream from the owner, or, when the owner could not serve and this replica took the download
    * over or the blob is stored meanwhile, that Download or null (the store).
    */
-  async function relay(target: Target, digest: string, first: PeerFlight, onEnd: (d: Download) => void): Promise<Download | null> {
+  async function relay(target: Target, digest: string, first: PeerFlight, on: { verified: (d: Download) => void; end: (d: Download) => void }): Promise<Download | null> {
     const opened = await open(target, digest, first, 0);
     if (!opened.peer) {
       void opened.body.cancel().catch(() => {});
       return opened.via instanceof Download ? opened.via : null;
     }
     let writer;
+    let d: Download | null = null;
     try {
-      writer = await relaySpool(dir, digest, opened.size, { stored: () => ctx.store.statBlob(digest), waitMs: FLIGHT_LEASE_MS, now: ctx.now });
+      writer = await relaySpool(dir, digest, opened.size, {
+        stored: () => ctx.store.statBlob(digest), verified: () => d && on.verified(d), waitMs: FLIGHT_LEASE_MS, now: ctx.now,
+      });
     } catch (err) {
       void opened.body.cancel().catch(() => {});
       throw err;
@@ -95,11 +98,11 @@ export function peerSources(ctx: CacheContext, retake: (target: Target, digest: 
         return o.body;
       },
     });
-    const d = Download.start({
+    d = Download.start({
       digest, total: opened.size, writer, body,
       // Each source is held to the idle timeout by the relay; this bounds the resumes together.
       idleTimeoutMs: ctx.pullTimeoutMs * (RESUMES + 2),
-      onEnd,
+      onEnd: on.end,
     });
     relays.add(d);
     return d;

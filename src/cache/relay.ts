@@ -69,11 +69,13 @@ export function relayStream(first: ReadableStream<Uint8Array>, o: RelayOptions):
 /**
  * Where a relayed blob's bytes go on this replica: a local scratch file (in `dir`) that joined
  * readers read back, checked against the size and the digest (the one hash). Its commit stores
- * nothing: it waits up to `waitMs` for the owner's object (`stored`), then serves late readers
- * from it; NotKept when it did not appear.
+ * nothing: it says the bytes are verified, waits up to `waitMs` for the owner's object
+ * (`stored`), then serves late readers from it; NotKept when it did not appear.
  */
 export async function relaySpool(dir: string, digest: string, size: number | null, o: {
   stored: () => Promise<StoredBlob | null>;
+  /** The bytes matched: from now on new clients should find the owner's object, not this relay. */
+  verified: () => void;
   waitMs: number;
   now: () => number;
 }): Promise<BlobWriter> {
@@ -92,6 +94,7 @@ export async function relaySpool(dir: string, digest: string, size: number | nul
     },
     async commit() {
       await spool.verify();
+      o.verified();
       // The owner commits right after its last byte went out (read by now, or about to be). Not
       // found in time: the spool stays verified (its readers finish from it), abort drops it.
       for (const until = o.now() + o.waitMs; ; await Bun.sleep(200)) {

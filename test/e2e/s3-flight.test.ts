@@ -150,7 +150,10 @@ describe("one upstream fetch per blob across replicas", () => {
         expect(Math.max(...got.map((g) => g.firstByteMs))).toBeLessThan(3000);
       }
       // Clients get the last byte once it is verified; the upload is completed a moment later.
-      await waitFor(`the blob stored after round ${round}`, async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 20_000);
+      await waitFor(`the blob stored after round ${round}`, async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 20_000).catch((err) => {
+        for (const c of [...replicas, ...stopped]) if (c) console.log(`--- ${c.url}\n${c.output().split("\n").filter((l) => !l.includes("/v2/") || l.includes("WARN")).slice(-40).join("\n")}`);
+        throw err;
+      });
       console.log(`round ${round}: ${gets} upstream GET(s), first byte after at most ${Math.round(Math.max(...got.map((g) => g.firstByteMs)))} ms, ${got.filter((g) => g.tries > 1).length} client(s) retried`);
     }
     proxy.faults = {};

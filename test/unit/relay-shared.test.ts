@@ -164,12 +164,15 @@ describe("one relay per blob per replica", () => {
     const c = cluster();
     await c.fakeOwner("http://a.test", () => new Response(drip(c.layer.bytes, 512 * 1024, 1), { headers: { "content-length": String(c.layer.bytes.byteLength) } }));
     const b = c.replica("http://b.test");
-    const [r, ensured] = await Promise.all([
+    const [r, later, ensured] = await Promise.all([
       b.serve(new Request(c.path)).then(body),
+      // Once verified the relay waits for the owner's object and takes no new client: a later one opens a relay of its own.
+      Bun.sleep(500).then(() => b.serve(new Request(c.path))).then(body),
       b.cache.blobs.ensure({ upstream: "up.test", repository: "library/x" }, c.layer.digest).then(() => "ok", (e: Error) => e.message),
     ]);
     expect(r).toEqual(c.layer.bytes);
+    expect(later).toEqual(c.layer.bytes);
     expect(ensured).toContain("did not appear in the store");
-    expect(c.internal.get("http://a.test")).toBe(1);
+    expect(c.internal.get("http://a.test")).toBe(2);
   }, 30_000);
 });
