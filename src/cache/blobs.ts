@@ -61,7 +61,9 @@ export function createBlobs(ctx: CacheContext): Blobs {
   const peers = peerSources(ctx, (target, digest, dead) => {
     const key = `${target.upstream} ${digest}`;
     const p = decide(key, target, digest, dead ?? undefined);
-    void p.then((f) => f instanceof Download && register(key, Promise.resolve(f)), () => {});
+    // Registered at once: a replica following this one's new lease may ask before `p` resolves.
+    const before = flights.get(key) ?? Promise.resolve(null);
+    register(key, p.then((f) => (f instanceof Download ? f : before), () => before));
     return p;
   });
 
