@@ -8,13 +8,12 @@ import type { CacheContext, Served } from "./context.ts";
 import { CacheError, fromUpstream, fromUpstreamStatus, storeFull } from "./errors.ts";
 import { Download } from "./download.ts";
 import { passThrough } from "./passthrough.ts";
-import { FLIGHT_LEASE_MS, type HeldFlight } from "./flight-leases.ts";
-import { isPeerFlight, peerSources, type PeerFlight, type RelaySource } from "./peer-source.ts";
-import { BoundedMap } from "../lib/bounded-map.ts";
+import type { HeldFlight } from "./flight-leases.ts";
+import { isPeerFlight, isRelay, peerSources, type PeerFlight } from "./peer-source.ts";
 
 /** What a decided transfer is: a download into the store others may join, or one client's pass-through. */
 type PassThrough = { passthrough: BlobSource & { kind: "passthrough" }; claimed: boolean };
-type Flight = Download | PassThrough | PeerFlight;
+type Flight = Download | PassThrough;
 
 /** What the handler needs to answer a blob request. */
 export type BlobSource =
@@ -23,9 +22,7 @@ export type BlobSource =
   /** Size known from an upstream HEAD; nothing downloaded. */
   | { kind: "remote"; size: number | null }
   /** The store has no room: the upstream's bytes for this client only, checked against the digest, not kept. */
-  | { kind: "passthrough"; size: number | null; body: ReadableStream<Uint8Array> }
-  /** Another replica downloads it (shared store): its bytes relayed, checked against the digest. */
-  | RelaySource;
+  | { kind: "passthrough"; size: number | null; body: ReadableStream<Uint8Array> };
 
 export interface BlobGetOptions {
   sizeOnly?: boolean;
@@ -53,12 +50,40 @@ export function createBlobs(ctx: CacheContext): Blobs {
   /**
    * One entry per (upstream, digest) from the moment a download is decided until it ends, set
    * and read without an await in between: two requests can never both start one. Resolves to
-   * null when the blob turned out to be stored already.
+   * null when the blob turned out to be stored already. On a shared store an entry may be a relay
+   * of another replica's download (peer-source.ts): this replica's clients share it too.
    */
   const flights = new Map<string, Promise<Flight | null>>();
-  /** Other replicas' downloads this one follows, by `upstream digest` (shared store): no lease read per client. */
-  const followed = new BoundedMap<string, PeerFlight>(10_000);
-  const peers = peerSources(ctx, (target, digest, dead) => flight(target, digest, dead ?? undefined));
+  /** The entry each running Download was registered under: it ends only its own entry. */
+  const entries = new WeakMap<Download, Promise<Flight | null>>();
+  // A relay whose owner cannot serve decides again (taking the lease over): what this replica then
+  // downloads itself is what its clients join and what it serves the other replicas.
+  const peers = peerSources(ctx, (target, digest, dead) => {
+    const key = `${target.upstream} ${digest}`;
+    const p = decide(key, target, digest, dead ?? undefined);
+    // Registered at once: a replica following this one's new lease may ask before `p` resolves.
+    const before = flights.get(key) ?? Promise.resolve(null);
+    register(key, p.then((f) => (f instanceof Download ? f : before), () => before));
+    return p;
+  });
+
+  /** Makes `p` the entry for `key`; it is dropped once it resolves to something nobody joins. */
+  function register(key: string, p: Promise<Flight | null>) {
+    flights.set(key, p);
+    const drop = () => flights.get(key) === p && flights.delete(key);
+    // A pass-through is one client's: nobody joins it.
+    p.then((f) => {
+      if (!(f instanceof Download)) return drop();
+      entries.set(f, p);
+      if (f.done || f.error) drop();
+    }, drop);
+  }
+
+  /** A Download ended: its entry goes (not one registered after it). */
+  function ended(key: string, d: Download) {
+    const p = entries.get(d);
+    if (p && flights.get(key) === p) flights.delete(key);
+  }
 
   async function openUpstream(target: Target, digest: string, method: "GET" | "HEAD"): Promise<Response> {
     let res: Response;
@@ -116,7 +141,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
       digest, total, writer, body: res.body ?? new ReadableStream({ start: (c) => c.close() }),
       idleTimeoutMs: ctx.pullTimeoutMs, minRate: ctx.minTransferRate,
       onEnd: (d) => {
-        flights.delete(key);
+        ended(key, d);
         // After the commit: a replica that finds no lease finds the blob.
         void lease?.release().catch((err) => ctx.log.warn(`cannot release the download lease of ${digest}: ${(err as Error).message}`));
         if (!d.error && !d.stored) ctx.quota.passedThrough(where);
@@ -133,18 +158,14 @@ export function createBlobs(ctx: CacheContext): Blobs {
    * Who downloads a blob on a shared store: this replica under a lease, or the replica holding it
    * (followed); `dead` is an owner that could not serve, whose lease is taken over.
    */
-  async function decide(key: string, target: Target, digest: string, dead?: PeerFlight): Promise<Flight | null> {
+  async function decide(key: string, target: Target, digest: string, dead?: PeerFlight): Promise<Flight | PeerFlight | null> {
     if (!ctx.leases) return startDownload(key, target, digest, null);
     const leases = ctx.leases;
     const claim = await (dead ? leases.takeOver(target.upstream, digest, dead.peer.seen) : leases.claim(target.upstream, digest)).catch((err: Error) => {
       ctx.log.warn(`cannot read or take the download lease of ${digest} (downloading it without one): ${err.message}`);
       return { kind: "alone" as const };
     });
-    if (claim.kind === "peer") {
-      const f: PeerFlight = { peer: claim, until: ctx.now() + FLIGHT_LEASE_MS };
-      followed.set(key, f);
-      return f;
-    }
+    if (claim.kind === "peer") return { peer: claim };
     const lease = claim.kind === "owner" ? claim.lease : null;
     try {
       // Stored between our look and our lease (its owner committed, then released): nothing to fetch.
@@ -161,22 +182,29 @@ export function createBlobs(ctx: CacheContext): Blobs {
     }
   }
 
-  /** The running download for (upstream, digest), starting (or following) one unless the blob is stored meanwhile. */
-  function flight(target: Target, digest: string, dead?: PeerFlight): Promise<Flight | null> {
+  /** The relay of another replica's download ended. */
+  function relayEnded(key: string, where: string, d: Download) {
+    ended(key, d);
+    if (d.error) ctx.log.warn(`relay of ${where} from the replica downloading it failed: ${d.error.message}`);
+    else ctx.log.debug(`relayed ${where} from the replica downloading it: ${d.written} bytes`);
+  }
+
+  /** The running download (or relay) for (upstream, digest), starting one unless the blob is stored meanwhile. */
+  function flight(target: Target, digest: string): Promise<Flight | null> {
     const key = `${target.upstream} ${digest}`;
-    const known = followed.get(key);
-    if (known && known !== dead && ctx.now() < known.until) {
-      ctx.observe.joined?.();
-      return Promise.resolve(known);
-    }
-    if (known) followed.delete(key);
     let p = flights.get(key);
     if (p) ctx.observe.joined?.();
     else {
-      p = (async () => ((await ctx.store.statBlob(digest)) ? null : decide(key, target, digest, dead)))();
-      flights.set(key, p);
-      // A pass-through is one client's: nobody joins it.
-      p.then((d) => (d instanceof Download || flights.delete(key)), () => flights.delete(key));
+      p = (async () => {
+        if (await ctx.store.statBlob(digest)) return null;
+        const f = await decide(key, target, digest);
+        if (!isPeerFlight(f)) return f;
+        const where = `${target.upstream}/${target.repository}@${digest}`;
+        // Verified, it waits for the owner's commit: clients from then on look for the stored blob
+        // (a relay that stayed joinable would hide a blob removed meanwhile).
+        return peers.relay(target, digest, f, { verified: (d) => ended(key, d), end: (d) => relayEnded(key, where, d) });
+      })();
+      register(key, p);
     }
     return p;
   }
@@ -217,12 +245,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
       discardBody(res);
       return { kind: "remote", size: contentLength(res) };
     }
-    let d = await flight(target, digest);
-    if (isPeerFlight(d)) {
-      const r = await peers.relay(target, digest, d);
-      if (r && !(r instanceof Download)) return r;
-      d = r;
-    }
+    const d = await flight(target, digest);
     if (d && !(d instanceof Download)) {
       // A pass-through is one client's stream: a request that joined it while it was being
       // decided gets one of its own (the store had no room a moment ago).
@@ -241,21 +264,6 @@ export function createBlobs(ctx: CacheContext): Blobs {
     return { kind: "download", size: d.total, download: d };
   }
 
-  /** A blob another replica downloads, made sure of in the store: read to its verified end, then found there. */
-  async function ensureRelayed(target: Target, digest: string, source: RelaySource): Promise<number> {
-    const where = `${target.upstream}/${target.repository}@${digest}`;
-    try {
-      for await (const _ of source.stream(0, null));
-    } catch (err) {
-      throw new CacheError("unreachable", "blob", `download of ${where} by another replica failed: ${(err as Error).message}`);
-    }
-    // Its owner commits after the last byte went out: give it a lease period to appear.
-    for (const until = ctx.now() + FLIGHT_LEASE_MS; ctx.now() < until; await Bun.sleep(200)) {
-      if (await ctx.store.statBlob(digest)) return 0;
-    }
-    throw new CacheError("unreachable", "blob", `${where} was downloaded by another replica but did not appear in the store within ${FLIGHT_LEASE_MS / 1000} s`);
-  }
-
   return {
     get,
     async ensure(target: Target, digest: string): Promise<number> {
@@ -265,16 +273,15 @@ export function createBlobs(ctx: CacheContext): Blobs {
         void source.body.cancel().catch(() => {});
         throw storeFull("blob", `${target.upstream}/${target.repository}@${digest}`);
       }
-      if (source.kind === "relay") return ensureRelayed(target, digest, source);
       if (source.kind !== "download") return 0;
-      await source.download.settled();
-      if (source.download.error) {
-        throw new CacheError("unreachable", "blob", `download of ${target.upstream}/${target.repository}@${digest} failed: ${source.download.error.message}`);
-      }
-      if (!source.download.stored) {
-        throw storeFull("blob", `${target.upstream}/${target.repository}@${digest}`);
-      }
-      return source.download.written;
+      const d = source.download;
+      const where = `${target.upstream}/${target.repository}@${digest}`;
+      await d.settled();
+      if (d.error) throw new CacheError("unreachable", "blob", `download of ${where}${isRelay(d) ? " by another replica" : ""} failed: ${d.error.message}`);
+      // A relay is kept by its owner: it commits once the owner's object is there (NotKept otherwise).
+      if (!d.stored && isRelay(d)) throw new CacheError("unreachable", "blob", `${where} was downloaded by another replica but did not appear in the store`);
+      if (!d.stored) throw storeFull("blob", where);
+      return isRelay(d) ? 0 : d.written;
     },
     async active(): Promise<Download[]> {
       const all = await Promise.all([...flights.values()].map((p) => p.catch(() => null)));
@@ -283,7 +290,8 @@ export function createBlobs(ctx: CacheContext): Blobs {
     async local(upstream, digest) {
       const running = flights.get(`${upstream} ${digest}`);
       const d = running ? await running.catch(() => null) : null;
-      if (d instanceof Download && !d.error && !d.done) return { kind: "download", size: d.total, download: d };
+      // Never a relay: each replica follows the owner itself.
+      if (d instanceof Download && !d.error && !d.done && !isRelay(d)) return { kind: "download", size: d.total, download: d };
       const s = await ctx.store.statBlob(digest);
       return s ? { kind: "stored", ...s } : null;
     },

@@ -69,6 +69,8 @@ export interface CacheOptions {
   minTransferRate?: TransferRate;
   /** Replicas on a shared store reach each other here: one upstream fetch per blob among them (flight-leases.ts). */
   peers?: PeerLink;
+  /** Local directory for the spool of blobs relayed from another replica (default: the system's temp directory). */
+  relayDir?: string;
 }
 
 /** How a replica reaches the others' internal endpoint (the server implements it; tests fake it). */
@@ -79,9 +81,10 @@ export interface PeerLink {
   open(url: string, upstream: string, digest: string, start: number, end: number | null): Promise<Response>;
 }
 
-export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes" | "archives" | "minTransferRate" | "peers">> {
+export interface CacheContext extends Required<Omit<CacheOptions, "manifestMemoryBytes" | "archives" | "minTransferRate" | "peers" | "relayDir">> {
   minTransferRate?: TransferRate;
   peers?: PeerLink;
+  relayDir?: string;
   /** Download leases among replicas (a shared store with peers): who fetches a cold blob. */
   leases?: FlightLeases;
   /** Sizes that an upstream's manifests declare for the blobs they reference, by `upstream digest`. */

@@ -16,12 +16,20 @@ export interface TransferRate {
   windowMs: number;
 }
 
+/**
+ * A writer's commit found the verified bytes are not to be kept by it (a relay whose owner did not
+ * store the blob in time): like a full store, they still reach every reader, and nothing is stored.
+ */
+export class NotKept extends Error {
+  override name = "NotKept";
+}
+
 export class Download {
   done = false;
   /** The whole blob matched its digest: readers may have the last byte (the store may still be committing it). */
   verified = false;
   error: Error | null = null;
-  /** False when the store had no room: the bytes went to the readers only (pass-through). */
+  /** False when the store had no room (or a relay's owner did not store it): the bytes went to the readers only. */
   stored = true;
   private aborted: Error | null = null;
   private readers = 0;
@@ -104,7 +112,7 @@ export class Download {
       } catch (err) {
         // No room in the store: the verified bytes still reach every reader (from the temp file,
         // dropped when the last one is done); nothing is stored.
-        if (!isStoreFull(err)) throw err;
+        if (!isStoreFull(err) && !(err instanceof NotKept)) throw err;
         this.stored = false;
       }
       this.done = true;

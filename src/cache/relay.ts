@@ -1,46 +1,43 @@
-// A blob another replica is downloading, streamed to one client of this replica: bytes come from
-// the owner's internal endpoint, and when that source breaks (the owner killed, its upstream
-// failed) the stream resumes where it stopped from whoever has the blob now (this replica taking
-// the download over, a new owner, or the store). A whole blob is checked against its digest here
-// too, its last chunk held until it matched, so a lying or broken peer never looks complete.
-import { createDigester, parseDigest } from "../oci/digest.ts";
+// A blob another replica is downloading, relayed ONCE per replica: one stream from the owner's
+// internal endpoint that resumes where it stopped from whoever has the blob now when it breaks (the
+// owner killed, its upstream failed: this replica taking the download over, a new owner, the store),
+// written to a local spool file that checks the size and the digest. A Download over the two hands
+// the bytes to every client of this replica, last byte held until the digest matched: one hash and
+// one internal stream per blob and replica, however many clients. The owner stores the blob; the
+// spool never uploads a second copy, it only waits for the owner's object to appear.
+import { openScratch } from "../store/scratch.ts";
+import type { BlobWriter, StoredBlob } from "../store/types.ts";
+import { verifyingWriter } from "../store/writer.ts";
+import { NotKept } from "./download.ts";
 import { timedReader, type TimedReader } from "./timed-read.ts";
 
-/** Sources tried after the first one broke, per client stream. */
-const RESUMES = 3;
+/** Sources tried after the first one broke. */
+export const RESUMES = 3;
 
 export interface RelayOptions {
   digest: string;
-  /** First byte and last byte (inclusive; null: to the end) this client asked for. */
-  start: number;
-  end: number | null;
   /** The blob's size when known: a source that ends before it broke. */
   size: number | null;
   idleTimeoutMs: number;
-  /** A source for bytes [pos, end] now that the last one broke. */
+  /** A source for bytes [pos, end of the blob] now that the last one broke. */
   resume: (pos: number) => Promise<ReadableStream<Uint8Array>>;
 }
 
-/** `first`: the source opened already, or how to open it on the first read. */
-export function relayStream(first: ReadableStream<Uint8Array> | (() => Promise<ReadableStream<Uint8Array>>), o: RelayOptions): ReadableStream<Uint8Array> {
-  let reader: TimedReader | null = typeof first === "function" ? null : timedReader(first, o.idleTimeoutMs);
-  let pos = o.start;
+/** The whole blob from `first`, moving on to `resume`'s sources when one fails or ends early; not checked here (the spool is). */
+export function relayStream(first: ReadableStream<Uint8Array>, o: RelayOptions): ReadableStream<Uint8Array> {
+  let reader: TimedReader = timedReader(first, o.idleTimeoutMs);
+  let pos = 0;
   let resumes = RESUMES;
-  const whole = o.start === 0 && o.end === null;
-  const hash = whole ? createDigester(parseDigest(o.digest)!.algorithm) : null;
-  const stop = o.end !== null ? o.end + 1 : o.size;
-  let held: Uint8Array | null = null;
 
   /** The next chunk, resuming from another source when this one failed or ended early. */
   async function next(): Promise<Uint8Array | null> {
-    reader ??= timedReader(await (first as () => Promise<ReadableStream<Uint8Array>>)(), o.idleTimeoutMs);
     for (;;) {
       let failure: unknown;
       try {
         const chunk = await reader.next();
         if (chunk) return chunk;
-        if (stop === null || pos >= stop) return null;
-        failure = new Error(`the source of ${o.digest} ended at byte ${pos} of ${stop}`);
+        if (o.size === null || pos >= o.size) return null;
+        failure = new Error(`the source of ${o.digest} ended at byte ${pos} of ${o.size}`);
       } catch (err) {
         failure = err;
       }
@@ -53,38 +50,62 @@ export function relayStream(first: ReadableStream<Uint8Array> | (() => Promise<R
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        for (;;) {
-          const chunk = await next();
-          if (!chunk) {
-            if (hash) {
-              if (o.size !== null && pos !== o.size) throw new Error(`got ${pos} bytes of ${o.digest} from the replica downloading it, ${o.size} expected`);
-              if (hash.digest() !== o.digest) throw new Error(`bytes from the replica downloading ${o.digest} do not match it`);
-            }
-            if (held) controller.enqueue(held);
-            controller.close();
-            return;
-          }
-          const bytes = stop !== null && pos + chunk.byteLength > stop ? chunk.subarray(0, stop - pos) : chunk;
-          pos += bytes.byteLength;
-          if (!hash) {
-            controller.enqueue(bytes);
-            return;
-          }
-          hash.update(bytes);
-          const out = held;
-          held = bytes;
-          if (out) {
-            controller.enqueue(out);
-            return;
-          }
-        }
+        const chunk = await next();
+        if (!chunk) return controller.close();
+        // A source that sends past the size: the spool refuses the excess (size known), or the digest does.
+        pos += chunk.byteLength;
+        controller.enqueue(chunk);
       } catch (err) {
-        reader?.cancel();
+        reader.cancel();
         controller.error(err);
       }
     },
     cancel() {
-      reader?.cancel();
+      reader.cancel();
     },
   }, { highWaterMark: 0 });
+}
+
+/**
+ * Where a relayed blob's bytes go on this replica: a local scratch file (in `dir`) that joined
+ * readers read back, checked against the size and the digest (the one hash). Its commit stores
+ * nothing: it says the bytes are verified, waits up to `waitMs` for the owner's object
+ * (`stored`), then serves late readers from it; NotKept when it did not appear.
+ */
+export async function relaySpool(dir: string, digest: string, size: number | null, o: {
+  stored: () => Promise<StoredBlob | null>;
+  /** The bytes matched: from now on new clients should find the owner's object, not this relay. */
+  verified: () => void;
+  waitMs: number;
+  now: () => number;
+}): Promise<BlobWriter> {
+  const file = await openScratch(dir, 0o600, `the relay of ${digest}`);
+  const spool = verifyingWriter(digest, size ?? undefined, {
+    write: async (chunk, position) => file.write(chunk, position),
+    readAt: (position, into) => file.readAt(position, into),
+    publish: async () => {},
+    drop: () => file.discard(),
+    release: () => file.discard(),
+  });
+  return {
+    ...spool,
+    get written() {
+      return spool.written;
+    },
+    async commit() {
+      await spool.verify();
+      o.verified();
+      // The owner commits right after its last byte went out (read by now, or about to be). Not
+      // found in time: the spool stays verified (its readers finish from it), abort drops it.
+      for (const until = o.now() + o.waitMs; ; await Bun.sleep(200)) {
+        const s = await o.stored();
+        if (s) {
+          // Readers that join as the spool is released read the owner's object.
+          file.published(async (p, n) => new Uint8Array(await s.file.slice(p, p + n).arrayBuffer()));
+          return spool.commit();
+        }
+        if (o.now() >= until) throw new NotKept(`${digest} was relayed from the replica downloading it but did not appear in the store within ${o.waitMs / 1000} s`);
+      }
+    },
+  };
 }

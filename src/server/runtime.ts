@@ -1,11 +1,13 @@
 // Builds the store, upstream client and cache from a Config: what every command that touches
 // images shares, so serve, load and prune use one code path.
+import { join } from "node:path";
 import { createCache, type ArchiveSource, type CacheObserver, type PeerLink } from "../cache/index.ts";
 import type { Config } from "../config/schema.ts";
 import { compilePattern } from "../config/values.ts";
 import type { Logger } from "../log.ts";
 import { canonicalUpstream } from "../oci/names.ts";
 import { createFsStore } from "../store/fs.ts";
+import { ownTempPrefix } from "../store/keys.ts";
 import type { Store, StoreStats } from "../store/types.ts";
 import type { QuotaObserver } from "../cache/index.ts";
 import { ConfigError } from "../config/error.ts";
@@ -108,6 +110,8 @@ export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHook
     bounds: { maxSize: cfg.maxSize, minFreeSpace: cfg.minFreeSpace },
     pinned: cfg.pinned.map(imagePattern),
     onUsage: hooks.usage, observeQuota: hooks.quota, peers: hooks.peers,
+    // Beside the S3 store's scratch copies: relays spool there too.
+    relayDir: join(cfg.imagePath, ownTempPrefix(), "relays"),
   });
   // The cache's store: what the admin API, prune and list do through it is counted and bounded.
   return { store: cache.store, upstreams, cache, tags };

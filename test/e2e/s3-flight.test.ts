@@ -2,8 +2,9 @@
 // binary): in ten rounds, 30 clients spread over the replicas ask for the same cold 64 MiB blob at
 // once; the fault proxy in front of the upstream counts blob GETs (exactly one per round) and every
 // client's bytes are hashed. In one round the replica holding the download lease is killed with
-// SIGKILL mid-download: the blob still reaches every client and `verify` is clean. The internal
-// endpoint refuses unsigned and wrongly signed requests.
+// SIGKILL mid-download: the blob still reaches every client and `verify` is clean. Each other
+// replica relays the blob to all its clients over ONE internal stream (the replicas' metrics count
+// the internal requests). The internal endpoint refuses unsigned and wrongly signed requests.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -46,6 +47,17 @@ async function startReplica(i: number) {
   const c = await startCache(["--config-file", config, "--image-path", mkdtempSync(join(dir, `scratch-${i}-`))], env());
   replicas[i] = c;
   return c;
+}
+
+/** Internal-endpoint requests the running replicas answered so far (their /metrics). */
+async function internalRequests(): Promise<number> {
+  let n = 0;
+  for (const c of replicas) {
+    if (!c) continue;
+    const text = await (await fetch(`${c.url}/metrics`)).text();
+    for (const m of text.matchAll(/^ociregistry_http_requests_total\{[^}]*route="internal"[^}]*\} (\d+)$/gm)) n += Number(m[1]);
+  }
+  return n;
 }
 
 /** One client: the blob from replica `first`, hashed as it streams; on a failure, again from the next replica (as a client behind a Service would). */
@@ -104,6 +116,7 @@ describe("one upstream fetch per blob across replicas", () => {
       // 64 MiB at 64 MiB/s: a second of download for the others to join; the kill round slower, to kill mid-way.
       proxy.faults = { throttle: (kill ? 16 : 64) * 1024 * 1024 };
       const before = blobGets();
+      const internalBefore = kill ? 0 : await internalRequests();
       const pulls = Array.from({ length: CLIENTS }, (_, i) => client(i % 3));
       if (kill) {
         let owner = -1;
@@ -131,11 +144,16 @@ describe("one upstream fetch per blob across replicas", () => {
         await startReplica(replicas.indexOf(null));
       } else {
         expect(gets).toBe(1);
+        // One relay per blob per follower replica: two followers, one internal stream each, however many clients.
+        expect(await internalRequests() - internalBefore).toBeLessThanOrEqual(2);
         // Clients of the replicas that did not download get bytes as they arrive, not after.
         expect(Math.max(...got.map((g) => g.firstByteMs))).toBeLessThan(3000);
       }
       // Clients get the last byte once it is verified; the upload is completed a moment later.
-      await waitFor(`the blob stored after round ${round}`, async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 20_000);
+      await waitFor(`the blob stored after round ${round}`, async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 20_000).catch((err) => {
+        for (const c of [...replicas, ...stopped]) if (c) console.log(`--- ${c.url}\n${c.output().split("\n").filter((l) => !l.includes("/v2/") || l.includes("WARN")).slice(-40).join("\n")}`);
+        throw err;
+      });
       console.log(`round ${round}: ${gets} upstream GET(s), first byte after at most ${Math.round(Math.max(...got.map((g) => g.firstByteMs)))} ms, ${got.filter((g) => g.tries > 1).length} client(s) retried`);
     }
     proxy.faults = {};

@@ -78,9 +78,6 @@ export async function handleBlob(cache: Cache, rc: RequestContext, digest: strin
       const body = range ? source.download.stream(range.start, range.end) : source.download.stream(0, null);
       return new Response(body, { status, headers });
     }
-    case "relay":
-      // Another replica downloads it: its bytes, checked here against the digest too.
-      return new Response(range ? source.stream(range.start, range.end) : source.stream(0, null), { status, headers });
     case "passthrough":
       // The store had no room: one upstream stream for this client, its last chunk held until verified.
       return new Response(source.body, { status, headers });
