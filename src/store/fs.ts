@@ -9,14 +9,11 @@ import type { Driver, WriterBackend } from "./driver.ts";
 import { ownTempPrefix, TEMP_PREFIX } from "./keys.ts";
 import { createLayoutStore } from "./layout.ts";
 import { keyLocks } from "./lock.ts";
-import { ownerIsGone } from "./owner.ts";
-import { openScratch, scratchPath } from "./scratch.ts";
+import { openScratch, removeLeftoverTemps, scratchPath } from "./scratch.ts";
 import type { Store } from "./types.ts";
 
 /** Files stat'ed at once when a listing asks for sizes. */
 const STAT_BATCH = 256;
-/** Temp files of an older layout (directly in tmp/) are removed once this old. */
-const LEGACY_TMP_AGE_MS = 60 * 60_000;
 
 const absent = (err: unknown) => ["ENOENT", "ENOTDIR"].includes((err as NodeJS.ErrnoException).code ?? "");
 /** null for a failure that says the file is not there; rethrows any other. */
@@ -51,21 +48,6 @@ export function fsDriver(root: string): Driver {
   const pathOf = (key: string) => base + key;
   const locked = keyLocks(join(tmpRoot, "locks"));
   const readBytes = (key: string) => orNull(async () => new Uint8Array(await readFile(pathOf(key))));
-
-  /** Removes temp directories of processes that are gone (and old temp files of the older layout). */
-  async function removeLeftovers(): Promise<number> {
-    let removed = 0;
-    for (const name of (await orNull(() => readdir(tmpRoot))) ?? []) {
-      const path = join(tmpRoot, name);
-      const s = await stat(path).catch(() => null);
-      if (!s) continue;
-      const stale = s.isDirectory() ? ownerIsGone(name) : Date.now() - s.mtimeMs > LEGACY_TMP_AGE_MS;
-      if (!stale) continue;
-      await rm(path, { force: true, recursive: true });
-      removed++;
-    }
-    return removed;
-  }
 
   /** Writes bytes to a synced temp file, then `place`s it at the key's path; nothing is left of a failure. */
   async function placed(key: string, bytes: Uint8Array, place: (tmp: string, dest: string) => Promise<void>) {
@@ -106,7 +88,7 @@ export function fsDriver(root: string): Driver {
 
     async init(dirs) {
       await mkdir(root, { recursive: true });
-      const removed = await removeLeftovers();
+      const removed = await removeLeftoverTemps(tmpRoot);
       for (const dir of dirs) await mkdir(join(root, dir), { recursive: true });
       return removed;
     },

@@ -3,9 +3,31 @@
 // by readers that join the download, and read from where the bytes were published once released.
 import { randomUUID } from "node:crypto";
 import { readSync, writeSync } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { ownerIsGone } from "./owner.ts";
 import { StoreError } from "./types.ts";
+
+/** Loose temp files of the older layout (before per-process directories) older than this are left overs. */
+const LEGACY_TMP_AGE_MS = 60 * 60_000;
+
+/**
+ * Removes, under `tmpRoot`, the temp directories of processes that are gone (a kill -9 leaves its
+ * scratch copies, relay spools and lock files there) and old loose temp files; answers how many.
+ */
+export async function removeLeftoverTemps(tmpRoot: string): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(tmpRoot).catch(() => [] as string[])) {
+    const path = join(tmpRoot, name);
+    const s = await stat(path).catch(() => null);
+    if (!s) continue;
+    const stale = s.isDirectory() ? ownerIsGone(name) : Date.now() - s.mtimeMs > LEGACY_TMP_AGE_MS;
+    if (!stale) continue;
+    await rm(path, { force: true, recursive: true });
+    removed++;
+  }
+  return removed;
+}
 
 /** A fresh path in `dir` (created when missing) for one in-progress write. */
 export async function scratchPath(dir: string): Promise<string> {

@@ -1,9 +1,10 @@
 // The store contract on the S3 driver, against a real S3 service (Ceph RGW, test/helpers/rgw.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { recordKey } from "../../src/store/keys.ts";
+import { processOwner } from "../../src/store/owner.ts";
 import { createLayoutStore } from "../../src/store/layout.ts";
 import { TOMBSTONE_MS } from "../../src/store/s3/conditional.ts";
 import { s3Driver } from "../../src/store/s3/store.ts";
@@ -60,5 +61,24 @@ describe("records being removed on S3 (tombstones)", () => {
     const store = createLayoutStore(d);
     await d.put(recordKey(place), tombstone(new Date(Date.now() - TOMBSTONE_MS - 5000)));
     expect(await store.updateTag(place, (cur) => cur ?? record())).toMatchObject({ written: true, created: true });
+  });
+});
+
+describe("the S3 store's local scratch directory", () => {
+  test("at start, the scratch copies and relay spools of killed local processes are removed; a live process's stay", async () => {
+    const local = mkdtempSync(join(scratch, "local-"));
+    const dead = join(local, "tmp", "deadbeef-999999-1", "relays");
+    const live = join(local, "tmp", processOwner());
+    for (const d of [dead, live]) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "part"), "half");
+    }
+    const d = s3Driver({
+      endpoint: rgw.endpoint, region: rgw.region, bucket: "contract", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+      pathStyle: true, prefix: `t${n++}/`, scratchDir: local,
+    });
+    expect(await createLayoutStore(d).init()).toBe(1);
+    expect(readdirSync(join(local, "tmp"))).toEqual([processOwner()]);
+    expect(readFileSync(join(live, "part"), "utf8")).toBe("half");
   });
 });

@@ -8,7 +8,8 @@ import { join } from "node:path";
 import type { S3File } from "bun";
 import pLimit from "p-limit";
 import type { Driver } from "../driver.ts";
-import { ownTempPrefix } from "../keys.ts";
+import { ownTempPrefix, TEMP_PREFIX } from "../keys.ts";
+import { removeLeftoverTemps } from "../scratch.ts";
 import { createLayoutStore } from "../layout.ts";
 import { StoreError, type Store } from "../types.ts";
 import { putIf, readVersioned, removeIf, unlessTombstone } from "./conditional.ts";
@@ -67,6 +68,8 @@ export function s3Driver(o: S3StoreOptions): Driver {
     shared: true,
 
     async init() {
+      // Scratch copies and relay spools of local processes that were killed.
+      const leftovers = await removeLeftoverTemps(join(o.scratchDir, TEMP_PREFIX));
       await mkdir(scratch, { recursive: true });
       try {
         await client.list({ prefix, maxKeys: 1 });
@@ -82,7 +85,7 @@ export function s3Driver(o: S3StoreOptions): Driver {
           aborted++;
         }
       }
-      return aborted;
+      return leftovers + aborted;
     },
 
     read,
