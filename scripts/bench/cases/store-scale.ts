@@ -77,6 +77,9 @@ export async function storeScale(ctx: Ctx): Promise<Row[]> {
   const s = new Scope();
   try {
     const settle = ctx.quick ? 500 : 2000; // ms of quiet before reading an idle RSS
+    // After a burst the cache gives memory back once quiet for 2 s (src/server/idle-trim.ts), and
+    // the pages go over the next seconds: what it holds, not its peak, is read 15 s after the last pull.
+    const afterBurst = ctx.quick ? 500 : 15_000;
     const distIdle = await distributionIdle(s, settle);
     const rows: Row[] = [];
     for (const c of storeCases(ctx.quick)) {
@@ -128,7 +131,7 @@ export async function storeScale(ctx: Ctx): Promise<Row[]> {
           }
         }));
         ctx.log(`${label}: all pulled once in ${((performance.now() - t1) / 1000).toFixed(1)} s (start-up included)`);
-        await Bun.sleep(settle);
+        await Bun.sleep(afterBurst);
         const rssPulled = memory(p.proc.pid).rss;
         const script = join(dir, "tags.lua");
         writeFileSync(script, randomTagsScript(n, FAKE_UP, ACCEPT));
