@@ -183,13 +183,15 @@ export async function evictImages(store: Store, o: EvictOptions): Promise<Evicti
     for (const k of candidates) if (reached.has(k)) candidates.delete(k);
   }
 
-  for (const r of going) {
-    // Only if unchanged since read: a record another replica pulled or pinned meanwhile stays
-    // (what it reaches is kept below, as the records are read again).
-    if (!(await store.removeTagIf(r))) continue;
+  // Only if unchanged since read: a record another replica pulled or pinned meanwhile stays
+  // (what it reaches is kept below, as the records are read again). A few at a time: one by one,
+  // 6,000 removals of a lock, a read and an unlink each took most of a 10,000-image run.
+  const removed = await mapBounded(going, READ_CONCURRENCY, async (r) => {
+    if (!(await store.removeTagIf(r))) return false;
     o.onRecordRemoved?.(r);
-    report.images.push(recordName(r));
-  }
+    return true;
+  });
+  for (const [i, r] of going.entries()) if (removed[i]) report.images.push(recordName(r));
   // What is needed now: records written meanwhile (a pull, another process) keep their content.
   const needed = new Set<string>();
   if (going.length) for (const r of await allRecords(store)) for (const k of await keysOf(r.digest)) needed.add(k);

@@ -52,6 +52,12 @@ export interface Driver {
   putIf(key: string, bytes: Uint8Array, version: string | null): Promise<boolean>;
   /** Removes the object only if it is still at `version`: false when another writer changed it first. */
   removeIf(key: string, version: string): Promise<boolean>;
+  /**
+   * Optional: removes the object only if `test` holds of its bytes as read, atomically against
+   * every conditional writer (the directory driver's lock): one read instead of readVersioned and
+   * removeIf's own. False when it is absent or the test fails.
+   */
+  removeWhen?(key: string, test: (bytes: Uint8Array) => boolean): Promise<boolean>;
   /** Several processes on different hosts may use this back-end at once (object storage shared by replicas). */
   readonly shared?: boolean;
   /** Size and last-modified time (ms); null when absent. */

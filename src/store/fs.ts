@@ -2,7 +2,7 @@
 // rename) and served by the kernel (Bun.file, sendfile). Several processes (serve, load, prune)
 // may share a directory: each writes its temp files in a directory of its own (tmp/<owner>/), and
 // only a directory whose process is gone is cleaned up.
-import { link, mkdir, open, readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
+import { link, mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from "node:fs/promises";
 import { readFileSync, statSync, type Dirent } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import type { Driver, WriterBackend } from "./driver.ts";
@@ -22,6 +22,8 @@ function nullIfAbsent(err: unknown): null {
   throw err;
 }
 const orNull = <T>(op: () => Promise<T>): Promise<T | null> => op().catch(nullIfAbsent);
+/** unlink(2), absent or not: rm's force costs an lstat more per file (an eviction removes thousands). */
+const removeFile = (path: string): Promise<void> => unlink(path).catch((err) => void nullIfAbsent(err));
 /** A file's version for conditional writes: a hash of its bytes (an inode number is reused, an mtime is coarse). */
 const versionOf = (bytes: Uint8Array | null) => (bytes ? new Bun.CryptoHasher("sha256").update(bytes).digest("hex") : null);
 /** A file's size; -1 when it is gone (removed between a listing and its stat) or not a file. */
@@ -142,6 +144,13 @@ export function fsDriver(root: string): Driver {
       return true;
     }),
 
+    removeWhen: (key, test) => locked(key, async () => {
+      const bytes = await readBytes(key);
+      if (!bytes || !test(bytes)) return false;
+      await removeFile(pathOf(key));
+      return true;
+    }),
+
     // Synchronous, as readMany: prune and verify stat one file per stored item, and a promise each
     // costs several times the stat itself; one stat of a local file blocks for microseconds.
     stat: (key) => orNull(async () => {
@@ -155,9 +164,7 @@ export function fsDriver(root: string): Driver {
       return stat(path).then((s) => ({ size: s.size, file: Bun.file(path) }), nullIfAbsent);
     },
 
-    async remove(key) {
-      await rm(pathOf(key), { force: true });
-    },
+    remove: (key) => removeFile(pathOf(key)),
 
     async space() {
       const s = await statfs(root);

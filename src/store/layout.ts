@@ -117,10 +117,15 @@ export function createLayoutStore(driver: Driver): Store {
     })),
 
     removeTagIf: (expected) => atKey(recordKey, expected, (key) => oneAtATime(key, async () => {
-      const { bytes, version } = await driver.readVersioned(key);
-      const current = bytes && parseTagRecord(bytes, expected);
       // Compared as stored: a field another writer changed (a later pull, a pin) keeps the record.
-      if (!current || !version || Buffer.compare(serializeTagRecord(current), serializeTagRecord(expected)) !== 0) return false;
+      const want = serializeTagRecord(expected);
+      const same = (bytes: Uint8Array) => {
+        const current = parseTagRecord(bytes, expected);
+        return current !== null && Buffer.compare(serializeTagRecord(current), want) === 0;
+      };
+      if (driver.removeWhen) return driver.removeWhen(key, same);
+      const { bytes, version } = await driver.readVersioned(key);
+      if (!bytes || !version || !same(bytes)) return false;
       return driver.removeIf(key, version);
     })),
 

@@ -3,7 +3,7 @@
 // one directory (serve, load, prune) a lock file created with O_EXCL under tmp/locks/. A holder
 // keeps it for one small read and write, so a lock file whose process is gone, or one older than
 // STALE_MS, is broken.
-import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ownerIsGone, processOwner } from "./owner.ts";
 import { StoreError } from "./types.ts";
@@ -36,8 +36,8 @@ export function keyLocks(dir: string): KeyLock {
     const deadline = Date.now() + WAIT_MS;
     for (;;) {
       try {
-        const fh = await open(path, "wx", 0o644);
-        await fh.writeFile(processOwner()).finally(() => fh.close());
+        // One call (open O_EXCL, write, close): an eviction takes thousands of these locks.
+        await writeFile(path, processOwner(), { flag: "wx", mode: 0o644 });
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -67,7 +67,7 @@ export function keyLocks(dir: string): KeyLock {
       try {
         return await f();
       } finally {
-        await rm(path, { force: true });
+        await unlink(path).catch(() => {}); // broken as stale by another process meanwhile: nothing to release
       }
     });
   };

@@ -66,5 +66,21 @@ export function recordCases(name: string, make: MakeStore) {
       expect(await store.removeTagIf(now as TagRecord)).toBe(false); // already gone
       expect(await driver.read(recordKey(place))).toBeNull();
     });
+
+    test("removeTagIf on many records at once (an eviction): the ones another writer updated since they were read stay, the rest go", async () => {
+      const { store, driver } = await make();
+      const other = createLayoutStore(driver);
+      const places = Array.from({ length: 24 }, (_, i) => ({ ...place, tag: `v${i}` }));
+      for (const p of places) await store.writeTag(record({ ...p, lastPulled: "2020-01-01T00:00:00.000Z" }));
+      const seen = await Array.fromAsync(store.allTags());
+      expect(seen.length).toBe(places.length);
+      // Every third record pulled again by the other writer after the plan read it.
+      const pulled = new Set(places.filter((_, i) => i % 3 === 0).map((p) => p.tag));
+      for (const tag of pulled) await other.updateTag({ ...place, tag }, (cur) => cur && { ...cur, lastPulled: new Date().toISOString() });
+      const removed = await Promise.all(seen.map((r) => store.removeTagIf(r)));
+      expect(removed).toEqual(seen.map((r) => !pulled.has(r.tag)));
+      const left = (await Array.fromAsync(store.allTags())).map((r) => r.tag).sort();
+      expect(left).toEqual([...pulled].sort());
+    });
   });
 }
