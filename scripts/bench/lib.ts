@@ -92,12 +92,12 @@ export async function timed(fn: () => Promise<unknown>): Promise<number> {
 // ---------------------------------------------------------------- the cache
 
 /** The compiled cache on a fresh store, with a config file; stopped when the scope closes. */
-export async function startBenchCache(s: Scope, opts: { upstreams: string[]; store?: string; extraYaml?: string }): Promise<RunningCache & { store: string }> {
+export async function startBenchCache(s: Scope, opts: { upstreams: string[]; store?: string; extraYaml?: string; env?: Record<string, string> }): Promise<RunningCache & { store: string }> {
   const dir = s.tempDir("ocireg-bench-cache-");
   const store = opts.store ?? join(dir, "store");
   const cfg = join(dir, "config.yml");
   writeFileSync(cfg, cacheConfig(opts.upstreams, opts.extraYaml));
-  const c = await startCache(["--config-file", cfg, "--image-path", store]);
+  const c = await startCache(["--config-file", cfg, "--image-path", store], opts.env);
   s.add(() => c.stop());
   return { ...c, store };
 }

@@ -18,6 +18,7 @@ import { storeScale } from "./cases/store-scale.ts";
 import { eviction } from "./cases/eviction.ts";
 import { load } from "./cases/load.ts";
 import { soak } from "./cases/soak.ts";
+import { s3Store } from "./cases/s3.ts";
 
 const argv = process.argv.slice(2);
 const opt = (name: string) => {
@@ -37,6 +38,8 @@ const CASES: Array<[string, (ctx: Ctx) => Promise<Row[]>]> = [
   ["eviction", eviction],
   ["load", load],
   ["soak", soak],
+  // Runs when radosgw is installed (skipped otherwise).
+  ["s3", s3Store],
 ];
 
 const TOOLS: Record<string, string> = { nginx: "nginx", wrk: "wrk", hyperfine: "hyperfine", "docker-registry": "docker-registry", skopeo: "skopeo", curl: "curl" };
