@@ -67,10 +67,22 @@ export function createBlobs(ctx: CacheContext): Blobs {
     return p;
   });
 
+  /**
+   * Entries that ended so far: a look at the store taken when this was `n` still holds for a key
+   * with no entry while it is `n` (no download of this process committed since). Other processes'
+   * commits are the leases' to find (decide).
+   */
+  let endedCount = 0;
+  const forget = (key: string, p: Promise<Flight | null>) => {
+    if (flights.get(key) !== p) return;
+    flights.delete(key);
+    endedCount++;
+  };
+
   /** Makes `p` the entry for `key`; it is dropped once it resolves to something nobody joins. */
   function register(key: string, p: Promise<Flight | null>) {
     flights.set(key, p);
-    const drop = () => flights.get(key) === p && flights.delete(key);
+    const drop = () => forget(key, p);
     // A pass-through is one client's: nobody joins it.
     p.then((f) => {
       if (!(f instanceof Download)) return drop();
@@ -82,7 +94,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
   /** A Download ended: its entry goes (not one registered after it). */
   function ended(key: string, d: Download) {
     const p = entries.get(d);
-    if (p && flights.get(key) === p) flights.delete(key);
+    if (p) forget(key, p);
   }
 
   async function openUpstream(target: Target, digest: string, method: "GET" | "HEAD"): Promise<Response> {
@@ -189,14 +201,21 @@ export function createBlobs(ctx: CacheContext): Blobs {
     else ctx.log.debug(`relayed ${where} from the replica downloading it: ${d.written} bytes`);
   }
 
-  /** The running download (or relay) for (upstream, digest), starting one unless the blob is stored meanwhile. */
-  function flight(target: Target, digest: string): Promise<Flight | null> {
+  /**
+   * The running download (or relay) for (upstream, digest), starting one unless the blob is stored
+   * meanwhile. `looked`: endedCount when the caller found the blob absent from the store; while it
+   * is unchanged, no local download committed since, and a shared store (S3: a round trip of 5-25
+   * ms under load) is not asked again. Another replica's commit is found by decide's look after the
+   * lease; replicas without peers may download a blob one committed a moment ago again (the same
+   * verified bytes). A directory store is asked again: a stat costs nothing there.
+   */
+  function flight(target: Target, digest: string, looked?: number): Promise<Flight | null> {
     const key = `${target.upstream} ${digest}`;
     let p = flights.get(key);
     if (p) ctx.observe.joined?.();
     else {
       p = (async () => {
-        if (await ctx.store.statBlob(digest)) return null;
+        if (!(ctx.store.shared && looked === endedCount) && (await ctx.store.statBlob(digest))) return null;
         const f = await decide(key, target, digest);
         if (!isPeerFlight(f)) return f;
         const where = `${target.upstream}/${target.repository}@${digest}`;
@@ -229,6 +248,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
       if (served) served.cache = "miss";
       return { kind: "download", size: joined.total, download: joined };
     }
+    const looked = endedCount;
     const stored = await storedSource(digest);
     if (stored) {
       ctx.observe.hit?.("blob");
@@ -245,7 +265,7 @@ export function createBlobs(ctx: CacheContext): Blobs {
       discardBody(res);
       return { kind: "remote", size: contentLength(res) };
     }
-    const d = await flight(target, digest);
+    const d = await flight(target, digest, looked);
     if (d && !(d instanceof Download)) {
       // A pass-through is one client's stream: a request that joined it while it was being
       // decided gets one of its own (the store had no room a moment ago).

@@ -108,6 +108,7 @@ export function createCache(opts: CacheOptions & {
   let recorded: string[] = [];
   const usage = createUsage(opts.store, {
     admit: (bytes, kind) => quota.admit(bytes, kind),
+    bounded: () => quota.bounded,
     recorded(digest) {
       if (recorded.length >= MAX_RECORDED) recorded = [];
       recorded.push(digest);

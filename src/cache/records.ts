@@ -120,7 +120,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         // What the image needs, from the bytes at hand: list and prune then never read them again.
         if (image) next.image = image;
         return next;
-      });
+      }, { absent: previous === null });
       const key = recordName(place);
       dirty.delete(key);
       clean.set(key, lean(rec!));

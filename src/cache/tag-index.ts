@@ -4,7 +4,7 @@
 // `store`), and rebuilt in the background once older than a minute, for what other processes
 // (load, prune, a replica on the same bucket) changed.
 import { recordName } from "../store/record.ts";
-import type { Store, TagRecord } from "../store/types.ts";
+import type { Store, TagRecord, TagUpdateOptions } from "../store/types.ts";
 
 export type TagPlace = Pick<TagRecord, "upstream" | "repository" | "tag">;
 
@@ -102,8 +102,8 @@ export function createTagIndex(inner: Store, opts: { maxAgeMs?: number; now?: ()
       await inner.removeTag(upstream, repository, tag);
       note({ upstream, repository, tag }, false);
     },
-    async updateTag(place: TagPlace, change: (current: TagRecord | null) => TagRecord | null) {
-      const u = await inner.updateTag(place, change);
+    async updateTag(place: TagPlace, change: (current: TagRecord | null) => TagRecord | null, opts?: TagUpdateOptions) {
+      const u = await inner.updateTag(place, change, opts);
       note(place, u.record !== null);
       return u;
     },

@@ -39,6 +39,13 @@ const blobKey = (digest: string) => contentKey("blobs", digest);
 const manifestKey = (digest: string) => contentKey("manifests", digest);
 const contentKeyOf = (c: { kind: ContentKind; digest: string }) => contentKey(c.kind, c.digest);
 
+/** The key of a manifest, once its bytes are known to match its digest. */
+function checkedManifestKey(digest: string, bytes: Uint8Array): string {
+  const key = manifestKey(digest);
+  if (digestOf(bytes, parseDigest(digest)!.algorithm) !== digest) throw new StoreError("corrupt", `manifest bytes do not match ${digest}`);
+  return key;
+}
+
 export function createLayoutStore(driver: Driver): Store {
   const serve = (key: string) => driver.serve(key);
   const read = (key: string) => driver.read(key);
@@ -90,10 +97,18 @@ export function createLayoutStore(driver: Driver): Store {
     readManifest: (digest) => atKey(manifestKey, digest, read),
 
     async writeManifest(digest, bytes) {
-      const key = contentKey("manifests", digest);
-      if (digestOf(bytes, parseDigest(digest)!.algorithm) !== digest) throw new StoreError("corrupt", `manifest bytes do not match ${digest}`);
-      await driver.put(key, bytes);
+      await driver.put(checkedManifestKey(digest, bytes), bytes);
     },
+
+    ...(driver.create && {
+      async createManifest(digest: string, bytes: Uint8Array) {
+        const key = checkedManifestKey(digest, bytes);
+        if (await driver.create!(key, bytes)) return true;
+        // There already: written again all the same, as writeManifest would (the same verified bytes).
+        await driver.put(key, bytes);
+        return false;
+      },
+    }),
 
     readTag: (upstream, repository, tag) =>
       atKey(recordKey, { upstream, repository, tag }, (key) =>
@@ -103,7 +118,15 @@ export function createLayoutStore(driver: Driver): Store {
       await driver.put(recordKey(record), serializeTagRecord(record));
     },
 
-    updateTag: (place, change) => atKey(recordKey, place, (key) => oneAtATime(key, async (): Promise<TagUpdate> => {
+    updateTag: (place, change, opts) => atKey(recordKey, place, (key) => oneAtATime(key, async (): Promise<TagUpdate> => {
+      // A record the caller has just found absent is created without reading it again (one round
+      // trip on S3, not two): the write is a create (If-None-Match: *), so a record another writer
+      // made meanwhile makes it lose, and the loop below reads that one and merges with it.
+      const guess = opts?.absent ? change(null) : null;
+      if (guess) {
+        if (recordKey(guess) !== key) throw new StoreError("invalid", `an update of ${key} returned the record of ${recordKey(guess)}`);
+        if (await driver.putIf(key, serializeTagRecord(guess), null)) return { record: guess, written: true, created: true };
+      }
       for (let n = 1; ; n++) {
         const { bytes, version } = await driver.readVersioned(key);
         const current = bytes && parseTagRecord(bytes, place);

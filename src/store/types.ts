@@ -49,6 +49,12 @@ export interface ImageSummary {
 /** Where a record is: its upstream, repository and tag. */
 export type TagPlace = Pick<TagRecord, "upstream" | "repository" | "tag">;
 
+/** A hint for updateTag; it saves a read, never changes what is written. */
+export interface TagUpdateOptions {
+  /** The record was absent when the caller read it just now. */
+  absent?: boolean;
+}
+
 /** What updateTag did. */
 export interface TagUpdate {
   /** The record as stored now (null: none). */
@@ -138,6 +144,12 @@ export interface Store {
   readManifest(digest: string): Promise<Uint8Array | null>;
   /** Stores manifest bytes under their digest; StoreError("corrupt") if the bytes do not match it. */
   writeManifest(digest: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Optional, the same as writeManifest, and says whether this call created the manifest (true) or
+   * found one there (false, rewritten with these bytes): one conditional create when it is new
+   * (S3 `If-None-Match: *`), no look before it.
+   */
+  createManifest?(digest: string, bytes: Uint8Array): Promise<boolean>;
   readTag(upstream: string, repository: string, tag: string): Promise<TagRecord | null>;
   /** Writes a record as it is, replacing whatever is there (load --archive); see updateTag for replicas. */
   writeTag(record: TagRecord): Promise<void>;
@@ -148,8 +160,10 @@ export interface Store {
    * `change` may run several times, also on its own earlier output (a write S3 answered with a
    * 500 is taken as lost), so it must merge (later times, a pin) rather than count, and must not
    * have effects. StoreError("conflict") after UPDATE_TRIES lost races in a row.
+   * `opts.absent`: the caller has just read the record and found none, so the first try creates
+   * it (`change(null)`, written only if still absent) without reading it again.
    */
-  updateTag(place: TagPlace, change: (current: TagRecord | null) => TagRecord | null): Promise<TagUpdate>;
+  updateTag(place: TagPlace, change: (current: TagRecord | null) => TagRecord | null, opts?: TagUpdateOptions): Promise<TagUpdate>;
   /** Tags cached for one repository, sorted (pins by digest excluded). */
   listTags(upstream: string, repository: string): Promise<string[]>;
   /** Where every tag record is (upstream, repository, tag), from one key listing: no record is read. */

@@ -17,6 +17,11 @@ export interface UsageOptions {
    * evicting, if it must), rejects (StoreError "full") when they may not; nothing is kept then.
    */
   admit?: (bytes: number, kind: ContentKind) => Promise<() => void>;
+  /**
+   * False when `admit` admits everything at once (the store has no bound): a manifest is then
+   * written without looking first whether it is there. Absent: taken as bounded when `admit` is given.
+   */
+  bounded?: () => boolean;
   /** Told after every change of the figures (metrics). */
   changed?: (figures: StoreStats) => void;
   /** Told of every tag record written, by the digest it points at (a running eviction keeps what it reaches). */
@@ -181,15 +186,22 @@ export function createUsage(inner: Store, opts: UsageOptions = {}): Usage {
       };
       return counted;
     },
-    writeManifest: (digest, bytes) => admitted("manifests", digest, bytes.byteLength, () => inner.writeManifest(digest, bytes)),
+    writeManifest: (digest, bytes) => {
+      // Nothing to admit (no bound): a conditional create says whether it is new, without a look first.
+      const bounded = opts.bounded ? opts.bounded() : opts.admit !== undefined;
+      if (!inner.createManifest || bounded) return admitted("manifests", digest, bytes.byteLength, () => inner.writeManifest(digest, bytes));
+      return oneAtATime("manifests", digest, async () => {
+        if (await inner.createManifest!(digest, bytes)) adjust("manifests", 1, bytes.byteLength, digest);
+      });
+    },
     writeTag: (rec) => oneAtATime("tags", recordKeyOf(rec), async () => {
       const existed = await inner.readTag(rec.upstream, rec.repository, rec.tag);
       await inner.writeTag(rec);
       opts.recorded?.(rec.digest);
       if (!existed) adjust("tags", 1);
     }),
-    updateTag: (place, change) => oneAtATime("tags", recordKeyOf(place), async () => {
-      const u = await inner.updateTag(place, change);
+    updateTag: (place, change, o) => oneAtATime("tags", recordKeyOf(place), async () => {
+      const u = await inner.updateTag(place, change, o);
       if (u.written) opts.recorded?.(u.record!.digest);
       if (u.created) adjust("tags", 1);
       return u;

@@ -3,6 +3,7 @@
 // layout's updateTag / removeTagIf over them. Two layouts over one driver act as two replicas: each
 // has its own queue, so only the driver's conditional writes keep them from losing updates.
 import { describe, expect, test } from "bun:test";
+import { digestOf } from "../../src/oci/digest.ts";
 import { recordKey } from "../../src/store/keys.ts";
 import { createLayoutStore } from "../../src/store/layout.ts";
 import type { TagRecord } from "../../src/store/types.ts";
@@ -49,6 +50,29 @@ export function recordCases(name: string, make: MakeStore) {
       expect(kept).toEqual({ record: created.record, written: false, created: false });
       expect(await failure(store.updateTag(place, () => record({ tag: "v2" })))).toBe("invalid");
       expect(await failure(store.updateTag({ ...place, tag: "../x" }, () => null))).toBe("invalid");
+    });
+
+    test("updateTag told the record is absent creates it, and merges with one another writer made meanwhile", async () => {
+      const { store, driver } = await make();
+      const other = createLayoutStore(driver);
+      const mine = (cur: TagRecord | null) => ({ ...(cur ?? record()), size: (cur?.size ?? 0) + 1 });
+      expect(await store.updateTag(place, mine, { absent: true })).toMatchObject({ written: true, created: true, record: { size: 1 } });
+      // Not absent any more (the other writer's, or a wrong hint): the create loses, the record is read and merged.
+      await other.updateTag(place, (cur) => cur && { ...cur, size: 10, pinned: true });
+      const u = await store.updateTag(place, mine, { absent: true });
+      expect(u).toMatchObject({ written: true, created: false, record: { size: 11, pinned: true } });
+      expect(await store.readTag(place.upstream, place.repository, place.tag)).toMatchObject({ size: 11, pinned: true });
+    });
+
+    test("createManifest says whether it created the manifest; one already there keeps its bytes; bytes that do not match are corrupt", async () => {
+      const { store } = await make();
+      if (!store.createManifest) return;
+      const m = enc('{"schemaVersion":2,"n":"create"}');
+      expect(await store.createManifest(digestOf(m), m)).toBe(true);
+      expect(await store.createManifest(digestOf(m), m)).toBe(false);
+      expect(await store.readManifest(digestOf(m))).toEqual(m);
+      expect(await failure(store.createManifest(digestOf(enc("x")), m))).toBe("corrupt");
+      expect(await store.readManifest(digestOf(enc("x")))).toBeNull();
     });
 
     test("removeTagIf removes a record only while it is as read: a later pull or a pin meanwhile keeps it", async () => {
