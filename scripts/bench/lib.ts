@@ -97,7 +97,8 @@ export async function startBenchCache(s: Scope, opts: { upstreams: string[]; sto
   const store = opts.store ?? join(dir, "store");
   const cfg = join(dir, "config.yml");
   writeFileSync(cfg, cacheConfig(opts.upstreams, opts.extraYaml));
-  const c = await startCache(["--config-file", cfg, "--image-path", store], opts.env);
+  // Its log goes to a file, as a container runtime's would: this process does not read it while it measures.
+  const c = await startCache(["--config-file", cfg, "--image-path", store], opts.env, { logFile: join(dir, "cache.log") });
   s.add(() => c.stop());
   return { ...c, store };
 }

@@ -1,5 +1,5 @@
 // Runs the compiled `dist/ociregistry` the way users do, on a free port chosen by the kernel.
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { stopProcess, track } from "./procs.ts";
@@ -28,6 +28,12 @@ export interface StartOptions {
    * the default refuses.
    */
   defaultPolicy?: boolean;
+  /**
+   * Send the process's output straight to this file instead of a pipe (benchmarks: the measuring
+   * process then does not read every access-log line while it measures, as a container runtime's
+   * log file would not). `output()` reads the file.
+   */
+  logFile?: string;
 }
 
 /** Whether `serve` args (or the config file they name) already choose an upstream policy. */
@@ -53,18 +59,26 @@ export async function startCache(args: string[], env: Record<string, string> = {
   const policy = opts.defaultPolicy || choosesPolicy(args) ? [] : ["--upstreams", "any"];
   // Tests stop caches with SIGTERM: without a delay unless they ask for one (rollout tests do).
   const delay = args.some((a) => a.startsWith("--shutdown-delay")) || configSets(args, "shutdownDelay") ? [] : ["--shutdown-delay", "0s"];
+  const file = opts.logFile;
+  // One descriptor, shared by stdout and stderr: neither overwrites the other.
+  const fd = file ? openSync(file, "w") : undefined;
   const proc = track(Bun.spawn([BINARY, "serve", "--host", "127.0.0.1", "--port", "0", ...policy, ...delay, ...args], {
-    stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
+    stdout: fd ?? "pipe", stderr: fd ?? "pipe", env: { ...process.env, ...env },
   }));
-  let out = "";
+  if (fd !== undefined) closeSync(fd);
+  let piped = "";
   const collect = async (s: ReadableStream<Uint8Array>) => {
-    for await (const c of s) out += new TextDecoder().decode(c);
+    for await (const c of s) piped += new TextDecoder().decode(c);
   };
-  void collect(proc.stdout as ReadableStream<Uint8Array>);
-  void collect(proc.stderr as ReadableStream<Uint8Array>);
+  if (!file) {
+    void collect(proc.stdout as ReadableStream<Uint8Array>);
+    void collect(proc.stderr as ReadableStream<Uint8Array>);
+  }
+  const current = () => (file ? readFileSync(file, "utf8") : piped);
   const until = Date.now() + 15_000;
   let port = 0;
   while (!port) {
+    const out = current();
     const m = out.match(/on port (\d+)/);
     if (m) port = Number(m[1]);
     else if (proc.exitCode !== null) throw new Error(`ociregistry exited ${proc.exitCode}:\n${out}`);
@@ -75,13 +89,13 @@ export async function startCache(args: string[], env: Record<string, string> = {
   }
   return {
     port, url: `http://127.0.0.1:${port}`, proc,
-    output: () => out,
+    output: current,
     async settledOutput() {
-      for (let len = -1; len !== out.length;) {
-        len = out.length;
+      for (let len = -1; len !== current().length;) {
+        len = current().length;
         await Bun.sleep(100);
       }
-      return out;
+      return current();
     },
     stop: (signal = "SIGTERM") => stopProcess(proc, signal),
   };
