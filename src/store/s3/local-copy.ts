@@ -44,7 +44,10 @@ export function createLocalCopies(dir: string, maxBytes: number, debug: (message
   let reserved = 0;
   let made = false;
 
-  /** The copy's name: the digest, so a name can never hold another blob's bytes. */
+  /**
+   * The copy's name: the digest's hex, so a name can never hold another blob's bytes, and a blob sent
+   * from it carries the directory store's headers (Bun names a file's hex in Content-Disposition).
+   */
   const pathOf = (key: string) => {
     const c = parseContentKey(key);
     if (c?.kind !== "blobs") return null;
@@ -52,7 +55,7 @@ export function createLocalCopies(dir: string, maxBytes: number, debug: (message
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       made = true;
     }
-    return join(dir, c.digest.replace(":", "-"));
+    return join(dir, c.digest.slice(c.digest.indexOf(":") + 1));
   };
 
   const forget = (key: string) => {
