@@ -2,6 +2,7 @@
 // blobs downloaded once and streamed to every client that asks while the download runs. A
 // download is keyed by (upstream, digest): until its bytes are verified and committed they are
 // only that upstream's word, and never handed to a client of another upstream.
+import type { StoredBlob } from "../store/types.ts";
 import type { Target } from "../oci/reference.ts";
 import { contentLength, discardBody } from "../upstream/body.ts";
 import type { CacheContext, Served } from "./context.ts";
@@ -17,7 +18,7 @@ type Flight = Download | PassThrough;
 
 /** What the handler needs to answer a blob request. */
 export type BlobSource =
-  | { kind: "stored"; size: number; file: Blob; redirect?: (expiresInSeconds: number) => string; streamOnly?: boolean }
+  | ({ kind: "stored" } & StoredBlob)
   | { kind: "download"; size: number | null; download: Download }
   /** Size known from an upstream HEAD; nothing downloaded. */
   | { kind: "remote"; size: number | null }

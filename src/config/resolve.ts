@@ -173,8 +173,9 @@ function s3Store(store: ConfigFile["store"], s: NonNullable<ConfigFile["s3"]>, e
   const accessKeyId = s.accessKeyId ?? env.AWS_ACCESS_KEY_ID;
   const secretAccessKey = s.secretAccessKey ?? env.AWS_SECRET_ACCESS_KEY;
   if (!accessKeyId || !secretAccessKey) throw new ConfigError("s3", "needs accessKeyId and secretAccessKey (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+  if ("percent" in s.localCopy) throw new ConfigError("s3.localCopy", "give a size in bytes (e.g. 2GiB), or 0 to turn the local copy off");
   return {
-    endpoint: s.endpoint, bucket, prefix: store?.prefix ?? s.prefix ?? "", accessKeyId, secretAccessKey,
+    endpoint: s.endpoint, bucket, prefix: store?.prefix ?? s.prefix ?? "", accessKeyId, secretAccessKey, localCopyBytes: s.localCopy.bytes,
     region: s.region ?? env.AWS_REGION ?? "us-east-1",
     forcePathStyle: s.forcePathStyle, redirect: s.redirect, abortUploadsAfterMs: s.abortUploadsAfter,
   };

@@ -2,7 +2,7 @@
 // the admin API, archives and the S3 store. Files and environment variables they name are read
 // later, by resolve.ts; these only check the shape.
 import * as v from "valibot";
-import { bool, crossCheck, doc, duration, httpUrl, mapping, oneOf, pattern, str, whole } from "./values.ts";
+import { bool, crossCheck, doc, duration, httpUrl, mapping, oneOf, pattern, size, str, whole } from "./values.ts";
 
 export const tagPolicies = v.array(v.pipe(mapping({
   match: doc(pattern(), "regular expression matched against `<upstream>/<repository>:<tag>`"),
@@ -86,6 +86,7 @@ export const s3 = mapping({
   forcePathStyle: doc(v.optional(bool(), true), "bucket in the path (Ceph RGW, MinIO); `false` for virtual-hosted style (AWS)"),
   redirect: doc(v.optional(bool(), false), "answer warm blob GETs with `307` to a presigned URL (5 minutes) instead of streaming them"),
   abortUploadsAfter: doc(v.optional(duration(), "1h"), "incomplete multipart uploads (a replica killed mid-upload) older than this are aborted at start"),
+  localCopy: doc(v.optional(size(), "2GiB"), "`serve` keeps verified blobs up to this many bytes on local disk under `imagePath` (least recently served evicted first) and sends warm ones from there with sendfile instead of streaming them from S3; dropped at restart; `0` turns it off (unused with `redirect`)"),
 }, "must be a mapping");
 
 /** The shortest shared secret replicas accept (an HMAC key: guessable ones are refused). */

@@ -63,10 +63,15 @@ export interface RuntimeHooks {
   listed?: Iterable<string>;
   /** How this replica reaches the others on one S3 store (serve with `replicas`). */
   peers?: PeerLink;
+  /** A long-running `serve` (not `load`): keeps a local copy of S3 blobs. */
+  serving?: boolean;
 }
 
-/** The store the config names: S3 when `store`/`s3` is set, else the directory. */
-export async function openStore(cfg: Config): Promise<Store> {
+/**
+ * The store the config names: S3 when `store`/`s3` is set, else the directory. `localCopy`: a
+ * long-running `serve` keeps its local copy of S3 blobs (a command's would be dropped at its exit).
+ */
+export async function openStore(cfg: Config, opts: { localCopy?: boolean; log?: Logger } = {}): Promise<Store> {
   if (!cfg.s3) return createFsStore(cfg.imagePath);
   const s = cfg.s3;
   // Loaded only for an S3 store: its client (node:crypto, http) costs ~7 MiB of RSS a directory store never uses.
@@ -74,6 +79,8 @@ export async function openStore(cfg: Config): Promise<Store> {
   return createS3Store({
     endpoint: s.endpoint, region: s.region, bucket: s.bucket, accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey,
     pathStyle: s.forcePathStyle, prefix: s.prefix, redirect: s.redirect, scratchDir: cfg.imagePath, staleUploadMs: s.abortUploadsAfterMs,
+    ...(opts.localCopy ? { localCopyBytes: s.localCopyBytes } : {}),
+    ...(opts.log ? { debug: (m: string) => opts.log!.withTag("store").debug(m) } : {}),
   });
 }
 
@@ -85,7 +92,7 @@ export function checkBounds(cfg: Config) {
 }
 
 export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHooks = {}) {
-  const base = await openStore(cfg);
+  const base = await openStore(cfg, { localCopy: hooks.serving, log });
   checkBounds(cfg);
   const removed = await base.init();
   if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) or upload(s) of interrupted runs`);

@@ -72,7 +72,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
   }
   const peers = replicas ? peerLink(replicas.secret, () => advertised, cfg.pullTimeoutMs + 5000) : undefined;
   // The preload list is the operator's own choice: its upstreams count as listed.
-  const { store, cache, upstreams, tags } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream), peers });
+  const { store, cache, upstreams, tags } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream), peers, serving: true });
   const internal = replicas ? internalEndpoint(replicas.secret, cache) : null;
   // One login check for the registry and the status page, so both share its throttle; a reload
   // replaces the users and keeps the throttle (failed attempts still count).

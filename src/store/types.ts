@@ -73,6 +73,11 @@ export interface StoredBlob {
   redirect?: (expiresInSeconds: number) => string;
   /** The content must be sent as `file.stream()` (an S3 object), not as the Blob itself. */
   streamOnly?: boolean;
+  /**
+   * The whole content to send, when the back-end wants to see it go by (the S3 driver fills its
+   * local copy from it); else `file` (or `file.stream()`). Ranges are always cut from `file`.
+   */
+  stream?: () => ReadableStream<Uint8Array>;
 }
 
 export type StoreFailure =

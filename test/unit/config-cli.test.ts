@@ -50,7 +50,7 @@ describe("config check's printout", () => {
       endpoints: [{ url: "https://m", auth: { user: "m", password: "pw-2" } }] }];
     cfg.users = [{ user: "alice", password: "pw-3" }];
     cfg.adminToken = "tok-0123456789abcdef";
-    cfg.s3 = { endpoint: "http://s3", region: "r", bucket: "b", prefix: "", accessKeyId: "AK", secretAccessKey: "pw-4", forcePathStyle: true, redirect: false, abortUploadsAfterMs: 1 };
+    cfg.s3 = { endpoint: "http://s3", region: "r", bucket: "b", prefix: "", accessKeyId: "AK", secretAccessKey: "pw-4", forcePathStyle: true, redirect: false, abortUploadsAfterMs: 1, localCopyBytes: 0 };
     cfg.serverTlsConfig = { cert: "C", key: "SERVER-KEY", clientAuth: "none" };
     const text = JSON.stringify(maskedConfig(cfg));
     for (const secret of ["pw-1", "pw-2", "pw-3", "pw-4", "tok-0123456789abcdef", "KEY-PEM", "SERVER-KEY", "CA-PEM"]) expect(text).not.toContain(secret);

@@ -69,7 +69,8 @@ export async function handleBlob(cache: Cache, rc: RequestContext, digest: strin
       if (source.redirect) return new Response(null, { status: 307, headers: { ...API_VERSION, "Docker-Content-Digest": digest, Location: source.redirect(REDIRECT_SECONDS) } });
     {
       const body = range ? source.file.slice(range.start, range.end + 1) : source.file;
-      return new Response(source.streamOnly ? body.stream() : body, { status, headers });
+      const stream = !range && source.stream ? source.stream() : source.streamOnly ? body.stream() : null;
+      return new Response(stream ?? body, { status, headers });
     }
     case "download": {
       if (source.download.error) {

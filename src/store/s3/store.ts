@@ -3,6 +3,7 @@
 // verified (an object is whole or absent; writer.ts); a local scratch copy under the image path
 // serves readers joining a download. Records are updated with conditional PUTs (conditional.ts), so
 // replicas never lose each other's changes. Reads are S3 files: sliceable, streamed by Bun, presignable.
+import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { S3File } from "bun";
@@ -14,6 +15,7 @@ import { createLayoutStore } from "../layout.ts";
 import { StoreError, type Store } from "../types.ts";
 import { putIf, readVersioned, removeIf, unlessTombstone } from "./conditional.ts";
 import { abortUpload, incompleteUploads } from "./multipart.ts";
+import { createLocalCopies } from "./local-copy.ts";
 import { s3Request, type S3Access } from "./sigv4.ts";
 import { isAbsent, s3BlobWriter, unavailable } from "./writer.ts";
 
@@ -28,6 +30,10 @@ export interface S3StoreOptions extends S3Access {
   redirect?: boolean;
   /** Incomplete uploads older than this are aborted by init (default 1 hour). */
   staleUploadMs?: number;
+  /** Bytes of verified blobs kept on local disk and sent with sendfile (local-copy.ts); 0 or absent: none. */
+  localCopyBytes?: number;
+  /** Debug messages (why a local copy was not kept). */
+  debug?: (message: string) => void;
 }
 
 /** Objects read at once while walking records. */
@@ -47,6 +53,9 @@ export function s3Driver(o: S3StoreOptions): Driver {
   const partSize = Math.max(5 * 1024 * 1024, o.partSize ?? 8 * 1024 * 1024);
   const scratch = join(o.scratchDir, ownTempPrefix());
   const limit = pLimit(READ_CONCURRENCY);
+  // In this process's temp directory: dropped at the next start like scratch copies (a copy is not
+  // re-verified after a restart), one directory per store (tests open several stores in one process).
+  const copies = o.localCopyBytes && !o.redirect ? createLocalCopies(join(scratch, `copies-${randomUUID().slice(0, 8)}`), o.localCopyBytes, o.debug) : null;
 
   /** `op` on the object at `key`; null when S3 says it is absent. */
   async function orNull<T>(key: string, op: (file: S3File) => Promise<T>): Promise<T | null> {
@@ -114,12 +123,24 @@ export function s3Driver(o: S3StoreOptions): Driver {
       return { size: s.size, modified: s.lastModified ? new Date(s.lastModified).getTime() : 0 };
     }),
 
-    serve: (key) => orNull(key, async (file) => {
-      const s = await file.stat();
-      return { size: s.size, file, streamOnly: true, ...(o.redirect ? { redirect: (expiresIn: number) => file.presign({ expiresIn, method: "GET" }) } : {}) };
-    }),
+    async serve(key) {
+      // The HEAD is also what lets a local copy be served: only while the object is in S3 now. A
+      // copy outliving a removal by another replica (prune, eviction, DELETE) would answer for a
+      // blob the store no longer holds, which a fresh pull would have re-fetched through the
+      // upstream's policy. One HEAD (~1 ms) is what a stream of the same blob costs before its body.
+      const served = await orNull(key, async (file) => {
+        const s = await file.stat();
+        if (o.redirect) return { size: s.size, file, streamOnly: true, redirect: (expiresIn: number) => file.presign({ expiresIn, method: "GET" }) };
+        const copy = copies?.find(key, s.size);
+        if (copy) return { size: s.size, file: copy };
+        return { size: s.size, file, streamOnly: true, ...(copies ? { stream: () => copies.fill(key, s.size, () => file.stream()) } : {}) };
+      });
+      if (!served) await copies?.drop(key);
+      return served;
+    },
 
     async remove(key) {
+      await copies?.drop(key);
       await client.delete(prefix + key).catch((err) => {
         if (!isAbsent(err)) throw unavailable(err, `removing ${prefix + key}`);
       });
@@ -140,7 +161,7 @@ export function s3Driver(o: S3StoreOptions): Driver {
       } while (continuationToken);
     },
 
-    openWriter: (key) => s3BlobWriter(o, client, prefix + key, scratch, partSize),
+    openWriter: (key) => s3BlobWriter(o, client, prefix + key, scratch, partSize, copies ? (path, size) => copies.adopt(key, path, size) : undefined),
   };
 }
 

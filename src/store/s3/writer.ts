@@ -34,7 +34,11 @@ export function unavailable(err: unknown, what: string, hint = ""): StoreError {
  * the download, a few at a time, so the download never waits for S3 (a pipeline that did held a
  * cold pull to S3's upload speed) and only the parts in flight are in memory.
  */
-export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: string, scratch: string, partSize: number): Promise<WriterBackend> {
+export async function s3BlobWriter(
+  o: S3Access, client: Bun.S3Client, key: string, scratch: string, partSize: number,
+  /** Told of the verified scratch file once the object is complete (the local copy links it). */
+  keep?: (path: string, size: number) => Promise<void>,
+): Promise<WriterBackend> {
   const file = await openScratch(scratch, 0o600, key);
   let uploadId: Promise<string> | null = null;
   /** Parts on their way up (or waiting for a slot), in order. */
@@ -81,6 +85,8 @@ export async function s3BlobWriter(o: S3Access, client: Bun.S3Client, key: strin
           throw err instanceof StoreError ? err : unavailable(err, `writing ${key}`);
         }
       }
+      // publish() runs only once the digest matched (verifyingWriter): these bytes are verified.
+      await keep?.(file.path, written);
       // Readers that join once the scratch copy is gone read the object itself.
       file.published((position, length) => client.file(key).slice(position, position + length).bytes());
     },
