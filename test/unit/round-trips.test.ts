@@ -100,6 +100,28 @@ describe("store requests of a cold pull", () => {
     expect(before).toEqual(["serve blobs", "read manifests"]);
   });
 
+  test("a blob its manifest declares is looked for as a blob and as a manifest at once (one round trip)", async () => {
+    const { store, request, img } = await setup();
+    expect((await request("/v2/app/manifests/v1")).status).toBe(200);
+    const config = img.blobs[0]!;
+    const order: string[] = [];
+    const statBlob = store.statBlob.bind(store);
+    const readManifest = store.readManifest.bind(store);
+    store.statBlob = async (d) => {
+      order.push("stat");
+      await Bun.sleep(20);
+      order.push("stat answered");
+      return statBlob(d);
+    };
+    store.readManifest = async (d) => (order.push("read"), readManifest(d));
+    const res = await request(`/v2/app/blobs/${config.digest}`);
+    expect(res.status).toBe(200);
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(config.bytes);
+    // The look as a manifest went out before the look as a blob was answered.
+    expect(order.slice(0, 3).sort()).toEqual(["read", "stat", "stat answered"].sort());
+    expect(order.indexOf("read")).toBeLessThan(order.indexOf("stat answered"));
+  });
+
   test("a blob whose download ended while a request looked is looked for again (not downloaded twice)", async () => {
     const { calls, store, request, img } = await setup();
     const layer = img.blobs[1]!;

@@ -17,7 +17,8 @@ export async function startUpload(a: S3Access, key: string): Promise<string> {
   return id;
 }
 
-export async function uploadPart(a: S3Access, key: string, uploadId: string, n: number, bytes: Uint8Array): Promise<string> {
+/** Uploads part `n`: its bytes in memory, or a slice of a file (sent from the file). */
+export async function uploadPart(a: S3Access, key: string, uploadId: string, n: number, bytes: Uint8Array | Blob): Promise<string> {
   const res = await s3Request(a, "PUT", key, { query: { partNumber: String(n), uploadId }, body: bytes, timeoutMs: 300_000, unsignedPayload: true });
   await ok(res, `uploading part ${n} of ${key}`);
   const etag = res.headers.get("etag");

@@ -19,7 +19,8 @@ const encode = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `
 export interface SignedRequest {
   query?: Record<string, string>;
   headers?: Record<string, string>;
-  body?: Uint8Array | string;
+  /** A Blob (a file slice) only with `unsignedPayload`: its bytes are not read here to be hashed. */
+  body?: Uint8Array | string | Blob;
   timeoutMs?: number;
   /**
    * Sign `UNSIGNED-PAYLOAD` instead of the body's SHA-256: for blob parts, whose bytes the store
@@ -40,7 +41,9 @@ export async function s3Request(a: S3Access, method: string, key: string, r: Sig
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+/, "");
   const day = stamp.slice(0, 8);
   const body = r.body ?? "";
-  const headers: Record<string, string> = { host, "x-amz-date": stamp, "x-amz-content-sha256": r.unsignedPayload ? "UNSIGNED-PAYLOAD" : sha256Hex(body) };
+  if (body instanceof Blob && !r.unsignedPayload) throw new TypeError("s3Request: a Blob body is sent with unsignedPayload only");
+  const payload = r.unsignedPayload || body instanceof Blob ? "UNSIGNED-PAYLOAD" : sha256Hex(body);
+  const headers: Record<string, string> = { host, "x-amz-date": stamp, "x-amz-content-sha256": payload };
   for (const [k, v] of Object.entries(r.headers ?? {})) headers[k.toLowerCase()] = v.trim();
   const names = Object.keys(headers).sort();
   const canonical = [method, canonicalPath, canonicalQuery, ...names.map((n) => `${n}:${headers[n]}`), "", names.join(";"), headers["x-amz-content-sha256"]].join("\n");

@@ -1,7 +1,8 @@
 // A blob on its way into S3: each chunk goes to a local scratch file (readers joining the download
-// read it back), and each full part, read back from it, into a multipart upload beside the
+// read it back), and each full part, sent from it, into a multipart upload beside the
 // download, a few at a time. The upload is completed — the object appears, whole — only once the
 // digest is verified.
+import { statSync } from "node:fs";
 import pLimit from "p-limit";
 import type { WriterBackend } from "../driver.ts";
 import { openScratch } from "../scratch.ts";
@@ -30,7 +31,7 @@ export function unavailable(err: unknown, what: string, hint = ""): StoreError {
 
 /**
  * Where the bytes for `key` go while downloaded: the scratch file, at the download's own speed
- * (clients read from it). Each full part is read back from the scratch file and uploaded beside
+ * (clients read from it). Each full part is sent from the scratch file and uploaded beside
  * the download, a few at a time, so the download never waits for S3 (a pipeline that did held a
  * cold pull to S3's upload speed) and only the parts in flight are in memory.
  */
@@ -54,6 +55,16 @@ export async function s3BlobWriter(
     if (n !== length) throw new StoreError("unavailable", `the scratch copy of ${key} has ${from + n} bytes, not ${from + length}`);
     return bytes;
   };
+  /**
+   * A part as a slice of the scratch file, sent from the file by the HTTP client: reading it back
+   * into memory first (8 MiB per part) cost the pull a copy and its garbage on the 2 cores the
+   * download shares with S3. The bytes are written (synchronously) before their part is queued.
+   */
+  const partOfFile = (from: number, length: number) => {
+    const have = statSync(file.path).size;
+    if (have < from + length) throw new StoreError("unavailable", `the scratch copy of ${key} has ${have} bytes, not ${from + length}`);
+    return Bun.file(file.path).slice(from, from + length);
+  };
   const queuePart = (length: number) => {
     uploadId ??= startUpload(o, key);
     const id = uploadId;
@@ -62,7 +73,7 @@ export async function s3BlobWriter(
     queued += length;
     const part = slots(async () => {
       if (dropped) throw new StoreError("unavailable", `the upload of ${key} was dropped`);
-      return uploadPart(o, key, await id, n, await readBack(from, length));
+      return uploadPart(o, key, await id, n, partOfFile(from, length));
     });
     part.catch(() => {});
     parts.push(part);
