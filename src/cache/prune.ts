@@ -105,12 +105,13 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
 
   // Sizes the removed records' summaries declare: what they free is counted without asking the
   // store about each file (a stat, or an S3 request); only the rest is asked its size and age.
-  const declared = new Map<string, number>();
+  // One map per kind, keyed by the digest as it is (no key string built per blob: 100,000s of them).
+  const declared: Record<ContentKind, Map<string, number>> = { manifests: new Map(), blobs: new Map() };
   for (const r of remove) {
     const image = summaryOf(r);
     if (!image) continue;
-    declared.set(`manifests ${r.digest}`, r.size);
-    for (const [i, b] of image.blobs.entries()) declared.set(`blobs ${b}`, image.sizes[i]!);
+    declared.manifests.set(r.digest, r.size);
+    for (let i = 0; i < image.blobs.length; i++) declared.blobs.set(image.blobs[i]!, image.sizes[i]!);
   }
   for (const kind of ["manifests", "blobs"] as ContentKind[]) {
     const keep = needed[kind];
@@ -118,7 +119,7 @@ export async function pruneStore(store: Store, opts: PruneOptions, onRemoved?: (
     for await (const digest of store.listContent(kind)) {
       if (keep.has(digest)) continue;
       const orphan = !candidates.has(digest);
-      let size = orphan ? undefined : declared.get(`${kind} ${digest}`);
+      let size = orphan ? undefined : declared[kind].get(digest);
       if (size === undefined) {
         const info = await store.contentInfo(kind, digest);
         if (!info || (orphan && now - info.modified < grace)) continue;

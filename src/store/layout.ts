@@ -59,17 +59,21 @@ export function createLayoutStore(driver: Driver): Store {
    */
   async function* records(): AsyncGenerator<{ key: string; record: TagRecord | null }> {
     let batch: string[] = [];
+    let places: Pick<TagRecord, "upstream" | "repository" | "tag">[] = []; // each key parsed once, while listing
     async function* flush() {
       const read = await driver.readMany(batch);
       for (const [i, key] of batch.entries()) {
         const bytes = read[i];
-        if (bytes) yield { key, record: parseTagRecord(bytes, parseRecordKey(key)!) }; // absent: removed meanwhile
+        if (bytes) yield { key, record: parseTagRecord(bytes, places[i]) }; // absent: removed meanwhile
       }
       batch = [];
+      places = [];
     }
     for await (const e of driver.list(RECORDS_PREFIX)) {
-      if (!parseRecordKey(e.key)) continue;
+      const place = parseRecordKey(e.key);
+      if (!place) continue;
       batch.push(e.key);
+      places.push(place);
       if (batch.length >= READ_BATCH) yield* flush();
     }
     yield* flush();
