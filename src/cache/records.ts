@@ -26,6 +26,45 @@ const MAX_DIRTY = 10_000;
 /** Records written at once by a flush. */
 const FLUSH_CONCURRENCY = 8;
 
+/**
+ * A pull's times not written yet (ms; checked -1 when no pull checked): for a plain pull the
+ * last-pulled time alone, the place read from the record's name; with a check, the place and the
+ * digest the check was for. Not the whole record: a burst of pulls faster than the flush writes
+ * them keeps one of these per tag (100,000 distinct tags pulled at once held ~90,000 whole
+ * records, ~60 MiB, while the flushes caught up).
+ */
+interface Unwritten {
+  upstream: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  lastPulled: number;
+  checked: number;
+}
+type Dirty = number | Unwritten;
+
+const isoOf = (ms: number) => new Date(ms).toISOString();
+const lastPulledOf = (d: Dirty) => (typeof d === "number" ? d : d.lastPulled);
+/** The time of a check for `digest` (-1: none). */
+const checkedOf = (d: Dirty, digest: string) => (typeof d === "number" || d.digest !== digest ? -1 : d.checked);
+
+/** Whether a record as written holds the unwritten times `d` already. */
+function holds(rec: TagRecord, d: Dirty): boolean {
+  const checked = checkedOf(d, rec.digest);
+  return isoOf(lastPulledOf(d)) <= rec.lastPulled && (checked < 0 || isoOf(checked) <= rec.checked);
+}
+
+/** The place a record name (recordName) names, when it names it unambiguously; null otherwise. */
+function placeOf(name: string): Pick<TagRecord, "upstream" | "repository" | "tag"> | null {
+  // An upstream is a host (no "/"); a tag has no ":", a digest follows "@".
+  const slash = name.indexOf("/");
+  const at = name.indexOf("@");
+  const sepAt = at >= 0 ? at : name.lastIndexOf(":");
+  if (slash <= 0 || sepAt <= slash) return null;
+  const place = { upstream: name.slice(0, slash), repository: name.slice(slash + 1, sepAt), tag: name.slice(sepAt + 1) };
+  return recordName(place) === name ? place : null;
+}
+
 /** A record as kept in memory: without its image summary, which only list, prune and verify read (from the store). */
 function lean(rec: TagRecord): TagRecord {
   if (!rec.image) return rec;
@@ -57,24 +96,33 @@ export interface TagBook {
 const later = (a: string, b: string | undefined) => (b !== undefined && b > a ? b : a);
 
 export function createTagBook(store: Store, now: () => number, warn: (msg: string) => void): TagBook {
-  /** Records read or written lately, least recently used first out. */
+  /** Records read or written lately, least recently used first out (with this process's latest times). */
   const clean = new BoundedMap<string, TagRecord>(MAX_CLEAN_RECORDS);
-  /** Records whose last-pulled or checked time is not written yet: never evicted before flush. */
-  const dirty = new Map<string, TagRecord>();
-  const records = {
-    get: (k: string) => dirty.get(k) ?? clean.get(k),
-    set: (k: string, r: TagRecord) => (dirty.has(k) ? dirty.set(k, r) : clean.set(k, r)),
-    delete: (k: string) => {
-      clean.delete(k);
-      dirty.delete(k);
-    },
-  };
+  /** Times not written yet, by record: kept until flushed (a record read again from the store gets them back). */
+  const dirty = new Map<string, Dirty>();
+  /** The record with this process's unwritten times (a record evicted from `clean` and read again lacks them). */
+  function withUnwritten(key: string, rec: TagRecord): TagRecord {
+    const u = dirty.get(key);
+    if (u === undefined) return rec;
+    rec.lastPulled = later(rec.lastPulled, isoOf(lastPulledOf(u)));
+    const checked = checkedOf(u, rec.digest);
+    if (checked >= 0) rec.checked = later(rec.checked, isoOf(checked));
+    return rec;
+  }
+  /** Keeps an unwritten entry (a failed write), merged with one a pull made meanwhile. */
+  function keepUnwritten(key: string, u: Dirty) {
+    const now = dirty.get(key);
+    if (now === undefined) return void dirty.set(key, u);
+    const lastPulled = Math.max(lastPulledOf(now), lastPulledOf(u));
+    if (typeof now === "number") return void dirty.set(key, typeof u === "number" ? lastPulled : { ...u, lastPulled });
+    now.lastPulled = lastPulled;
+    now.checked = Math.max(now.checked, checkedOf(u, now.digest));
+  }
   const absent = new Set<string>();
   /** The time as ISO text, made once per millisecond however many pulls share it. */
   let isoAt = -1;
   let isoText = "";
-  const iso = () => {
-    const t = now();
+  const iso = (t = now()) => {
     if (t !== isoAt) {
       isoAt = t;
       isoText = new Date(t).toISOString();
@@ -82,11 +130,24 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     return isoText;
   };
 
-  function touch(rec: TagRecord, fields: Partial<Pick<TagRecord, "lastPulled" | "checked">>) {
-    Object.assign(rec, fields);
+  /** A pull of `rec`: its times now, in memory at once and written by the next flush. */
+  function touch(rec: TagRecord, checked: boolean) {
+    const t = now();
+    const text = iso(t);
+    rec.lastPulled = text;
+    if (checked) rec.checked = text;
     const key = recordName(rec);
-    clean.delete(key);
-    dirty.set(key, rec);
+    // Known already: no set (a set on every warm hit churns the map).
+    if (clean.peek(key) !== rec) clean.set(key, rec);
+    const u = dirty.get(key);
+    if (typeof u === "object" && u.digest === rec.digest) {
+      u.lastPulled = t;
+      if (checked) u.checked = t;
+    } else if (!checked && typeof u !== "object" && (u !== undefined || placeOf(key))) {
+      dirty.set(key, t); // the common case: a number by the name, no strings of its own
+    } else {
+      dirty.set(key, { upstream: rec.upstream, repository: rec.repository, tag: rec.tag, digest: rec.digest, lastPulled: t, checked: checked ? t : -1 });
+    }
     if (dirty.size >= MAX_DIRTY && !flushing) void book.flush();
   }
   let flushing: Promise<number> | null = null;
@@ -94,10 +155,10 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
   const book: TagBook = {
     async get(target: Target, tag: string): Promise<TagRecord | null> {
       const key = recordName({ ...target, tag });
-      let rec = records.get(key);
+      let rec = clean.get(key);
       if (!rec) {
         const disk = await store.readTag(target.upstream, target.repository, tag);
-        if (disk) records.set(key, (rec = lean(disk)));
+        if (disk) clean.set(key, (rec = withUnwritten(key, lean(disk))));
       }
       return rec ?? null;
     },
@@ -132,8 +193,7 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
     },
 
     pulled(rec: TagRecord, checked: boolean) {
-      const t = iso();
-      touch(rec, checked ? { lastPulled: t, checked: t } : { lastPulled: t });
+      touch(rec, checked);
     },
 
     /**
@@ -144,16 +204,12 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
      */
     async pulledByDigest(target: Target, m: RecordedManifest, covered: boolean): Promise<void> {
       const key = recordName({ ...target, tag: m.digest });
-      const known = records.get(key);
-      if (known) return touch(known, { lastPulled: iso() });
+      const known = clean.get(key);
+      if (known) return touch(known, false);
       if (absent.has(key) && covered) return;
       try {
         const disk = absent.has(key) ? null : await store.readTag(target.upstream, target.repository, m.digest);
-        if (disk) {
-          const rec = lean(disk);
-          records.set(key, rec);
-          return touch(rec, { lastPulled: iso() });
-        }
+        if (disk) return touch(withUnwritten(key, lean(disk)), false);
         if (!covered) return await book.record(target, m.digest, m, null);
         if (absent.size >= MAX_ABSENT) absent.clear();
         absent.add(key);
@@ -171,8 +227,9 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
       const withPin = (current: TagRecord | null): TagRecord | null => {
         if (!current) return null;
         const mine = unwritten();
-        const lastPulled = later(current.lastPulled, mine?.lastPulled);
-        const checked = mine?.digest === current.digest ? later(current.checked, mine.checked) : current.checked;
+        const lastPulled = mine === undefined ? current.lastPulled : later(current.lastPulled, isoOf(lastPulledOf(mine)));
+        const mineChecked = mine === undefined ? -1 : checkedOf(mine, current.digest);
+        const checked = mineChecked >= 0 ? later(current.checked, isoOf(mineChecked)) : current.checked;
         if ((current.pinned === true) === pinned && lastPulled === current.lastPulled && checked === current.checked) return null;
         const next: TagRecord = { ...current, lastPulled, checked };
         if (pinned) next.pinned = true;
@@ -191,18 +248,16 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
         }
       }
       if (!rec) return false;
-      // Written with the record; a pull since keeps it dirty (the flush keeps the stored pin).
+      // Written with the record; a pull since keeps its times unwritten (the flush keeps the stored pin).
       const mine = unwritten();
-      if (mine && mine.lastPulled <= rec.lastPulled) dirty.delete(key);
-      if (!dirty.has(key)) clean.set(key, lean(rec));
-      else if (rec.pinned) mine!.pinned = true;
-      else delete mine!.pinned;
+      if (mine !== undefined && holds(rec, mine)) dirty.delete(key);
+      clean.set(key, withUnwritten(key, lean(rec)));
       return true;
     },
 
     forget(rec: Pick<TagRecord, "upstream" | "repository" | "tag" | "digest">) {
       const key = recordName(rec);
-      records.delete(key);
+      clean.delete(key);
       dirty.delete(key);
       // A pull by digest of what this record pointed at may need a pin record now.
       absent.delete(recordName({ upstream: rec.upstream, repository: rec.repository, tag: rec.digest }));
@@ -223,32 +278,36 @@ export function createTagBook(store: Store, now: () => number, warn: (msg: strin
   return book;
 
   /** Merges one unwritten record with the one on disk and writes it; false when it was not written. */
-  async function writeOne(key: string, rec: TagRecord): Promise<boolean> {
+  async function writeOne(key: string, rec: Dirty): Promise<boolean> {
     try {
+      // A plain pull's entry is its time by the record's name (placeOf was checked when it was made).
+      const place = typeof rec === "number" ? placeOf(key)! : rec;
+      const pulled = isoOf(lastPulledOf(rec));
       // Merged with the record as stored, written only if nobody changed it meanwhile (else merged
       // again): another replica's later pull, a pin, or a new digest stays.
-      const u = await store.updateTag(rec, (disk) => {
+      const u = await store.updateTag(place, (disk) => {
         if (!disk) return null;
-        const lastPulled = later(disk.lastPulled, rec.lastPulled);
-        const checked = disk.digest === rec.digest ? later(disk.checked, rec.checked) : disk.checked;
+        const lastPulled = later(disk.lastPulled, pulled);
+        const checkedAt = checkedOf(rec, disk.digest);
+        const checked = checkedAt >= 0 ? later(disk.checked, isoOf(checkedAt)) : disk.checked;
         return lastPulled === disk.lastPulled && checked === disk.checked ? null : { ...disk, lastPulled, checked };
       });
       if (!u.record) {
         clean.delete(key); // removed on disk (prune, eviction): forgotten rather than written back
         return false;
       }
-      // A pull during the write made it dirty again: keep that one.
-      if (!dirty.has(key)) clean.set(key, lean(u.record));
+      // A pull during the write has its times unwritten again: the record in memory keeps them.
+      clean.set(key, withUnwritten(key, lean(u.record)));
       return u.written;
     } catch (err) {
       warn(`cannot record access to ${key}: ${(err as Error).message}`);
-      if (!dirty.has(key)) dirty.set(key, rec);
+      keepUnwritten(key, rec);
       return false;
     }
   }
 
   async function writeDirty(): Promise<number> {
-    const pending: Array<[string, TagRecord] | undefined> = [...dirty];
+    const pending: Array<[string, Dirty] | undefined> = [...dirty];
     dirty.clear();
     let written = 0;
     let next = 0;

@@ -41,6 +41,23 @@ function storeCases(quick: boolean): StoreCase[] {
   ];
 }
 
+/**
+ * RSS once start-up is over: the store walk runs in the background after ready (a 100,000-image
+ * store's for ~3 s, peaking ~100 MiB over idle), so at least `settle` ms, then until two readings
+ * a second apart differ by under 1 MiB (30 s at most).
+ */
+async function settledRss(pid: number, settle: number): Promise<number> {
+  await Bun.sleep(settle);
+  let last = memory(pid).rss;
+  for (let i = 0; i < 30; i++) {
+    await Bun.sleep(1000);
+    const now = memory(pid).rss;
+    if (Math.abs(now - last) < 1) return now;
+    last = now;
+  }
+  return last;
+}
+
 async function distributionIdle(s: Scope, settle: number): Promise<number> {
   const d = await startRegistry(s, DIST);
   const img = makeImage();
@@ -107,8 +124,7 @@ export async function storeScale(ctx: Ctx): Promise<Row[]> {
           const t = performance.now();
           const p = await spawn();
           startups.push(await p.ready(t));
-          await Bun.sleep(settle);
-          rssStart = Math.max(rssStart, memory(p.proc.pid).rss);
+          rssStart = Math.max(rssStart, await settledRss(p.proc.pid, settle));
           await stopProcess(p.proc);
         }
         if (!c.pulled) {
