@@ -29,6 +29,15 @@ export async function removeLeftoverTemps(tmpRoot: string): Promise<number> {
   return removed;
 }
 
+/**
+ * Writes all of `chunk` at `position`, synchronously: one chunk into the page cache takes tens of
+ * microseconds, a fraction of a promise round trip per chunk, which dominated a cold download.
+ */
+export function writeAllAt(fd: number, chunk: Uint8Array, position: number): void {
+  let off = 0;
+  while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off, position + off);
+}
+
 /** A fresh path in `dir` (created when missing) for one in-progress write. */
 export async function scratchPath(dir: string): Promise<string> {
   await mkdir(dir, { recursive: true });
@@ -61,12 +70,7 @@ export async function openScratch(dir: string, mode: number, what: string): Prom
   };
   return {
     path,
-    write(chunk, position) {
-      // A synchronous write of one chunk (tens of microseconds into the page cache) costs a
-      // fraction of a promise round trip per chunk, which dominated a cold download.
-      let off = 0;
-      while (off < chunk.byteLength) off += writeSync(fh.fd, chunk, off, chunk.byteLength - off, position + off);
-    },
+    write: (chunk, position) => writeAllAt(fh.fd, chunk, position),
     async readAt(position, into) {
       if (closed && readPublished) {
         // A reader that joined as the writer was released: the bytes are in place now.

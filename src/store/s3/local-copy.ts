@@ -2,12 +2,13 @@
 // kernel one copy of each byte less than one streamed from S3 through the cache (docs/s3.md).
 // A copy is only ever a file whose bytes matched their digest and size before it got its name.
 import { randomUUID } from "node:crypto";
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, statSync } from "node:fs";
 import { link, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { BunFile } from "bun";
 import { createDigester, parseDigest } from "../../oci/digest.ts";
 import { parseContentKey } from "../keys.ts";
+import { writeAllAt } from "../scratch.ts";
 
 /** Copies filled from S3 at once (each is one client's stream teed into a file). */
 const FILLS = 2;
@@ -176,7 +177,7 @@ export function createLocalCopies(dir: string, maxBytes: number, debug: (message
           if (!ended) {
             try {
               hasher.update(chunk);
-              for (let off = 0; off < chunk.byteLength; ) off += writeSync(fd, chunk, off, chunk.byteLength - off, written + off);
+              writeAllAt(fd, chunk, written);
               written += chunk.byteLength;
             } catch (err) {
               // A full disk ends the copy, never the client's stream.
