@@ -50,7 +50,7 @@ try {
     const t = performance.now();
     await fn();
     const took = (performance.now() - t) / 1000;
-    // The owner commits right after its last byte: the next round's removal must come after that.
+    // The owner commits once its clients are quiet (at most 2 s after the last byte): the next round's removal must come after that.
     for (let n = 0; n < 100 && !(await store.statBlob(layer.digest)); n++) await Bun.sleep(100);
     return took;
   };

@@ -174,8 +174,10 @@ function s3Store(store: ConfigFile["store"], s: NonNullable<ConfigFile["s3"]>, e
   const secretAccessKey = s.secretAccessKey ?? env.AWS_SECRET_ACCESS_KEY;
   if (!accessKeyId || !secretAccessKey) throw new ConfigError("s3", "needs accessKeyId and secretAccessKey (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
   if ("percent" in s.localCopy) throw new ConfigError("s3.localCopy", "give a size in bytes (e.g. 2GiB), or 0 to turn the local copy off");
+  if ("percent" in s.uploadTrail) throw new ConfigError("s3.uploadTrail", "give a size in bytes (e.g. 256MiB), or 0 to upload beside the download");
   return {
     endpoint: s.endpoint, bucket, prefix: store?.prefix ?? s.prefix ?? "", accessKeyId, secretAccessKey, localCopyBytes: s.localCopy.bytes,
+    uploadTrailBytes: s.uploadTrail.bytes,
     region: s.region ?? env.AWS_REGION ?? "us-east-1",
     forcePathStyle: s.forcePathStyle, redirect: s.redirect, abortUploadsAfterMs: s.abortUploadsAfter,
   };

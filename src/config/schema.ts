@@ -87,7 +87,7 @@ export type PruneConfig = v.InferOutput<typeof pruneConfig>;
 export type ServerTls = v.InferOutput<typeof serverTlsConfig>;
 export type ArchivesConfig = v.InferOutput<typeof archives>;
 /** Where blobs, manifests and records live when not in `imagePath`. */
-export type S3Config = Required<Omit<v.InferOutput<typeof s3>, "abortUploadsAfter" | "localCopy">> & { abortUploadsAfterMs: number; localCopyBytes: number };
+export type S3Config = Required<Omit<v.InferOutput<typeof s3>, "abortUploadsAfter" | "localCopy" | "uploadTrail">> & { abortUploadsAfterMs: number; localCopyBytes: number; uploadTrailBytes: number };
 
 /** Keys the program gets in another form than the file's: renamed to say their unit, or resolved (files read, secrets looked up). */
 type Resolved = "pullTimeout" | "revalidateAfter" | "transferRateWindow" | "shutdownDelay" | "drainTimeout" | "health" | "admin" | "htpasswd" | "alwaysPullLatest" | "store" | "s3" | "registries" | "replicas";

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { createCache, type ArchiveSource, type CacheObserver, type PeerLink } from "../cache/index.ts";
 import type { Config } from "../config/schema.ts";
 import { compilePattern } from "../config/values.ts";
+import type { QuietGate } from "../lib/quiet.ts";
 import type { Logger } from "../log.ts";
 import { canonicalUpstream } from "../oci/names.ts";
 import { createFsStore } from "../store/fs.ts";
@@ -65,13 +66,15 @@ export interface RuntimeHooks {
   peers?: PeerLink;
   /** A long-running `serve` (not `load`): keeps a local copy of S3 blobs. */
   serving?: boolean;
+  /** When `serve`'s clients are quiet: S3 uploads wait for it (lib/quiet.ts). */
+  quiet?: QuietGate;
 }
 
 /**
  * The store the config names: S3 when `store`/`s3` is set, else the directory. `localCopy`: a
  * long-running `serve` keeps its local copy of S3 blobs (a command's would be dropped at its exit).
  */
-export async function openStore(cfg: Config, opts: { localCopy?: boolean; log?: Logger } = {}): Promise<Store> {
+export async function openStore(cfg: Config, opts: { localCopy?: boolean; log?: Logger; quiet?: QuietGate } = {}): Promise<Store> {
   if (!cfg.s3) return createFsStore(cfg.imagePath);
   const s = cfg.s3;
   // Loaded only for an S3 store: its client (node:crypto, http) costs ~7 MiB of RSS a directory store never uses.
@@ -80,6 +83,8 @@ export async function openStore(cfg: Config, opts: { localCopy?: boolean; log?: 
     endpoint: s.endpoint, region: s.region, bucket: s.bucket, accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey,
     pathStyle: s.forcePathStyle, prefix: s.prefix, redirect: s.redirect, scratchDir: cfg.imagePath, staleUploadMs: s.abortUploadsAfterMs,
     ...(opts.localCopy ? { localCopyBytes: s.localCopyBytes } : {}),
+    // Beside the download when the trail is 0: nothing left to wait for at its end.
+    ...(opts.quiet && s.uploadTrailBytes > 0 ? { uploadWhenQuiet: opts.quiet.wait, uploadTrailBytes: s.uploadTrailBytes } : {}),
     ...(opts.log ? { debug: (m: string) => opts.log!.withTag("store").debug(m) } : {}),
   });
 }
@@ -92,7 +97,7 @@ export function checkBounds(cfg: Config) {
 }
 
 export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHooks = {}) {
-  const base = await openStore(cfg, { localCopy: hooks.serving, log });
+  const base = await openStore(cfg, { localCopy: hooks.serving, log, ...(hooks.quiet ? { quiet: hooks.quiet } : {}) });
   checkBounds(cfg);
   const removed = await base.init();
   if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) or upload(s) of interrupted runs`);

@@ -30,6 +30,7 @@ import { checkBounds, createRuntime, guardListed, listedUpstreams, upstreamSetti
 import { createStatus } from "./status.ts";
 import { INTERNAL_PREFIX, internalEndpoint, peerLink } from "./replica-link.ts";
 import { ConfigError } from "../config/error.ts";
+import { createQuietGate } from "../lib/quiet.ts";
 
 /** How often batched last-pulled times are written. */
 const FLUSH_INTERVAL_MS = 30_000;
@@ -71,8 +72,10 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
     throw new ConfigError("replicas.advertise", `is needed when host is ${cfg.host}: the URL the other replicas reach this one at, e.g. http://10.0.0.5:${cfg.port}`);
   }
   const peers = replicas ? peerLink(replicas.secret, () => advertised, cfg.pullTimeoutMs + 5000) : undefined;
+  // S3 uploads of blobs already served wait for the clients to be quiet (watching the listener below).
+  const quiet = createQuietGate();
   // The preload list is the operator's own choice: its upstreams count as listed.
-  const { store, cache, upstreams, tags } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream), peers, serving: true });
+  const { store, cache, upstreams, tags } = await createRuntime(cfg, log, { ...hooks, archives: archives ?? undefined, listed: opts.preload?.map((r) => r.upstream), peers, serving: true, quiet });
   const internal = replicas ? internalEndpoint(replicas.secret, cache) : null;
   // One login check for the registry and the status page, so both share its throttle; a reload
   // replaces the users and keeps the throttle (failed attempts still count).
@@ -282,6 +285,8 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         // Streaming a cold blob may wait on a slow upstream; Bun's limit is 255 s.
         idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
       }, t);
+      const listener = main;
+      quiet.watch(() => listener.server.pendingRequests > 0);
       const ports: { port: number; metricsPort?: number; healthPort?: number } = { port: main.server.port! };
       if (replicas && !advertised) advertised = `${t ? "https" : "http"}://${cfg.host.includes(":") && !cfg.host.startsWith("[") ? `[${cfg.host}]` : cfg.host}:${ports.port}`;
       const mp = typeof cfg.metrics === "number" ? cfg.metrics : undefined;
@@ -323,6 +328,8 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         const drain = running.drainTimeoutMs;
         log.info(`shutting down: /readyz answers 503${delayMs ? `, serving ${delayMs / 1000} s more` : ""}, then requests in flight get up to ${drain / 1000} s`);
         if (delayMs > 0) await Bun.sleep(delayMs);
+        // Uploads waiting for quiet go now: the drain waits for them.
+        quiet.open();
         for (const t of timers) clearInterval(t);
         if (pruner) clearInterval(pruner);
         const deadline = Date.now() + drain;

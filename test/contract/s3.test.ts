@@ -7,6 +7,8 @@ import { recordKey } from "../../src/store/keys.ts";
 import { processOwner } from "../../src/store/owner.ts";
 import { createLayoutStore } from "../../src/store/layout.ts";
 import { TOMBSTONE_MS } from "../../src/store/s3/conditional.ts";
+import { digestOf } from "../../src/oci/digest.ts";
+import { incompleteUploads } from "../../src/store/s3/multipart.ts";
 import { s3Driver } from "../../src/store/s3/store.ts";
 import { startRgw, type Rgw } from "../helpers/rgw.ts";
 import { record } from "./fixtures.ts";
@@ -80,5 +82,90 @@ describe("the S3 store's local scratch directory", () => {
     expect(await createLayoutStore(d).init()).toBe(1);
     expect(readdirSync(join(local, "tmp"))).toEqual([processOwner()]);
     expect(readFileSync(join(live, "part"), "utf8")).toBe("half");
+  });
+});
+
+// In `serve` a blob's parts go up once the clients are quiet (lib/quiet.ts), after the download, or
+// beside a long one trailing it: meanwhile the object is absent, joined readers read the scratch
+// copy, and what `commit` publishes is still the whole verified blob.
+describe("uploads that wait for quiet clients", () => {
+  const MiB = 1024 * 1024;
+  const access = () => ({ endpoint: rgw.endpoint, region: rgw.region, bucket: "contract", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, pathStyle: true });
+  function gated(trail: number) {
+    let open!: () => void;
+    let waited = 0;
+    const quiet = new Promise<void>((r) => (open = r));
+    const prefix = `t${n++}/`;
+    const store = createLayoutStore(s3Driver({ ...access(), prefix, scratchDir: scratch, partSize: 5 * MiB, uploadTrailBytes: trail, uploadWhenQuiet: () => (waited++, quiet) }));
+    return { store, prefix, open, waited: () => waited };
+  }
+  const blob = (size: number, seed: number) => new Uint8Array(size).map((_, i) => (i * seed) % 256);
+  const uploadsUnder = async (prefix: string) => (await incompleteUploads(access(), `${prefix}blobs/`)).length;
+  async function write(store: ReturnType<typeof createLayoutStore>, bytes: Uint8Array) {
+    const w = await store.createBlobWriter(digestOf(bytes), { size: bytes.byteLength });
+    for (let at = 0; at < bytes.byteLength; at += MiB) await w.write(bytes.subarray(at, at + MiB));
+    await w.verify();
+    return w;
+  }
+
+  test("a blob of several parts: nothing goes up until quiet; readers read the scratch copy; then it is whole", async () => {
+    const g = gated(256 * MiB);
+    const bytes = blob(17 * MiB + 321, 13);
+    const w = await write(g.store, bytes);
+    const committed = w.commit();
+    await Bun.sleep(300);
+    expect(g.waited()).toBe(1);
+    expect(await uploadsUnder(g.prefix)).toBe(0); // no part sent beside the download
+    expect(await g.store.statBlob(digestOf(bytes))).toBeNull();
+    const back = new Uint8Array(64);
+    expect(await w.readAt(16 * MiB, back)).toBe(64);
+    expect(back).toEqual(bytes.subarray(16 * MiB, 16 * MiB + 64));
+    g.open();
+    await committed;
+    const s = (await g.store.statBlob(digestOf(bytes)))!;
+    expect(s.size).toBe(bytes.byteLength);
+    expect(digestOf(new Uint8Array(await s.file.arrayBuffer()))).toBe(digestOf(bytes));
+    await w.release();
+  });
+
+  test("a long download's parts go up beside it, trailing it by the bound; the rest waits for quiet", async () => {
+    const g = gated(5 * MiB);
+    const bytes = blob(23 * MiB, 7);
+    const w = await write(g.store, bytes);
+    expect(await uploadsUnder(g.prefix)).toBe(1); // started during the download
+    const committed = w.commit();
+    await Bun.sleep(200);
+    expect(await g.store.statBlob(digestOf(bytes))).toBeNull();
+    g.open();
+    await committed;
+    const s = (await g.store.statBlob(digestOf(bytes)))!;
+    expect(digestOf(new Uint8Array(await s.file.arrayBuffer()))).toBe(digestOf(bytes));
+    expect(await uploadsUnder(g.prefix)).toBe(0);
+    await w.release();
+  });
+
+  test("a blob under one part is stored at once, without waiting", async () => {
+    const g = gated(256 * MiB);
+    const bytes = blob(3 * MiB, 11);
+    const w = await write(g.store, bytes);
+    await w.commit();
+    expect(g.waited()).toBe(0);
+    expect((await g.store.statBlob(digestOf(bytes)))?.size).toBe(bytes.byteLength);
+    await w.release();
+  });
+
+  test("a blob dropped while its upload waits (a stop's abort) leaves no object and no upload", async () => {
+    for (const trail of [5 * MiB, 256 * MiB]) {
+      const g = gated(trail);
+      const bytes = blob(12 * MiB, trail % 251);
+      const w = await write(g.store, bytes);
+      const committed = w.commit().then(() => "committed", () => "failed");
+      await Bun.sleep(100);
+      await w.abort();
+      g.open();
+      expect(await committed).toBe("failed");
+      expect(await g.store.statBlob(digestOf(bytes))).toBeNull();
+      expect(await uploadsUnder(g.prefix)).toBe(0);
+    }
   });
 });

@@ -1,7 +1,8 @@
 // Several replicas on one S3 bucket (a real Ceph RGW), with skopeo and ctr: what one replica stored
 // the other serves with the upstream stopped; concurrent cold pulls across both stay correct;
-// Range on a blob only one fetched; kill -9 in the middle of an upload leaves no visible object
-// and the next start aborts the upload; list, prune, verify, export and load --archive on S3;
+// Range on a blob only one fetched; a cold blob goes up after its download and is there once
+// serve stopped; kill -9 in the middle of an upload leaves no visible object and the next start
+// aborts the upload; list, prune, verify, export and load --archive on S3;
 // presigned redirects; clear errors for a wrong endpoint, bucket or key.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -105,8 +106,30 @@ describe("replicas on one bucket", () => {
     expect(list.map((i) => i.image)).toEqual(expect.arrayContaining(["one", "two", "three", "four"].map((n) => `${UP}/library/${n}`)));
   });
 
+  test("a cold blob goes up to S3 after its download, not beside it, and is there once serve stopped (SIGTERM right after the pull)", async () => {
+    const { c: a } = await replica("shutdownDelay: 0s\n");
+    const later = makeImage({ content: 24 * 1024 * 1024, uncompressed: true });
+    await pushImage({ base: up.base }, "library/later", "v1", later);
+    const layer = later.blobs[1]!;
+    proxy.faults = { throttle: 12 * 1024 * 1024 };
+    try {
+      const pull = fetch(`${a.url}/v2/${SLOW}/library/later/blobs/${layer.digest}`).then((r) => r.arrayBuffer());
+      await Bun.sleep(1000);
+      // Half-way: the client gets its bytes, S3 none yet (the default trail is 256 MiB).
+      expect(await incompleteUploads({ ...rgwAccess(), bucket: BUCKET }, "cache/blobs/")).toEqual([]);
+      expect(await s3().statBlob(layer.digest)).toBeNull();
+      expect(new Bun.CryptoHasher("sha256").update(await pull).digest("hex")).toBe(layer.digest.slice(7));
+    } finally {
+      proxy.faults = {};
+    }
+    await a.stop();
+    expect((await s3().statBlob(layer.digest))?.size).toBe(layer.bytes.byteLength);
+    expect(await incompleteUploads({ ...rgwAccess(), bucket: BUCKET }, "cache/blobs/")).toEqual([]);
+  });
+
   test("kill -9 during an upload leaves no visible object; the next start aborts the upload", async () => {
-    const { c: a } = await replica("  abortUploadsAfter: 1s\n");
+    // A small trail: the parts go up beside the slow download, as they do for blobs past s3.uploadTrail.
+    const { c: a } = await replica("  abortUploadsAfter: 1s\n  uploadTrail: 5MiB\n");
     const layer = img.big!.blobs[1]!;
     proxy.faults = { throttle: 8 * 1024 * 1024 };
     const pull = fetch(`${a.url}/v2/${SLOW}/library/big/blobs/${layer.digest}`).then((r) => r.arrayBuffer()).catch(() => null);

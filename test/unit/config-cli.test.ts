@@ -1,6 +1,9 @@
 // The CLI side of the config schema: flags made from keys, global flags around `config check`,
 // the masked printout and the JSON Schema's coverage of every key.
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ArgsDef } from "citty";
 import { configFlags, globalArgs, hoistGlobalFlags, keyArgs } from "../../src/cli/globals.ts";
 import { configJsonSchema } from "../../src/config/json-schema.ts";
@@ -50,7 +53,7 @@ describe("config check's printout", () => {
       endpoints: [{ url: "https://m", auth: { user: "m", password: "pw-2" } }] }];
     cfg.users = [{ user: "alice", password: "pw-3" }];
     cfg.adminToken = "tok-0123456789abcdef";
-    cfg.s3 = { endpoint: "http://s3", region: "r", bucket: "b", prefix: "", accessKeyId: "AK", secretAccessKey: "pw-4", forcePathStyle: true, redirect: false, abortUploadsAfterMs: 1, localCopyBytes: 0 };
+    cfg.s3 = { endpoint: "http://s3", region: "r", bucket: "b", prefix: "", accessKeyId: "AK", secretAccessKey: "pw-4", forcePathStyle: true, redirect: false, abortUploadsAfterMs: 1, localCopyBytes: 0, uploadTrailBytes: 0 };
     cfg.serverTlsConfig = { cert: "C", key: "SERVER-KEY", clientAuth: "none" };
     const text = JSON.stringify(maskedConfig(cfg));
     for (const secret of ["pw-1", "pw-2", "pw-3", "pw-4", "tok-0123456789abcdef", "KEY-PEM", "SERVER-KEY", "CA-PEM"]) expect(text).not.toContain(secret);
@@ -74,5 +77,21 @@ describe("the JSON Schema", () => {
     expect(schema.properties.revalidateAfter).toMatchObject({ default: "5m" });
     expect(schema.properties.upstreams).toMatchObject({ enum: ["public", "listed", "any"], default: "public" });
     expect(Object.keys(schema.properties.registries as object)).toContain("items");
+  });
+});
+
+describe("s3.uploadTrail", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ocireg-upload-trail-"));
+  const s3 = (extra: string) => {
+    const f = join(dir, `${Math.random()}.yml`);
+    writeFileSync(f, `store: s3://bucket/p\ns3:\n  endpoint: http://s3.test\n  accessKeyId: k\n  secretAccessKey: s\n${extra}`);
+    return { configFile: f };
+  };
+  test("256 MiB unless set; 0 uploads beside the download; a share of a disk is refused, naming the key", () => {
+    expect(resolveConfig(s3(""), {}).s3?.uploadTrailBytes).toBe(256 * 1024 * 1024);
+    expect(resolveConfig(s3("  uploadTrail: 0\n"), {}).s3?.uploadTrailBytes).toBe(0);
+    expect(resolveConfig(s3("  uploadTrail: 64MiB\n"), {}).s3?.uploadTrailBytes).toBe(64 * 1024 * 1024);
+    expect(() => resolveConfig(s3("  uploadTrail: 10%\n"), {})).toThrow("s3.uploadTrail: give a size in bytes");
+    expect(() => resolveConfig(s3("  uploadTrail: lots\n"), {})).toThrow("s3.uploadTrail");
   });
 });

@@ -36,6 +36,15 @@ export async function s3Store(ctx: Ctx, upAddr = S3_UP): Promise<Row[]> {
     const cache = await startBenchCache(s, { upstreams: [upAddr], extraYaml: s3Yaml, env });
     const rows: Row[] = [];
 
+    // The store as another replica sees it: when each layer appears in S3.
+    const store = createS3Store({ endpoint: rgw.endpoint, region: rgw.region, bucket: "bench", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, pathStyle: true, prefix: "c/", scratchDir: dir, redirect: true });
+    const inS3 = async (digest: string) => {
+      const t0 = performance.now();
+      for (let i = 0; i < 500; i++, await Bun.sleep(10)) if (await store.statBlob(digest)) return performance.now() - t0;
+      throw new Error(`${digest} did not appear in the S3 store within 5 s`);
+    };
+    const lag: number[] = [];
+
     // Cold: skopeo through the cache (into S3) against skopeo from the upstream, a new image each
     // round (the cache stays: a new cache per round would time RGW's first requests too).
     const times = { cache: [] as number[], direct: [] as number[] };
@@ -47,18 +56,20 @@ export async function s3Store(ctx: Ctx, upAddr = S3_UP): Promise<Row[]> {
       await pushImage({ base: up.base }, `bench/cold${r}`, "v1", img);
       times.direct.push(await skopeo(`${upAddr}/bench/cold${r}:v1`));
       times.cache.push(await skopeo(`127.0.0.1:${cache.port}/${upAddr}/bench/cold${r}:v1`));
+      // The upload goes once the clients are quiet: the next round starts once this layer is in S3,
+      // so no round's pull (the direct one included) shares the machine with the last one's upload.
+      lag.push(await inS3(img.blobs[1]!.digest));
     }
-    const note = `rounds: cache ${times.cache.map((t) => t.toFixed(2)).join(", ")} s; direct ${times.direct.map((t) => t.toFixed(2)).join(", ")} s`;
+    const note = `rounds: cache ${times.cache.map((t) => t.toFixed(2)).join(", ")} s; direct ${times.direct.map((t) => t.toFixed(2)).join(", ")} s; the layer in S3 ${Math.round(median(lag))} ms (median) after skopeo finished`;
     rows.push(atMost(`cold pull into the S3 store (Ceph RGW), ${coldMib} MiB image, skopeo`, "s", median(times.cache), median(times.direct), "skopeo from upstream", 1.5, note));
 
     // Warm: the blob through the cache against a presigned GET of the same object.
     const ours = `${cache.url}/v2/${upAddr}/bench/big/blobs/${layer.digest}`;
     const res = await fetch(ours);
     if (res.status !== 200 || (await res.arrayBuffer()).byteLength !== layer.bytes.byteLength) throw new Error(`warm-up of the blob failed: ${res.status}`);
-    const store = createS3Store({ endpoint: rgw.endpoint, region: rgw.region, bucket: "bench", accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, pathStyle: true, prefix: "c/", scratchDir: dir, redirect: true });
     // The client has its bytes once verified; the upload completes a moment later.
-    let stored = await store.statBlob(layer.digest);
-    for (let i = 0; !stored && i < 100; i++) stored = await Bun.sleep(100).then(() => store.statBlob(layer.digest));
+    await inS3(layer.digest);
+    const stored = await store.statBlob(layer.digest);
     if (!stored?.redirect) throw new Error(`${layer.digest} did not appear in the S3 store`);
     const direct = stored.redirect(3600);
     for (const connections of [1, 4]) {

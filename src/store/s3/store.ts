@@ -1,6 +1,6 @@
 // The S3 driver: the layout's keys as objects under a prefix in one bucket, so several replicas
-// share one cache. Blobs go up as multipart uploads while they download, completed only once
-// verified (an object is whole or absent; writer.ts); a local scratch copy under the image path
+// share one cache. Blobs go up as multipart uploads, completed only once verified (an object is
+// whole or absent; writer.ts): beside the download, or in `serve` once its clients are quiet; a local scratch copy under the image path
 // serves readers joining a download. Records are updated with conditional PUTs (conditional.ts), so
 // replicas never lose each other's changes. Reads are S3 files: sliceable, streamed by Bun, presignable.
 import { randomUUID } from "node:crypto";
@@ -32,6 +32,14 @@ export interface S3StoreOptions extends S3Access {
   staleUploadMs?: number;
   /** Bytes of verified blobs kept on local disk and sent with sendfile (local-copy.ts); 0 or absent: none. */
   localCopyBytes?: number;
+  /**
+   * When set (serve), a blob's parts go up once this resolves (the clients are quiet: `QuietGate`),
+   * after its download, not beside it; a long download's parts still go up beside it, trailing it
+   * by `uploadTrailBytes`. Unset: beside the download.
+   */
+  uploadWhenQuiet?: () => Promise<void>;
+  /** How far the upload may trail the download when deferred (s3.uploadTrail): what is left to send after its last byte. */
+  uploadTrailBytes?: number;
   /** Debug messages (why a local copy was not kept). */
   debug?: (message: string) => void;
 }
@@ -53,6 +61,7 @@ export function s3Driver(o: S3StoreOptions): Driver {
   const partSize = Math.max(5 * 1024 * 1024, o.partSize ?? 8 * 1024 * 1024);
   const scratch = join(o.scratchDir, ownTempPrefix());
   const limit = pLimit(READ_CONCURRENCY);
+  const defer = o.uploadWhenQuiet ? { quiet: o.uploadWhenQuiet, trailBytes: o.uploadTrailBytes ?? 0 } : undefined;
   // In this process's temp directory: dropped at the next start like scratch copies (a copy is not
   // re-verified after a restart), one directory per store (tests open several stores in one process).
   const copies = o.localCopyBytes && !o.redirect ? createLocalCopies(join(scratch, `copies-${randomUUID().slice(0, 8)}`), o.localCopyBytes, o.debug) : null;
@@ -161,7 +170,7 @@ export function s3Driver(o: S3StoreOptions): Driver {
       } while (continuationToken);
     },
 
-    openWriter: (key) => s3BlobWriter(o, client, prefix + key, scratch, partSize, copies ? (path, size) => copies.adopt(key, path, size) : undefined),
+    openWriter: (key) => s3BlobWriter(o, client, prefix + key, scratch, partSize, copies ? (path, size) => copies.adopt(key, path, size) : undefined, defer),
   };
 }
 

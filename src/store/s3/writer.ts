@@ -29,16 +29,27 @@ export function unavailable(err: unknown, what: string, hint = ""): StoreError {
   return new StoreError("unavailable", `S3 ${what}: ${e?.code ? `${e.code}: ` : ""}${e?.message ?? String(err)}${hint}`);
 }
 
+/** When a blob's parts go up, when clients are to be served first (S3StoreOptions.uploadWhenQuiet). */
+export interface UploadDeferral {
+  /** Resolves when the clients are quiet (or have waited long enough). */
+  quiet: () => Promise<void>;
+  /** Bytes the upload may trail the download by: parts go up beside the download only past this. */
+  trailBytes: number;
+}
+
 /**
  * Where the bytes for `key` go while downloaded: the scratch file, at the download's own speed
- * (clients read from it). Each full part is sent from the scratch file and uploaded beside
- * the download, a few at a time, so the download never waits for S3 (a pipeline that did held a
- * cold pull to S3's upload speed) and only the parts in flight are in memory.
+ * (clients read from it). Each full part is sent from the scratch file, a few at a time, so the
+ * download never waits for S3 (a pipeline that did held a cold pull to S3's upload speed) and only
+ * the parts in flight are in memory. Without `defer` the parts go up beside the download. With it
+ * they trail it by up to `trailBytes` and the rest waits, once the digest matched, for `quiet`:
+ * the clients have their bytes first, and S3 ingests them after (or beside a long download).
  */
 export async function s3BlobWriter(
   o: S3Access, client: Bun.S3Client, key: string, scratch: string, partSize: number,
   /** Told of the verified scratch file once the object is complete (the local copy links it). */
   keep?: (path: string, size: number) => Promise<void>,
+  defer?: UploadDeferral,
 ): Promise<WriterBackend> {
   const file = await openScratch(scratch, 0o600, key);
   let uploadId: Promise<string> | null = null;
@@ -47,6 +58,7 @@ export async function s3BlobWriter(
   const slots = pLimit(PARTS_IN_FLIGHT);
   let written = 0;
   let dropped = false;
+  const trail = defer?.trailBytes ?? 0;
   /** Bytes handed to parts so far. */
   let queued = 0;
   const readBack = async (from: number, length: number) => {
@@ -82,10 +94,15 @@ export async function s3BlobWriter(
     async write(chunk, position) {
       file.write(chunk, position);
       written = position + chunk.byteLength;
-      while (written - queued >= partSize) queuePart(partSize);
+      while (written - queued >= partSize + trail) queuePart(partSize);
     },
     readAt: file.readAt,
     async publish() {
+      if (defer && written - queued >= partSize) {
+        // A part or more still to send: once the clients are served (the bytes are verified).
+        await defer.quiet();
+        while (written - queued >= partSize) queuePart(partSize);
+      }
       if (uploadId) {
         if (written > queued) queuePart(written - queued);
         await completeUpload(o, key, await uploadId, await Promise.all(parts));
