@@ -44,6 +44,12 @@ export function createMainListener(o: MainListenerOptions, tls: ServerTls | unde
     get server() {
       return current;
     },
+    /** Requests in flight on every listener, the retired ones' too (until their responses end). */
+    get pendingRequests() {
+      let n = current.pendingRequests;
+      for (const s of retired) n += s.pendingRequests;
+      return n;
+    },
     /** Serves new connections with another certificate; open ones finish on the old listener. */
     setTls(t: ServerTls) {
       const next = serve(t, current.port!);

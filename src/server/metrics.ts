@@ -9,6 +9,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { fastCounter, fastGauge, fastHistogram, MetricRegistry } from "./fast-metrics.ts";
 import { registerProcessMetrics } from "./process-metrics.ts";
 import type { CacheObserver, EvictionReason, EvictionReport, Quota, QuotaObserver } from "../cache/index.ts";
+import type { S3Observer } from "../store/s3/store.ts";
 import type { StoreStats } from "../store/types.ts";
 import type { UpstreamObserver } from "../upstream/client.ts";
 
@@ -25,7 +26,7 @@ export function statusClass(outcome: number | string): "2xx" | "3xx" | "4xx" | "
   return outcome < 300 ? "2xx" : outcome < 400 ? "3xx" : outcome < 500 ? "4xx" : "5xx";
 }
 
-export function createMetrics(listed: Iterable<string> = []) {
+export function createMetrics(listed: Iterable<string> = [], opts: { s3?: boolean } = {}) {
   const registry = new MetricRegistry();
   const known = new Set<string>(listed);
   const up = (u: string) => (known.has(u) ? u : "other");
@@ -61,6 +62,19 @@ export function createMetrics(listed: Iterable<string> = []) {
   const pruneRuns = fastCounter(registry, "ociregistry_prune_runs_total", "Prune runs inside serve (and through the admin API)");
   const pruneFreed = fastCounter(registry, "ociregistry_prune_freed_bytes_total", "Bytes removed by prune");
   registerProcessMetrics(registry, pkg.version);
+  // Only with an S3 store: a directory store has neither.
+  const s3: S3Observer | undefined = opts.s3 ? (() => {
+    const copyBytes = fastGauge(registry, "ociregistry_s3_local_copy_bytes", "Bytes of verified S3 blobs kept on local disk and sent from there (s3.localCopy)");
+    const copyItems = fastGauge(registry, "ociregistry_s3_local_copy_items", "Blobs in the local copy");
+    const waiting = fastGauge(registry, "ociregistry_s3_uploads_waiting", "Verified blobs whose upload to S3 waits for the clients to be quiet (at most 2 s each)");
+    return {
+      localCopy(bytes, copies) {
+        copyBytes.set(bytes);
+        copyItems.set(copies);
+      },
+      uploadsWaiting: (delta) => waiting.inc(delta),
+    };
+  })() : undefined;
 
   /** Plain figures for the status endpoint (the registry's are for scrapes). */
   const counts = { hits: 0, misses: 0, downloadsInFlight: 0, requests: 0, servedBytes: 0, serverErrors: 0 };
@@ -116,6 +130,8 @@ export function createMetrics(listed: Iterable<string> = []) {
     registry,
     cache,
     upstream,
+    /** The S3 store's figures (undefined without an S3 store). */
+    s3,
     /** Store figures as this process knows them (counted at start, then kept up to date). */
     store: figures,
     counts,

@@ -9,6 +9,7 @@ import type { Logger } from "../log.ts";
 import { canonicalUpstream } from "../oci/names.ts";
 import { createFsStore } from "../store/fs.ts";
 import { ownTempPrefix } from "../store/keys.ts";
+import type { S3Observer } from "../store/s3/store.ts";
 import type { Store, StoreStats } from "../store/types.ts";
 import type { QuotaObserver } from "../cache/index.ts";
 import { ConfigError } from "../config/error.ts";
@@ -68,13 +69,15 @@ export interface RuntimeHooks {
   serving?: boolean;
   /** When `serve`'s clients are quiet: S3 uploads wait for it (lib/quiet.ts). */
   quiet?: QuietGate;
+  /** The S3 store's figures (metrics). */
+  s3?: S3Observer;
 }
 
 /**
  * The store the config names: S3 when `store`/`s3` is set, else the directory. `localCopy`: a
  * long-running `serve` keeps its local copy of S3 blobs (a command's would be dropped at its exit).
  */
-export async function openStore(cfg: Config, opts: { localCopy?: boolean; log?: Logger; quiet?: QuietGate } = {}): Promise<Store> {
+export async function openStore(cfg: Config, opts: { localCopy?: boolean; log?: Logger; quiet?: QuietGate; observe?: S3Observer } = {}): Promise<Store> {
   if (!cfg.s3) return createFsStore(cfg.imagePath);
   const s = cfg.s3;
   // Loaded only for an S3 store: its client (node:crypto, http) costs ~7 MiB of RSS a directory store never uses.
@@ -86,6 +89,7 @@ export async function openStore(cfg: Config, opts: { localCopy?: boolean; log?: 
     // Beside the download when the trail is 0: nothing left to wait for at its end.
     ...(opts.quiet && s.uploadTrailBytes > 0 ? { uploadWhenQuiet: opts.quiet.wait, uploadTrailBytes: s.uploadTrailBytes } : {}),
     ...(opts.log ? { debug: (m: string) => opts.log!.withTag("store").debug(m) } : {}),
+    ...(opts.observe ? { observe: opts.observe } : {}),
   });
 }
 
@@ -97,7 +101,7 @@ export function checkBounds(cfg: Config) {
 }
 
 export async function createRuntime(cfg: Config, log: Logger, hooks: RuntimeHooks = {}) {
-  const base = await openStore(cfg, { localCopy: hooks.serving, log, ...(hooks.quiet ? { quiet: hooks.quiet } : {}) });
+  const base = await openStore(cfg, { localCopy: hooks.serving, log, ...(hooks.quiet ? { quiet: hooks.quiet } : {}), ...(hooks.s3 ? { observe: hooks.s3 } : {}) });
   checkBounds(cfg);
   const removed = await base.init();
   if (removed) log.withTag("store").info(`removed ${removed} leftover temp file(s) or upload(s) of interrupted runs`);

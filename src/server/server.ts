@@ -57,10 +57,10 @@ function routeOf(path: string): string {
 
 export async function createServer(cfg: Config, log: Logger, opts: ServerOptions = {}) {
   const listed = listedUpstreams(cfg);
-  const metrics = createMetrics(listed);
+  const metrics = createMetrics(listed, { s3: !!cfg.s3 });
   // `metrics: false` turns the instrumentation off, not only the endpoint.
   const instrumented = cfg.metrics !== false;
-  const hooks = instrumented ? { usage: metrics.usage, quota: metrics.quota, cache: metrics.cache, upstream: metrics.upstream } : {};
+  const hooks = instrumented ? { usage: metrics.usage, quota: metrics.quota, cache: metrics.cache, upstream: metrics.upstream, ...(metrics.s3 ? { s3: metrics.s3 } : {}) } : {};
   // Loaded only with archives configured: the archive reader is ~7 MiB of RSS a plain cache never uses.
   const archives = cfg.archives ? (await import("../archives/source.ts")).createArchiveSource(cfg.archives.path, { log: log.withTag("archives") }) : null;
   // A missing archives directory stops the start; later scans that fail keep the last listing.
@@ -286,7 +286,7 @@ export async function createServer(cfg: Config, log: Logger, opts: ServerOptions
         idleTimeout: Math.min(255, Math.ceil(cfg.pullTimeoutMs / 1000) + 10),
       }, t);
       const listener = main;
-      quiet.watch(() => listener.server.pendingRequests > 0);
+      quiet.watch(() => listener.pendingRequests > 0);
       const ports: { port: number; metricsPort?: number; healthPort?: number } = { port: main.server.port! };
       if (replicas && !advertised) advertised = `${t ? "https" : "http"}://${cfg.host.includes(":") && !cfg.host.startsWith("[") ? `[${cfg.host}]` : cfg.host}:${ports.port}`;
       const mp = typeof cfg.metrics === "number" ? cfg.metrics : undefined;

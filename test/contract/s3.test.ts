@@ -94,10 +94,12 @@ describe("uploads that wait for quiet clients", () => {
   function gated(trail: number) {
     let open!: () => void;
     let waited = 0;
+    let waiting = 0;
     const quiet = new Promise<void>((r) => (open = r));
     const prefix = `t${n++}/`;
-    const store = createLayoutStore(s3Driver({ ...access(), prefix, scratchDir: scratch, partSize: 5 * MiB, uploadTrailBytes: trail, uploadWhenQuiet: () => (waited++, quiet) }));
-    return { store, prefix, open, waited: () => waited };
+    const observe = { localCopy: () => {}, uploadsWaiting: (d: number) => void (waiting += d) };
+    const store = createLayoutStore(s3Driver({ ...access(), prefix, scratchDir: scratch, partSize: 5 * MiB, uploadTrailBytes: trail, uploadWhenQuiet: () => (waited++, quiet), observe }));
+    return { store, prefix, open, waited: () => waited, waiting: () => waiting };
   }
   const blob = (size: number, seed: number) => new Uint8Array(size).map((_, i) => (i * seed) % 256);
   const uploadsUnder = async (prefix: string) => (await incompleteUploads(access(), `${prefix}blobs/`)).length;
@@ -115,6 +117,7 @@ describe("uploads that wait for quiet clients", () => {
     const committed = w.commit();
     await Bun.sleep(300);
     expect(g.waited()).toBe(1);
+    expect(g.waiting()).toBe(1); // the metric's gauge
     expect(await uploadsUnder(g.prefix)).toBe(0); // no part sent beside the download
     expect(await g.store.statBlob(digestOf(bytes))).toBeNull();
     const back = new Uint8Array(64);
@@ -122,6 +125,7 @@ describe("uploads that wait for quiet clients", () => {
     expect(back).toEqual(bytes.subarray(16 * MiB, 16 * MiB + 64));
     g.open();
     await committed;
+    expect(g.waiting()).toBe(0);
     const s = (await g.store.statBlob(digestOf(bytes)))!;
     expect(s.size).toBe(bytes.byteLength);
     expect(digestOf(new Uint8Array(await s.file.arrayBuffer()))).toBe(digestOf(bytes));

@@ -142,6 +142,12 @@ test(`the local copy's bound (${BOUND / MiB} MiB) holds on disk: the least recen
   // The copy is kept as the upload completes, a moment after the client's last byte.
   await waitFor("two copies", async () => copyBytes(withCopyPath) >= 2 * 8 * MiB, 10_000);
   expect(copyBytes(withCopyPath)).toBeLessThanOrEqual(BOUND);
+  // The metrics say what is on disk; the replica without a local copy holds none.
+  const gauge = async (c: RunningCache, name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(await (await fetch(`${c.url}/metrics`)).text())?.[1]);
+  expect(await gauge(withCopy, "ociregistry_s3_local_copy_bytes")).toBe(copyBytes(withCopyPath));
+  expect(await gauge(withCopy, "ociregistry_s3_local_copy_items")).toBe(2);
+  expect(await gauge(without, "ociregistry_s3_local_copy_bytes")).toBe(0);
+  expect(await gauge(withCopy, "ociregistry_s3_uploads_waiting")).toBe(0);
   // img3 was served last: it has a copy; img0 (served longest ago) was evicted and comes from S3.
   await withObjectChanged(3, async () => {
     expect((await get(withCopy, 3)).bytes).toEqual(layer(3).bytes);

@@ -14,7 +14,7 @@ let n = 0;
 const fresh = (max: number) => {
   const dir = join(root, `c${n++}`);
   const log: string[] = [];
-  return { dir, log, copies: createLocalCopies(dir, max, (m) => log.push(m)) };
+  return { dir, log, copies: createLocalCopies(dir, max, { debug: (m) => log.push(m) }) };
 };
 
 const blob = (size: number, seed = size) => {
@@ -83,6 +83,54 @@ describe("the local copy of S3 blobs", () => {
     expect(opened).toBe(1);
     await read(first);
     expect(copies.find(b.key, 8192)).not.toBeNull();
+  });
+
+  test("a client reading too slowly gives its fill up: slot and reserved bytes are freed, the client still gets every byte", async () => {
+    let t = 0;
+    const log: string[] = [];
+    const dir = join(root, `c${n++}`);
+    // A 1 MiB bound: the slow fill reserves all of it while it lasts.
+    const copies = createLocalCopies(dir, 1 << 20, { debug: (m) => log.push(m), now: () => t });
+    const big = blob(1 << 20, 7);
+    const slow = copies.fill(big.key, 1 << 20, () => chunked(big.bytes)).getReader();
+    const got: Uint8Array[] = [];
+    const first = await slow.read();
+    got.push(first.value!);
+    // Another blob cannot get a copy meanwhile: the bound is reserved.
+    const other = blob(10_000, 9);
+    await read(copies.fill(other.key, 10_000, () => chunked(other.bytes)));
+    expect(copies.find(other.key, 10_000)).toBeNull();
+    // 30 s plus 1 MiB at 4 MiB/s later, the next chunk gives the fill up.
+    t += 30_000 + 250 + 1;
+    for (let r = await slow.read(); !r.done; r = await slow.read()) got.push(r.value);
+    expect(new Uint8Array(await new Blob(got).arrayBuffer())).toEqual(big.bytes);
+    expect(log.join("\n")).toContain("too slowly to hold a fill");
+    expect(copies.find(big.key, 1 << 20)).toBeNull();
+    expect(onDisk(dir).names).toEqual([]); // the temp file is gone
+    await read(copies.fill(other.key, 10_000, () => chunked(other.bytes)));
+    expect(copies.find(other.key, 10_000)).not.toBeNull(); // room again
+  });
+
+  test("a fill within its time keeps its copy (the clock is checked, not guessed)", async () => {
+    let t = 0;
+    const copies = createLocalCopies(join(root, `c${n++}`), 1 << 20, { now: () => t });
+    const b = blob(100_000, 3);
+    const reader = copies.fill(b.key, 100_000, () => chunked(b.bytes)).getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) t += 200; // 98 chunks, ~20 s in all
+    expect(copies.find(b.key, 100_000)).not.toBeNull();
+  });
+
+  test("the metrics are told the bytes and copies held at every change: kept, evicted, dropped", async () => {
+    const told: Array<[number, number]> = [];
+    const copies = createLocalCopies(join(root, `c${n++}`), 25_000, { changed: (bytes, count) => told.push([bytes, count]) });
+    const [a, b, c] = [blob(10_000, 1), blob(10_000, 2), blob(10_000, 3)];
+    for (const x of [a, b]) await read(copies.fill(x.key, 10_000, () => chunked(x.bytes)));
+    expect(told).toEqual([[10_000, 1], [20_000, 2]]);
+    await read(copies.fill(c.key, 10_000, () => chunked(c.bytes))); // a is evicted to make room
+    expect(told.slice(2)).toEqual([[10_000, 1], [20_000, 2]]);
+    await copies.drop(b.key);
+    expect(told.at(-1)).toEqual([10_000, 1]);
+    expect(copies.figures()).toEqual({ bytes: 10_000, copies: 1 });
   });
 
   test("the byte bound holds on disk: the least recently served copy is evicted, and a blob larger than the bound is never kept", async () => {

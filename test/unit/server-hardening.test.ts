@@ -107,6 +107,19 @@ describe("metrics", () => {
       ["2xx", "2xx", "3xx", "4xx", "4xx", "5xx", "5xx", "error", "error", "error", "error"]);
   });
 
+  test("the S3 store's gauges exist only with an S3 store, and follow what it reports", async () => {
+    expect(await createMetrics([]).registry.metrics()).not.toContain("ociregistry_s3_");
+    const m = createMetrics([], { s3: true });
+    m.s3!.localCopy(5 * 1024 * 1024, 2);
+    m.s3!.uploadsWaiting(1);
+    m.s3!.uploadsWaiting(1);
+    m.s3!.uploadsWaiting(-1);
+    const out = await m.registry.metrics();
+    expect(out).toContain(`ociregistry_s3_local_copy_bytes ${5 * 1024 * 1024}\n`);
+    expect(out).toContain("ociregistry_s3_local_copy_items 2\n");
+    expect(out).toContain("ociregistry_s3_uploads_waiting 1\n");
+  });
+
   test("40 client-named upstreams and a hundred status codes make a bounded number of series", async () => {
     const m = createMetrics(["docker.io", "ghcr.io"]);
     const codes = [...Array.from({ length: 100 }, (_, i) => 100 + i * 9), "timeout", "unreachable"] as Array<number | "timeout">;

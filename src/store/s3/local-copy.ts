@@ -14,6 +14,22 @@ import { writeAllAt } from "../scratch.ts";
 const FILLS = 2;
 /** The index's bound whatever the byte bound: ~200 bytes of memory each. */
 const MAX_ENTRIES = 10_000;
+/**
+ * A fill lasts as long as its client reads: one that reads slowly would hold a fill slot and its
+ * reserved bytes (a 2 GiB blob: the whole bound) for as long as it likes. Past this time, plus its
+ * size at this rate, the fill is given up (the client's stream goes on from S3) and the next read
+ * of the blob tries again.
+ */
+const FILL_GRACE_MS = 30_000;
+const FILL_MIN_BYTES_PER_S = 4 * 1024 * 1024;
+
+export interface LocalCopyOptions {
+  /** Why a copy was not kept. */
+  debug?: (message: string) => void;
+  /** Told the bytes and copies held whenever they change (metrics). */
+  changed?: (bytes: number, copies: number) => void;
+  now?: () => number;
+}
 
 export interface LocalCopies {
   /** The copy of `key` when this process holds a whole one of `size` bytes (marked as just served); else null. */
@@ -36,7 +52,10 @@ interface Fill {
   cancelled: boolean;
 }
 
-export function createLocalCopies(dir: string, maxBytes: number, debug: (message: string) => void = () => {}): LocalCopies {
+export function createLocalCopies(dir: string, maxBytes: number, o: LocalCopyOptions = {}): LocalCopies {
+  const debug = o.debug ?? (() => {});
+  const changed = o.changed ?? (() => {});
+  const now = o.now ?? Date.now;
   /** Copies by key, least recently served first (a Map keeps insertion order; a hit re-inserts). */
   const index = new Map<string, { path: string; size: number }>();
   const fills = new Map<string, Fill>();
@@ -64,6 +83,7 @@ export function createLocalCopies(dir: string, maxBytes: number, debug: (message
     if (!e) return null;
     index.delete(key);
     held -= e.size;
+    changed(held, index.size);
     return e.path;
   };
 
@@ -82,6 +102,7 @@ export function createLocalCopies(dir: string, maxBytes: number, debug: (message
     forget(key); // a copy made meanwhile had the same bytes: counted once
     index.set(key, { path, size });
     held += size;
+    changed(held, index.size);
   }
 
   return {
@@ -135,6 +156,8 @@ export function createLocalCopies(dir: string, maxBytes: number, debug: (message
       const hasher = createDigester(d.algorithm);
       let written = 0;
       let ended = false;
+      const started = now();
+      const until = started + FILL_GRACE_MS + (size / FILL_MIN_BYTES_PER_S) * 1000;
       /** Closes the temp file and keeps it only when it is whole and verified. */
       const end = (whole: boolean) => {
         if (ended) return;
@@ -174,6 +197,10 @@ export function createLocalCopies(dir: string, maxBytes: number, debug: (message
             return;
           }
           const chunk = r.value;
+          if (!ended && now() > until) {
+            debug(`no local copy of ${key}: its client read ${written} of ${size} bytes in ${Math.round((now() - started) / 1000)} s, too slowly to hold a fill`);
+            end(false);
+          }
           if (!ended) {
             try {
               hasher.update(chunk);

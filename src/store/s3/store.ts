@@ -40,8 +40,18 @@ export interface S3StoreOptions extends S3Access {
   uploadWhenQuiet?: () => Promise<void>;
   /** How far the upload may trail the download when deferred (s3.uploadTrail): what is left to send after its last byte. */
   uploadTrailBytes?: number;
+  /** What the metrics count. */
+  observe?: S3Observer;
   /** Debug messages (why a local copy was not kept). */
   debug?: (message: string) => void;
+}
+
+/** What the S3 store tells the metrics. */
+export interface S3Observer {
+  /** The local copy's bytes and copies now. */
+  localCopy(bytes: number, copies: number): void;
+  /** Blobs whose upload waits for quiet clients: +1 as one starts waiting, -1 as it goes. */
+  uploadsWaiting(delta: number): void;
 }
 
 /** Objects read at once while walking records. */
@@ -61,10 +71,10 @@ export function s3Driver(o: S3StoreOptions): Driver {
   const partSize = Math.max(5 * 1024 * 1024, o.partSize ?? 8 * 1024 * 1024);
   const scratch = join(o.scratchDir, ownTempPrefix());
   const limit = pLimit(READ_CONCURRENCY);
-  const defer = o.uploadWhenQuiet ? { quiet: o.uploadWhenQuiet, trailBytes: o.uploadTrailBytes ?? 0 } : undefined;
+  const defer = o.uploadWhenQuiet ? { quiet: o.uploadWhenQuiet, trailBytes: o.uploadTrailBytes ?? 0, waiting: o.observe?.uploadsWaiting } : undefined;
   // In this process's temp directory: dropped at the next start like scratch copies (a copy is not
   // re-verified after a restart), one directory per store (tests open several stores in one process).
-  const copies = o.localCopyBytes && !o.redirect ? createLocalCopies(join(scratch, `copies-${randomUUID().slice(0, 8)}`), o.localCopyBytes, o.debug) : null;
+  const copies = o.localCopyBytes && !o.redirect ? createLocalCopies(join(scratch, `copies-${randomUUID().slice(0, 8)}`), o.localCopyBytes, { debug: o.debug, changed: o.observe?.localCopy }) : null;
 
   /** `op` on the object at `key`; null when S3 says it is absent. */
   async function orNull<T>(key: string, op: (file: S3File) => Promise<T>): Promise<T | null> {

@@ -35,6 +35,8 @@ export interface UploadDeferral {
   quiet: () => Promise<void>;
   /** Bytes the upload may trail the download by: parts go up beside the download only past this. */
   trailBytes: number;
+  /** Told +1 as a blob's upload starts waiting for quiet, -1 as it goes (metrics). */
+  waiting?: (delta: number) => void;
 }
 
 /**
@@ -100,7 +102,12 @@ export async function s3BlobWriter(
     async publish() {
       if (defer && written - queued >= partSize) {
         // A part or more still to send: once the clients are served (the bytes are verified).
-        await defer.quiet();
+        defer.waiting?.(1);
+        try {
+          await defer.quiet();
+        } finally {
+          defer.waiting?.(-1);
+        }
         while (written - queued >= partSize) queuePart(partSize);
       }
       if (uploadId) {
