@@ -4,7 +4,9 @@
 // client's bytes are hashed. In one round the replica holding the download lease is killed with
 // SIGKILL mid-download: the blob still reaches every client and `verify` is clean. Each other
 // replica relays the blob to all its clients over ONE internal stream (the replicas' metrics count
-// the internal requests). The internal endpoint refuses unsigned and wrongly signed requests.
+// the internal requests). A blob whose upload waits for its replica's clients to be quiet reaches
+// another replica's client over the relay with the upstream down. The internal endpoint refuses
+// unsigned and wrongly signed requests.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -163,6 +165,34 @@ describe("one upstream fetch per blob across replicas", () => {
     // Leases are removed once their download ended.
     expect(await s3.readState(flightName(PROXY, layer().digest))).toBeNull();
   }, 600_000);
+
+  test("a blob served but not yet uploaded (its replica's clients still busy) reaches another replica's client over the relay, with the upstream down", async () => {
+    const s3 = store();
+    await s3.removeContent("blobs", layer().digest);
+    proxy.faults = {};
+    const a = replicas[0]!;
+    const before = blobGets();
+    const internalBefore = await internalRequests();
+    // A client of A that takes one chunk and stops reading: a request stays in flight on A, so
+    // A's upload waits (at most 2 s) once the blob is verified.
+    const stalled = new AbortController();
+    const held = await fetch(`${a.url}/v2/${PROXY}/library/big/blobs/${layer().digest}`, { signal: stalled.signal });
+    await held.body!.getReader().read();
+    try {
+      expect((await client(0)).digest).toBe(layer().digest); // A's other client gets the whole blob
+      expect(await s3.statBlob(layer().digest)).toBeNull(); // not in S3 yet
+      proxy.faults = { status: 503 };
+      const relayed = await client(1); // B: the lease names A, which serves it from its scratch copy
+      expect(relayed.digest).toBe(layer().digest);
+      expect(relayed.tries).toBe(1);
+    } finally {
+      proxy.faults = {};
+      stalled.abort();
+    }
+    expect(blobGets() - before).toBe(1);
+    expect(await internalRequests() - internalBefore).toBe(1);
+    await waitFor("the blob stored once A's clients are quiet", async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 20_000);
+  });
 
   test("the internal endpoint refuses requests not signed with the shared secret, and never logs it", async () => {
     const c = replicas.find((r) => r)!;
