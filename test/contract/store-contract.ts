@@ -55,6 +55,20 @@ export function storeContract(name: string, driver: () => Promise<Driver>) {
       expect(await bytesOf(s.file.slice(6 * 1024 * 1024, 6 * 1024 * 1024 + 16))).toEqual(bytes.subarray(6 * 1024 * 1024, 6 * 1024 * 1024 + 16));
     });
 
+    test("an empty blob and a one-byte blob are stored whole (one PUT each on S3)", async () => {
+      const store = await make();
+      for (const bytes of [new Uint8Array(0), enc("x")]) {
+        const digest = digestOf(bytes);
+        const w = await store.createBlobWriter(digest, { size: bytes.byteLength });
+        if (bytes.byteLength) await w.write(bytes);
+        await w.commit();
+        const s = await store.statBlob(digest);
+        expect(s?.size).toBe(bytes.byteLength);
+        expect(await bytesOf(s!.file)).toEqual(bytes);
+        await w.release();
+      }
+    });
+
     test("ranges of a stored blob are its bytes", async () => {
       const store = await make();
       const bytes = new Uint8Array(200_000).map((_, i) => i % 251);

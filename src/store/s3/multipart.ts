@@ -17,6 +17,12 @@ export async function startUpload(a: S3Access, key: string): Promise<string> {
   return id;
 }
 
+/** A whole object in one PUT, sent from a slice of a file (a blob under one part). */
+export async function putObject(a: S3Access, key: string, body: Blob): Promise<void> {
+  const res = await s3Request(a, "PUT", key, { body, timeoutMs: 300_000, unsignedPayload: true });
+  await ok(res, `writing ${key}`);
+}
+
 /** Uploads part `n`: its bytes in memory, or a slice of a file (sent from the file). */
 export async function uploadPart(a: S3Access, key: string, uploadId: string, n: number, bytes: Uint8Array | Blob): Promise<string> {
   const res = await s3Request(a, "PUT", key, { query: { partNumber: String(n), uploadId }, body: bytes, timeoutMs: 300_000, unsignedPayload: true });

@@ -7,7 +7,7 @@ import pLimit from "p-limit";
 import type { WriterBackend } from "../driver.ts";
 import { openScratch } from "../scratch.ts";
 import { StoreError } from "../types.ts";
-import { abortUpload, completeUpload, startUpload, uploadPart } from "./multipart.ts";
+import { abortUpload, completeUpload, putObject, startUpload, uploadPart } from "./multipart.ts";
 import type { S3Access } from "./sigv4.ts";
 
 /** Multipart parts uploading at once per blob. */
@@ -63,16 +63,11 @@ export async function s3BlobWriter(
   const trail = defer?.trailBytes ?? 0;
   /** Bytes handed to parts so far. */
   let queued = 0;
-  const readBack = async (from: number, length: number) => {
-    const bytes = new Uint8Array(length);
-    const n = await file.readAt(from, bytes);
-    if (n !== length) throw new StoreError("unavailable", `the scratch copy of ${key} has ${from + n} bytes, not ${from + length}`);
-    return bytes;
-  };
   /**
-   * A part as a slice of the scratch file, sent from the file by the HTTP client: reading it back
-   * into memory first (8 MiB per part) cost the pull a copy and its garbage on the 2 cores the
-   * download shares with S3. The bytes are written (synchronously) before their part is queued.
+   * A part (or a blob under one part) as a slice of the scratch file, sent from the file by the
+   * HTTP client: reading it back into memory first (8 MiB per part) cost the pull a copy and its
+   * garbage on the 2 cores the download shares with S3, and held up to 8 MiB per small blob being
+   * stored. The bytes are written (synchronously) before their part is queued.
    */
   const partOfFile = (from: number, length: number) => {
     const have = statSync(file.path).size;
@@ -115,7 +110,7 @@ export async function s3BlobWriter(
         await completeUpload(o, key, await uploadId, await Promise.all(parts));
       } else {
         try {
-          await client.write(key, await readBack(0, written));
+          await putObject(o, key, partOfFile(0, written));
         } catch (err) {
           throw err instanceof StoreError ? err : unavailable(err, `writing ${key}`);
         }
