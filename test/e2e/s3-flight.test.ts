@@ -9,6 +9,8 @@
 // unsigned and wrongly signed requests.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
+import { once } from "node:events";
+import { connect } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -173,11 +175,14 @@ describe("one upstream fetch per blob across replicas", () => {
     const a = replicas[0]!;
     const before = blobGets();
     const internalBefore = await internalRequests();
-    // A client of A that takes one chunk and stops reading: a request stays in flight on A, so
-    // A's upload waits (at most 2 s) once the blob is verified.
-    const stalled = new AbortController();
-    const held = await fetch(`${a.url}/v2/${PROXY}/library/big/blobs/${layer().digest}`, { signal: stalled.signal });
-    await held.body!.getReader().read();
+    // A client of A that takes the first bytes and stops reading (a raw socket, paused: fetch would
+    // buffer the whole body): its request stays in flight on A, so A's upload waits (at most 2 s)
+    // once the blob is verified.
+    const stalled = connect({ host: "127.0.0.1", port: a.port });
+    await once(stalled, "connect");
+    stalled.write(`GET /v2/${PROXY}/library/big/blobs/${layer().digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    await once(stalled, "data");
+    stalled.pause();
     try {
       expect((await client(0)).digest).toBe(layer().digest); // A's other client gets the whole blob
       expect(await s3.statBlob(layer().digest)).toBeNull(); // not in S3 yet
@@ -185,13 +190,14 @@ describe("one upstream fetch per blob across replicas", () => {
       const relayed = await client(1); // B: the lease names A, which serves it from its scratch copy
       expect(relayed.digest).toBe(layer().digest);
       expect(relayed.tries).toBe(1);
+      // The stalled client cannot hold the upload back for longer than 2 s: stored while it still waits.
+      await waitFor("the blob stored with a client of A still stalled", async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 10_000);
     } finally {
       proxy.faults = {};
-      stalled.abort();
+      stalled.destroy();
     }
     expect(blobGets() - before).toBe(1);
     expect(await internalRequests() - internalBefore).toBe(1);
-    await waitFor("the blob stored once A's clients are quiet", async () => (await s3.statBlob(layer().digest))?.size === layer().bytes.byteLength, 20_000);
   });
 
   test("the internal endpoint refuses requests not signed with the shared secret, and never logs it", async () => {
