@@ -33,6 +33,8 @@ export interface FlightLeases {
   claim(upstream: string, digest: string): Promise<FlightClaim>;
   /** The owner `seen` names could not serve: its lease is replaced by ours if unchanged since, else the new holder is named. */
   takeOver(upstream: string, digest: string, seen: Uint8Array): Promise<FlightClaim>;
+  /** Whether `owner` still holds the lease, unexpired: it renews it until its commit (the upload) ended. */
+  live(upstream: string, digest: string, owner: string): Promise<boolean>;
 }
 
 interface LeaseBody { owner: string; url: string; expires: number }
@@ -111,5 +113,9 @@ export function createFlightLeases(store: Store, o: {
   return {
     claim: (upstream, digest) => settle(flightName(upstream, digest), null),
     takeOver: (upstream, digest, seen) => settle(flightName(upstream, digest), seen),
+    async live(upstream, digest, holder) {
+      const lease = parseLease(await store.readState(flightName(upstream, digest)));
+      return lease !== null && lease.owner === holder && lease.expires > o.now();
+    },
   };
 }

@@ -20,6 +20,12 @@ export interface PeerFlight {
 
 /** Owners (or their successors) asked for one client's bytes before the client gets an error. */
 const TRIES = 4;
+/**
+ * The longest a relay waits for the owner's object while the owner still holds its lease: the owner
+ * uploads after its clients are served (up to s3.uploadTrail after its last byte; each part may
+ * take up to 300 s).
+ */
+const OWNER_COMMIT_MAX_MS = 5 * 60_000;
 
 export const isPeerFlight = (f: unknown): f is PeerFlight => typeof f === "object" && f !== null && "peer" in f;
 
@@ -81,15 +87,17 @@ export function peerSources(ctx: CacheContext, retake: (target: Target, digest: 
     }
     let writer;
     let d: Download | null = null;
+    let from: PeerFlight | null = opened.peer;
     try {
       writer = await relaySpool(dir, digest, opened.size, {
         stored: () => ctx.store.statBlob(digest), verified: () => d && on.verified(d), waitMs: FLIGHT_LEASE_MS, now: ctx.now,
+        ownerBusy: async () => !!from && !!ctx.leases && (await ctx.leases.live(target.upstream, digest, from.peer.owner)),
+        maxWaitMs: FLIGHT_LEASE_MS + OWNER_COMMIT_MAX_MS,
       });
     } catch (err) {
       void opened.body.cancel().catch(() => {});
       throw err;
     }
-    let from: PeerFlight | null = opened.peer;
     const body = relayStream(opened.body, {
       digest, size: opened.size, idleTimeoutMs: ctx.pullTimeoutMs,
       resume: async (pos) => {

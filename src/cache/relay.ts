@@ -69,14 +69,19 @@ export function relayStream(first: ReadableStream<Uint8Array>, o: RelayOptions):
 /**
  * Where a relayed blob's bytes go on this replica: a local scratch file (in `dir`) that joined
  * readers read back, checked against the size and the digest (the one hash). Its commit stores
- * nothing: it says the bytes are verified, waits up to `waitMs` for the owner's object
- * (`stored`), then serves late readers from it; NotKept when it did not appear.
+ * nothing: it says the bytes are verified, waits for the owner's object (`stored`) — `waitMs`, and
+ * longer while `ownerBusy` (the owner still renews its lease: its upload runs), never past
+ * `maxWaitMs` — then serves late readers from it; NotKept when it did not appear.
  */
 export async function relaySpool(dir: string, digest: string, size: number | null, o: {
   stored: () => Promise<StoredBlob | null>;
   /** The bytes matched: from now on new clients should find the owner's object, not this relay. */
   verified: () => void;
   waitMs: number;
+  /** The owner still holds its lease (it uploads the blob after its clients are served). */
+  ownerBusy?: () => Promise<boolean>;
+  /** The longest wait however busy the owner says it is (default `waitMs`). */
+  maxWaitMs?: number;
   now: () => number;
 }): Promise<BlobWriter> {
   const file = await openScratch(dir, 0o600, `the relay of ${digest}`);
@@ -97,14 +102,20 @@ export async function relaySpool(dir: string, digest: string, size: number | nul
       o.verified();
       // The owner commits right after its last byte went out (read by now, or about to be). Not
       // found in time: the spool stays verified (its readers finish from it), abort drops it.
-      for (const until = o.now() + o.waitMs; ; await Bun.sleep(200)) {
+      const started = o.now();
+      const until = started + o.waitMs;
+      const cap = started + Math.max(o.waitMs, o.maxWaitMs ?? o.waitMs);
+      for (;; await Bun.sleep(200)) {
         const s = await o.stored();
         if (s) {
           // Readers that join as the spool is released read the owner's object.
           file.published(async (p, n) => new Uint8Array(await s.file.slice(p, p + n).arrayBuffer()));
           return spool.commit();
         }
-        if (o.now() >= until) throw new NotKept(`${digest} was relayed from the replica downloading it but did not appear in the store within ${o.waitMs / 1000} s`);
+        const t = o.now();
+        if (t >= cap || (t >= until && !(await o.ownerBusy?.().catch(() => false)))) {
+          throw new NotKept(`${digest} was relayed from the replica downloading it but did not appear in the store within ${Math.round((t - started) / 1000)} s`);
+        }
       }
     },
   };

@@ -86,7 +86,7 @@ export const s3 = mapping({
   forcePathStyle: doc(v.optional(bool(), true), "bucket in the path (Ceph RGW, MinIO); `false` for virtual-hosted style (AWS)"),
   redirect: doc(v.optional(bool(), false), "answer warm blob GETs with `307` to a presigned URL (5 minutes) instead of streaming them"),
   abortUploadsAfter: doc(v.optional(duration(), "1h"), "incomplete multipart uploads (a replica killed mid-upload) older than this are aborted at start"),
-  uploadTrail: doc(v.optional(size(), "256MiB"), "in `serve`, a cold blob goes up to S3 after its download, once no request has been in flight for 50 ms (at most 2 s later), so the clients' pulls do not share the cores and the link with the upload; parts of a longer download go up beside it, trailing it by this many bytes; `0` uploads beside the download"),
+  uploadTrail: doc(v.optional(size(), "256MiB"), "in `serve`, a cold blob of 8 MiB or more goes up to S3 after its download, once no request has been in flight for 50 ms (at most 2 s later), so the clients' pulls do not share the cores and the link with the upload; parts of a longer download go up beside it, trailing it by this many bytes; `0` uploads beside the download"),
   localCopy: doc(v.optional(size(), "2GiB"), "`serve` keeps verified blobs up to this many bytes on local disk under `imagePath` (least recently served evicted first) and sends warm ones from there with sendfile instead of streaming them from S3; dropped at restart; `0` turns it off (unused with `redirect`)"),
 }, "must be a mapping");
 

@@ -27,7 +27,8 @@ export function createQuietGate(o: QuietOptions = {}): QuietGate {
   const graceMs = o.graceMs ?? 50;
   const maxWaitMs = o.maxWaitMs ?? 2000;
   const pollMs = o.pollMs ?? 10;
-  const now = o.now ?? Date.now;
+  // A monotonic clock: a wall clock stepped back would stretch the longest wait.
+  const now = o.now ?? (() => performance.now());
   let busy: (() => boolean) | null = null;
   let opened = false;
   let waiters: Array<{ until: number; resolve: () => void }> = [];

@@ -10,6 +10,7 @@ import { TOMBSTONE_MS } from "../../src/store/s3/conditional.ts";
 import { digestOf } from "../../src/oci/digest.ts";
 import { incompleteUploads } from "../../src/store/s3/multipart.ts";
 import { s3Driver } from "../../src/store/s3/store.ts";
+import { waitFor } from "../helpers/procs.ts";
 import { startRgw, type Rgw } from "../helpers/rgw.ts";
 import { record } from "./fixtures.ts";
 import { storeContract } from "./store-contract.ts";
@@ -136,7 +137,8 @@ describe("uploads that wait for quiet clients", () => {
     const g = gated(5 * MiB);
     const bytes = blob(23 * MiB, 7);
     const w = await write(g.store, bytes);
-    expect(await uploadsUnder(g.prefix)).toBe(1); // started during the download
+    // Started during the download (its first request is not awaited by write()).
+    await waitFor("an upload started beside the download", async () => (await uploadsUnder(g.prefix)) === 1, 10_000);
     const committed = w.commit();
     await Bun.sleep(200);
     expect(await g.store.statBlob(digestOf(bytes))).toBeNull();
@@ -158,7 +160,7 @@ describe("uploads that wait for quiet clients", () => {
     await w.release();
   });
 
-  test("a blob dropped while its upload waits (a stop's abort) leaves no object and no upload", async () => {
+  test("a blob dropped while its upload waits (an abort) leaves no object and starts no upload", async () => {
     for (const trail of [5 * MiB, 256 * MiB]) {
       const g = gated(trail);
       const bytes = blob(12 * MiB, trail % 251);

@@ -5,6 +5,8 @@
 // aborts the upload; list, prune, verify, export and load --archive on S3;
 // presigned redirects; clear errors for a wrong endpoint, bucket or key.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { once } from "node:events";
+import { connect } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,24 +108,39 @@ describe("replicas on one bucket", () => {
     expect(list.map((i) => i.image)).toEqual(expect.arrayContaining(["one", "two", "three", "four"].map((n) => `${UP}/library/${n}`)));
   });
 
-  test("a cold blob goes up to S3 after its download, not beside it, and is there once serve stopped (SIGTERM right after the pull)", async () => {
-    const { c: a } = await replica("shutdownDelay: 0s\n");
+  test("a cold blob goes up to S3 after its download, not beside it, and at once on SIGTERM though a client still holds a request", async () => {
+    const { c: a } = await replica("shutdownDelay: 0s\ndrainTimeout: 5s\n");
     const later = makeImage({ content: 24 * 1024 * 1024, uncompressed: true });
     await pushImage({ base: up.base }, "library/later", "v1", later);
     const layer = later.blobs[1]!;
+    const path = `/v2/${SLOW}/library/later/blobs/${layer.digest}`;
+    // A client that takes the first bytes and stops reading (a paused socket): a request in flight,
+    // so the upload waits for quiet (at most 2 s) once the blob is verified.
+    const stalled = connect({ host: "127.0.0.1", port: a.port });
+    await once(stalled, "connect");
     proxy.faults = { throttle: 12 * 1024 * 1024 };
     try {
-      const pull = fetch(`${a.url}/v2/${SLOW}/library/later/blobs/${layer.digest}`).then((r) => r.arrayBuffer());
+      stalled.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      await once(stalled, "data");
+      stalled.pause();
+      const pull = fetch(`${a.url}${path}`).then((r) => r.arrayBuffer());
       await Bun.sleep(1000);
       // Half-way: the client gets its bytes, S3 none yet (the default trail is 256 MiB).
       expect(await incompleteUploads({ ...rgwAccess(), bucket: BUCKET }, "cache/blobs/")).toEqual([]);
       expect(await s3().statBlob(layer.digest)).toBeNull();
       expect(new Bun.CryptoHasher("sha256").update(await pull).digest("hex")).toBe(layer.digest.slice(7));
+      await Bun.sleep(300);
+      expect(await s3().statBlob(layer.digest)).toBeNull(); // verified, waiting for the stalled client
+      // SIGTERM: the upload goes at once, not when the 2 s are over, while the drain waits for the stalled client.
+      const t0 = performance.now();
+      a.proc.kill("SIGTERM");
+      await waitFor("the blob in S3 right after SIGTERM", async () => (await s3().statBlob(layer.digest))?.size === layer.bytes.byteLength, 5000);
+      expect(performance.now() - t0).toBeLessThan(1200);
     } finally {
       proxy.faults = {};
+      stalled.destroy();
     }
     await a.stop();
-    expect((await s3().statBlob(layer.digest))?.size).toBe(layer.bytes.byteLength);
     expect(await incompleteUploads({ ...rgwAccess(), bucket: BUCKET }, "cache/blobs/")).toEqual([]);
   });
 

@@ -111,6 +111,24 @@ describe("the local copy of S3 blobs", () => {
     expect(copies.find(other.key, 10_000)).not.toBeNull(); // room again
   });
 
+  test("a client that stops reading altogether gives its fill up when its time is over (a timer, not a read, notices)", async () => {
+    const dir = join(root, `c${n++}`);
+    const log: string[] = [];
+    const copies = createLocalCopies(dir, 1 << 20, { debug: (m) => log.push(m), fillGraceMs: 50 });
+    const big = blob(1 << 20, 5);
+    const stalled = copies.fill(big.key, 1 << 20, () => chunked(big.bytes)).getReader();
+    await stalled.read(); // one chunk, then nothing
+    const other = blob(10_000, 6);
+    await read(copies.fill(other.key, 10_000, () => chunked(other.bytes)));
+    expect(copies.find(other.key, 10_000)).toBeNull(); // the stalled fill holds the bound
+    await Bun.sleep(50 + 250 + 100); // its grace plus 1 MiB at 4 MiB/s
+    expect(log.join("\n")).toContain("stopped reading");
+    expect(onDisk(dir).names).toEqual([]);
+    await read(copies.fill(other.key, 10_000, () => chunked(other.bytes)));
+    expect(copies.find(other.key, 10_000)).not.toBeNull();
+    await stalled.cancel();
+  });
+
   test("a fill within its time keeps its copy (the clock is checked, not guessed)", async () => {
     let t = 0;
     const copies = createLocalCopies(join(root, `c${n++}`), 1 << 20, { now: () => t });

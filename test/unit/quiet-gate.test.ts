@@ -1,73 +1,105 @@
 // The quiet gate S3 uploads wait at in `serve`: it lets the work go once nothing has been in flight
 // for the grace time, never later than the longest wait however busy, at once without a probe or
-// once opened (a stop), and a probe that throws holds nothing back.
+// once opened (a stop), and a probe that throws holds nothing back. The gate's clock is a fake one
+// moved by the test; only its polls run on real timers (every 2 ms), so no result depends on timing.
 import { describe, expect, test } from "bun:test";
-import { createQuietGate } from "../../src/lib/quiet.ts";
+import { createQuietGate, type QuietOptions } from "../../src/lib/quiet.ts";
 
-/** When `p` settled, in ms after the call (null: not within `ms`). */
-async function settledAfter(p: Promise<void>, ms: number): Promise<number | null> {
-  const t0 = performance.now();
-  const done = await Promise.race([p.then(() => true), Bun.sleep(ms).then(() => false)]);
-  return done ? performance.now() - t0 : null;
+function clocked(o: QuietOptions) {
+  let t = 0;
+  const gate = createQuietGate({ ...o, pollMs: 2, now: () => t });
+  return { gate, advance: (ms: number) => void (t += ms) };
+}
+/** Time for the gate to poll several times. */
+const polls = () => Bun.sleep(25);
+/** A wait whose settling can be looked at. */
+function watched(p: Promise<void>) {
+  const w = { done: false };
+  void p.then(() => (w.done = true));
+  return w;
 }
 
 describe("quiet gate", () => {
   test("without a probe (no listener: load, tests) nothing waits", async () => {
-    const gate = createQuietGate({ graceMs: 1000, maxWaitMs: 5000 });
-    expect(await settledAfter(gate.wait(), 50)).not.toBeNull();
+    const { gate } = clocked({ graceMs: 1000, maxWaitMs: 5000 });
+    const w = watched(gate.wait());
+    await Bun.sleep(0);
+    expect(w.done).toBe(true);
   });
 
   test("waits while a request is in flight, then the grace time after the last one", async () => {
     let busy = true;
-    const gate = createQuietGate({ graceMs: 60, maxWaitMs: 5000, pollMs: 5 });
+    const { gate, advance } = clocked({ graceMs: 60, maxWaitMs: 5000 });
     gate.watch(() => busy);
-    const waits = [gate.wait(), gate.wait()];
-    const all = Promise.all(waits).then(() => {});
-    expect(await settledAfter(all, 150)).toBeNull(); // busy: held
+    const [a, b] = [watched(gate.wait()), watched(gate.wait())];
+    await polls();
+    advance(1000);
+    await polls();
+    expect(a.done || b.done).toBe(false); // busy: held
     busy = false;
-    const after = await settledAfter(all, 1000);
-    expect(after).not.toBeNull();
-    expect(after!).toBeGreaterThanOrEqual(55); // the grace time, not at once
+    await polls(); // quiet from t = 1000
+    advance(59);
+    await polls();
+    expect(a.done || b.done).toBe(false); // not the grace time yet
+    advance(1);
+    await polls();
+    expect(a.done && b.done).toBe(true);
   });
 
   test("a request within the grace time starts it again", async () => {
     let busy = false;
-    const gate = createQuietGate({ graceMs: 80, maxWaitMs: 5000, pollMs: 5 });
+    const { gate, advance } = clocked({ graceMs: 80, maxWaitMs: 5000 });
     gate.watch(() => busy);
-    const p = gate.wait();
-    await Bun.sleep(40);
+    const w = watched(gate.wait());
+    await polls(); // quiet from t = 0
+    advance(40);
     busy = true;
-    await Bun.sleep(20);
+    await polls();
     busy = false;
-    const t0 = performance.now();
-    await p;
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(70);
+    await polls(); // quiet again from t = 40
+    advance(79);
+    await polls();
+    expect(w.done).toBe(false); // 119: 79 ms of quiet
+    advance(1);
+    await polls();
+    expect(w.done).toBe(true);
   });
 
   test("never longer than the longest wait, however busy", async () => {
-    const gate = createQuietGate({ graceMs: 10, maxWaitMs: 120, pollMs: 5 });
+    const { gate, advance } = clocked({ graceMs: 10, maxWaitMs: 120 });
     gate.watch(() => true);
-    const after = await settledAfter(gate.wait(), 2000);
-    expect(after).not.toBeNull();
-    expect(after!).toBeGreaterThanOrEqual(110);
-    expect(after!).toBeLessThan(1000);
+    const w = watched(gate.wait());
+    advance(119);
+    await polls();
+    expect(w.done).toBe(false);
+    advance(1);
+    await polls();
+    expect(w.done).toBe(true);
   });
 
   test("open (a stop) lets what waits go at once, and later waits too", async () => {
-    const gate = createQuietGate({ graceMs: 1000, maxWaitMs: 60_000, pollMs: 5 });
+    const { gate } = clocked({ graceMs: 1000, maxWaitMs: 60_000 });
     gate.watch(() => true);
-    const p = gate.wait();
-    expect(await settledAfter(p, 50)).toBeNull();
+    const w = watched(gate.wait());
+    await polls();
+    expect(w.done).toBe(false);
     gate.open();
-    expect(await settledAfter(p, 20)).not.toBeNull();
-    expect(await settledAfter(gate.wait(), 20)).not.toBeNull();
+    await Bun.sleep(0);
+    expect(w.done).toBe(true);
+    const later = watched(gate.wait());
+    await Bun.sleep(0);
+    expect(later.done).toBe(true);
   });
 
   test("a probe that throws holds nothing back", async () => {
-    const gate = createQuietGate({ graceMs: 20, maxWaitMs: 60_000, pollMs: 5 });
+    const { gate, advance } = clocked({ graceMs: 20, maxWaitMs: 60_000 });
     gate.watch(() => {
       throw new Error("listener gone");
     });
-    expect(await settledAfter(gate.wait(), 500)).not.toBeNull();
+    const w = watched(gate.wait());
+    await polls();
+    advance(20);
+    await polls();
+    expect(w.done).toBe(true);
   });
 });

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createCache, type Cache } from "../../src/cache/index.ts";
-import { createFlightLeases } from "../../src/cache/flight-leases.ts";
+import { FLIGHT_LEASE_MS, flightName } from "../../src/cache/flight-leases.ts";
 import { createRegistry } from "../../src/registry/router.ts";
 import { internalEndpoint, peerLink } from "../../src/server/replica-link.ts";
 import { createMemoryStore } from "../../src/store/memory.ts";
@@ -69,9 +69,14 @@ function cluster(upstreamBody?: (bytes: Uint8Array) => ReadableStream<Uint8Array
   const path = `http://cache.test/v2/library/x/blobs/${layer.digest}`;
   const blobGets = () => up.log.filter((l) => l === `GET /v2/library/x/blobs/${layer.digest}`).length;
   /** A lease for the blob held by `origin` (a fake owner whose endpoint the test sets). */
+  /**
+   * Another replica holding the lease and serving `endpoint`. Its lease is written as an owner writes
+   * it but not renewed (expiring FLIGHT_LEASE_MS from now), as an owner whose download or upload
+   * ended stops renewing it: a relay waits for its object no longer than that.
+   */
   const fakeOwner = async (origin: string, endpoint: (req: Request) => Response | Promise<Response>) => {
-    const claim = await createFlightLeases(store, { self: () => origin, now: Date.now, warn: () => {} }).claim("up.test", layer.digest);
-    expect(claim.kind).toBe("owner");
+    const lease = { owner: `fake-${origin}`, url: origin, expires: new Date(Date.now() + FLIGHT_LEASE_MS).toISOString() };
+    expect(await store.createState(flightName("up.test", layer.digest), new TextEncoder().encode(`${JSON.stringify(lease)}\n`))).toBe(true);
     endpoints.set(origin, async (req) => endpoint(req));
   };
   return { store, up, layer, replica, path, internal, blobGets, relayDir, fakeOwner, endpoints };

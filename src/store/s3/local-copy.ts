@@ -29,6 +29,8 @@ export interface LocalCopyOptions {
   /** Told the bytes and copies held whenever they change (metrics). */
   changed?: (bytes: number, copies: number) => void;
   now?: () => number;
+  /** The fill's time before its size counts (default 30 s). */
+  fillGraceMs?: number;
 }
 
 export interface LocalCopies {
@@ -157,11 +159,18 @@ export function createLocalCopies(dir: string, maxBytes: number, o: LocalCopyOpt
       let written = 0;
       let ended = false;
       const started = now();
-      const until = started + FILL_GRACE_MS + (size / FILL_MIN_BYTES_PER_S) * 1000;
+      const until = started + (o.fillGraceMs ?? FILL_GRACE_MS) + (size / FILL_MIN_BYTES_PER_S) * 1000;
+      // Also when the client stops reading altogether: no read comes to check the time then.
+      const timer = setTimeout(() => {
+        if (!ended) debug(`no local copy of ${key}: its client stopped reading at ${written} of ${size} bytes`);
+        end(false);
+      }, Math.max(0, until - started));
+      timer.unref?.();
       /** Closes the temp file and keeps it only when it is whole and verified. */
       const end = (whole: boolean) => {
         if (ended) return;
         ended = true;
+        clearTimeout(timer);
         fills.delete(key);
         reserved -= size;
         try {

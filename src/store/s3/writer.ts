@@ -103,6 +103,8 @@ export async function s3BlobWriter(
         } finally {
           defer.waiting?.(-1);
         }
+        // Dropped meanwhile (an abort): no upload is started for bytes already discarded.
+        if (dropped) throw new StoreError("unavailable", `the upload of ${key} was dropped`);
         while (written - queued >= partSize) queuePart(partSize);
       }
       if (uploadId) {
