@@ -130,7 +130,13 @@ test("two replicas on one bounded bucket prefix: pulls succeed, the prefix stays
 
   // Meanwhile replica B alone pulls 7 images, 3 at a time: past maxSize, so B evicts.
   for (let i = 0; i < 7; i += 3) await Promise.all([i, i + 1, i + 2].filter((n) => n < 7).map((n) => pull(b, n)));
-  await waitFor("an eviction run by replica B", async () => runsOf(b).length > 0, 20_000);
+  await waitFor("an eviction run by replica B", async () => runsOf(b).length > 0, 20_000).catch((err) => {
+    // A rare failure seen in full runs: what each replica said about eviction and room, for the next look.
+    for (const [name, c] of [["A", a], ["B", b]] as const) {
+      console.error(`--- replica ${name}\n${c.output().split("\n").filter((l) => /evict|full|room|lease|count/i.test(l)).slice(-30).join("\n")}`);
+    }
+    throw err;
+  });
   const bRunsDuringSlow = runsOf(b).filter(([, end]) => end > slowStart);
   expect(bRunsDuringSlow.length).toBeGreaterThan(0);
   // The slow image, least recently pulled, is still there while its layer downloads.
