@@ -100,8 +100,9 @@ export async function relaySpool(dir: string, digest: string, size: number | nul
     async commit() {
       await spool.verify();
       o.verified();
-      // The owner commits right after its last byte went out (read by now, or about to be). Not
-      // found in time: the spool stays verified (its readers finish from it), abort drops it.
+      // The owner commits once its last byte went out and its clients are served (its upload may
+      // wait for them, then run). Not found in time: the spool stays verified (its readers finish
+      // from it), abort drops it.
       const started = o.now();
       const until = started + o.waitMs;
       const cap = started + Math.max(o.waitMs, o.maxWaitMs ?? o.waitMs);

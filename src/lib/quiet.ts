@@ -46,7 +46,8 @@ export function createQuietGate(o: QuietOptions = {}): QuietGate {
     }
     if (probe) quietSince = null;
     else quietSince ??= t;
-    const release = opened || !busy || (quietSince !== null && t - quietSince >= graceMs);
+    // Waiters exist only with a probe (wait() lets everything go at once without one).
+    const release = opened || (quietSince !== null && t - quietSince >= graceMs);
     const go = release ? waiters : waiters.filter((w) => t >= w.until);
     if (go.length === 0) return;
     waiters = release ? [] : waiters.filter((w) => t < w.until);

@@ -1,8 +1,9 @@
 // The S3 driver: the layout's keys as objects under a prefix in one bucket, so several replicas
 // share one cache. Blobs go up as multipart uploads, completed only once verified (an object is
-// whole or absent; writer.ts): beside the download, or in `serve` once its clients are quiet; a local scratch copy under the image path
-// serves readers joining a download. Records are updated with conditional PUTs (conditional.ts), so
-// replicas never lose each other's changes. Reads are S3 files: sliceable, streamed by Bun, presignable.
+// whole or absent; writer.ts): beside the download, or in `serve` once its clients are quiet; a
+// local scratch copy under the image path serves readers joining a download. Records are updated
+// with conditional PUTs (conditional.ts), so replicas never lose each other's changes. Reads are S3
+// files: sliceable, streamed by Bun, presignable.
 import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";

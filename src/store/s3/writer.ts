@@ -1,7 +1,7 @@
 // A blob on its way into S3: each chunk goes to a local scratch file (readers joining the download
-// read it back), and each full part, sent from it, into a multipart upload beside the
-// download, a few at a time. The upload is completed — the object appears, whole — only once the
-// digest is verified.
+// read it back), and each full part, sent from it, into a multipart upload, a few at a time:
+// beside the download, or (serve) once its clients are quiet. The upload is completed — the object
+// appears, whole — only once the digest is verified.
 import { statSync } from "node:fs";
 import pLimit from "p-limit";
 import type { WriterBackend } from "../driver.ts";
